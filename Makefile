@@ -1,0 +1,43 @@
+# tritonops: `make demo` runs the main job, `make test` the whole suite. Both set themselves up.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+TRITONOPS := $(VENV)/bin/tritonops
+STAMP := $(VENV)/.bootstrap-stamp
+
+.PHONY: setup test test-chart demo lint typecheck docs docs-check bench clean
+
+setup: $(STAMP)
+
+# Re-run the bootstrap only when what it installs changed.
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	@bash scripts/bootstrap.sh
+	@touch $(STAMP)
+
+test: setup lint
+	$(PY) -m pytest -q
+
+test-chart: setup
+	$(PY) -m pytest -q tests/chart
+
+demo: setup
+	$(TRITONOPS) demo
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+docs: setup
+	$(TRITONOPS) docs --write
+
+docs-check: setup
+	$(TRITONOPS) docs --check
+
+bench: setup
+	$(PY) bench/render.py
+
+clean:
+	rm -rf $(VENV) .tritonops bench/results

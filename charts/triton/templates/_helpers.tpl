@@ -1,0 +1,279 @@
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "triton.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified name: release-chart, or the release name when it already contains the chart name. */}}
+{{- define "triton.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Chart label value: name-version. */}}
+{{- define "triton.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: name and instance only, never user labels. */}}
+{{- define "triton.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "triton.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Platform labels the seed platform selects on: app, env, release. */}}
+{{- define "triton.platformLabels" -}}
+app: {{ include "triton.name" . }}
+env: {{ .Values.environment | quote }}
+release: {{ .Release.Name }}
+{{- end }}
+
+{{/* Standard labels for every object's metadata. */}}
+{{- define "triton.labels" -}}
+helm.sh/chart: {{ include "triton.chart" . }}
+{{ include "triton.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: inference-server
+app.kubernetes.io/part-of: tritonops
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{ include "triton.platformLabels" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* ServiceAccount name. */}}
+{{- define "triton.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "triton.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+An image reference: repository@digest when a digest is set, else repository:tag.
+Usage: {{ include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Chart.AppVersion) }}
+*/}}
+{{- define "triton.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .defaultTag .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The Triton image reference (tag defaults to appVersion). */}}
+{{- define "triton.image" -}}
+{{- include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* Name of the Secret holding the repository API key. */}}
+{{- define "triton.repositoryApiSecretName" -}}
+{{- default (printf "%s-repository-api" (include "triton.fullname" .)) .Values.repositoryApi.restricted.existingSecret }}
+{{- end }}
+
+{{/* Name of the model-repository PVC (existing or created). */}}
+{{- define "triton.claimName" -}}
+{{- default (printf "%s-models" (include "triton.fullname" .)) .Values.modelRepository.pvc.existingClaim }}
+{{- end }}
+
+{{/* Where the scripts ConfigMap is mounted in the Triton container. */}}
+{{- define "triton.scriptsDir" -}}
+/opt/tritonops
+{{- end }}
+
+{{/* Where the repository API key Secret is mounted. */}}
+{{- define "triton.repositoryApiKeyDir" -}}
+/var/run/secrets/tritonops/repository-api
+{{- end }}
+
+{{/* Path of the committed-state record inside the container. */}}
+{{- define "triton.committedStatePath" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.modelRepository.path) .Values.server.committedState.file }}
+{{- end }}
+
+{{/* Grace period: the value when set, else preStop sleep + exit timeout + 15 s. */}}
+{{- define "triton.terminationGracePeriodSeconds" -}}
+{{- $minimum := add .Values.rollout.preStopSleepSeconds .Values.server.exitTimeoutSeconds }}
+{{- if kindIs "invalid" .Values.rollout.terminationGracePeriodSeconds }}
+{{- add $minimum 15 }}
+{{- else }}
+{{- .Values.rollout.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* Number of model-repository sources switched on. */}}
+{{- define "triton.repositorySourceCount" -}}
+{{- $count := 0 }}
+{{- range $source := list "pvc" "objectStore" "image" "download" }}
+{{- if (get $.Values.modelRepository $source).enabled }}
+{{- $count = add1 $count }}
+{{- end }}
+{{- end }}
+{{- $count }}
+{{- end }}
+
+{{/*
+Render-time guards for combinations the schema cannot express. Every message starts with the value path.
+Usage: {{ include "triton.validate" . }}
+*/}}
+{{- define "triton.validate" -}}
+{{- $repo := .Values.modelRepository }}
+{{- if ne (include "triton.repositorySourceCount" .) "1" }}
+{{- fail "modelRepository: enable exactly one source of pvc, objectStore, image or download" }}
+{{- end }}
+{{- if $repo.pvc.enabled }}
+{{- if and $repo.pvc.existingClaim $repo.pvc.nfs.server }}
+{{- fail "modelRepository.pvc: set either existingClaim or nfs.server, not both" }}
+{{- end }}
+{{- if not (or $repo.pvc.existingClaim $repo.pvc.nfs.server) }}
+{{- fail "modelRepository.pvc: set existingClaim, or nfs.server and nfs.path to create the volume" }}
+{{- end }}
+{{- if and $repo.pvc.nfs.server (not $repo.pvc.nfs.path) }}
+{{- fail "modelRepository.pvc.nfs.path: required with nfs.server" }}
+{{- end }}
+{{- end }}
+{{- if and $repo.objectStore.enabled (not $repo.objectStore.uri) }}
+{{- fail "modelRepository.objectStore.uri: required when objectStore is enabled (s3://, gs:// or as://)" }}
+{{- end }}
+{{- if and $repo.objectStore.enabled .Values.server.committedState.enabled }}
+{{- fail "server.committedState.enabled: the committed state is read from a filesystem repository; set it to false with modelRepository.objectStore and list startup models in server.loadModels" }}
+{{- end }}
+{{- if and $repo.download.enabled (not $repo.download.artifacts) }}
+{{- fail "modelRepository.download.artifacts: list at least one artifact when download is enabled" }}
+{{- end }}
+{{- if and .Values.server.committedState.enabled (ne .Values.server.modelControlMode "explicit") }}
+{{- fail "server.committedState.enabled: needs server.modelControlMode=explicit (the committed models are passed as --load-model)" }}
+{{- end }}
+{{- if and .Values.server.loadModels (ne .Values.server.modelControlMode "explicit") }}
+{{- fail "server.loadModels: --load-model needs server.modelControlMode=explicit" }}
+{{- end }}
+{{- $minimumGrace := add .Values.rollout.preStopSleepSeconds .Values.server.exitTimeoutSeconds }}
+{{- if le (int (include "triton.terminationGracePeriodSeconds" .)) (int $minimumGrace) }}
+{{- fail (printf "rollout.terminationGracePeriodSeconds: must exceed rollout.preStopSleepSeconds + server.exitTimeoutSeconds (%d), or in-flight requests are killed during rollouts" (int $minimumGrace)) }}
+{{- end }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if $pdb.enabled }}
+{{- if eq (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- fail "podDisruptionBudget: set exactly one of minAvailable or maxUnavailable" }}
+{{- end }}
+{{- $replicas := ternary .Values.autoscaling.minReplicas .Values.replicaCount .Values.autoscaling.enabled }}
+{{- if and (kindIs "float64" $pdb.minAvailable) (ge (int $pdb.minAvailable) (int $replicas)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable: %d would block every node drain with %d replica(s); lower it or raise replicaCount/autoscaling.minReplicas" (int $pdb.minAvailable) (int $replicas)) }}
+{{- end }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- if not (or .Values.autoscaling.queueTime.enabled .Values.autoscaling.cpu.enabled) }}
+{{- fail "autoscaling: enable queueTime or cpu (or both) when autoscaling is enabled" }}
+{{- end }}
+{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
+{{- fail "autoscaling.minReplicas: must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.monitoring.serviceMonitor.enabled (not .Values.monitoring.serviceMonitor.releaseLabel) }}
+{{- fail "monitoring.serviceMonitor.releaseLabel: set the release label your Prometheus selects (e.g. monitoring-prod)" }}
+{{- end }}
+{{- if and .Values.monitoring.serviceMonitor.enabled (not .Values.server.metrics.enabled) }}
+{{- fail "monitoring.serviceMonitor.enabled: needs server.metrics.enabled=true, or there is nothing to scrape" }}
+{{- end }}
+{{- if and .Values.helmTest.enabled (not .Values.helmTest.model) }}
+{{- fail "helmTest.model: name the model the helm test sends one smoke inference to, or set helmTest.enabled=false" }}
+{{- end }}
+{{- if and .Values.helmTest.enabled (not .Values.helmTest.request) }}
+{{- fail "helmTest.request: give the KServe v2 request body for the smoke inference" }}
+{{- end }}
+{{- end }}
+
+{{/* The tritonserver command line, built from values. */}}
+{{- define "triton.serverArgs" -}}
+- tritonserver
+{{- if .Values.modelRepository.objectStore.enabled }}
+- --model-repository={{ .Values.modelRepository.objectStore.uri }}
+{{- else }}
+- --model-repository={{ .Values.modelRepository.path }}
+{{- end }}
+- --model-control-mode={{ .Values.server.modelControlMode }}
+{{- range .Values.server.loadModels }}
+- --load-model={{ . }}
+{{- end }}
+- --strict-readiness={{ .Values.server.strictReadiness }}
+- --exit-on-error={{ .Values.server.exitOnError }}
+- --exit-timeout-secs={{ .Values.server.exitTimeoutSeconds }}
+- --http-port={{ .Values.ports.http }}
+- --grpc-port={{ .Values.ports.grpc }}
+- --log-format={{ .Values.server.log.format }}
+- --log-verbose={{ .Values.server.log.verbose }}
+{{- with .Values.server.metrics }}
+- --allow-metrics={{ .enabled }}
+{{- if .enabled }}
+- --metrics-port={{ $.Values.ports.metrics }}
+- --allow-gpu-metrics={{ and .gpu $.Values.gpu.enabled }}
+- --allow-cpu-metrics={{ .cpu }}
+- --metrics-interval-ms={{ .intervalMs }}
+{{- if .summaryLatencies }}
+- --metrics-config=summary_latencies=true
+- --metrics-config=summary_quantiles={{ .summaryQuantiles }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if ne .Values.server.rateLimit.mode "off" }}
+- --rate-limit={{ .Values.server.rateLimit.mode }}
+{{- range .Values.server.rateLimit.resources }}
+- --rate-limit-resource={{ .name }}:{{ .count }}{{ if not (kindIs "invalid" .device) }}:{{ .device }}{{ end }}
+{{- end }}
+{{- end }}
+{{- if .Values.server.responseCache.enabled }}
+- --cache-config=local,size={{ int64 .Values.server.responseCache.sizeBytes }}
+{{- end }}
+{{- range .Values.server.extraArgs }}
+- {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Launcher arguments: committed state and repository API key, then `--` and the server command line. */}}
+{{- define "triton.launcherArgs" -}}
+{{- if .Values.server.committedState.enabled }}
+- --committed-state={{ include "triton.committedStatePath" . }}
+- --repository={{ .Values.modelRepository.path }}
+{{- end }}
+{{- if .Values.repositoryApi.restricted.enabled }}
+- --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}
+- --api-header={{ .Values.repositoryApi.restricted.header }}
+{{- end }}
+- --
+{{ include "triton.serverArgs" . }}
+{{- end }}
+
+{{/* Readiness check arguments: the HTTP port, the committed state and the static startup models. */}}
+{{- define "triton.readinessCommand" -}}
+- python3
+- {{ include "triton.scriptsDir" . }}/ready.py
+- --port={{ .Values.ports.http }}
+- --timeout={{ .Values.probes.readiness.timeoutSeconds }}
+{{- if .Values.server.committedState.enabled }}
+- --committed-state={{ include "triton.committedStatePath" . }}
+{{- end }}
+{{- range .Values.server.loadModels }}
+- --model={{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Container security context shared by every container the chart runs. */}}
+{{- define "triton.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}

@@ -1,0 +1,194 @@
+"""The `tritonops` command: thin commands that parse, call one function, print, and pick the exit code.
+
+Exit codes: 0 success, 1 findings (a gate failed), 2 unusable input (bad values, unknown flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tritonops import environments, errors, gating, rendering, summarizing, values_docs
+
+log = logging.getLogger("tritonops")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one clear line, as every other input error does."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"tritonops: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _env_default() -> str:
+    return os.environ.get("TRITONOPS_ENV", "dev")
+
+
+def _add_values_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--values",
+        dest="extra_files",
+        action="append",
+        type=Path,
+        default=[],
+        help="extra values file layered over base + env (repeatable)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="set_values",
+        action="append",
+        default=[],
+        help="override a value: key=value (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tritonops", description="Render, gate and run the Triton chart.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    render = commands.add_parser("render", help="render the chart for an environment")
+    render.add_argument("--env", default=_env_default(), help="dev, prod or local (env TRITONOPS_ENV)")
+    _add_values_options(render)
+    render.add_argument("-o", "--output-dir", type=Path, help="write one file per object here, not a stream")
+    render.set_defaults(handler=_render)
+
+    lint = commands.add_parser("lint", help="run every static gate on the environments")
+    lint.add_argument("--env", action="append", help="limit to these environments (default: all)")
+    _add_values_options(lint)
+    lint.add_argument("--no-policy", action="store_true", help="skip checkov (the slow gate)")
+    lint.add_argument("--json", action="store_true", help="print the report as JSON")
+    lint.set_defaults(handler=_lint)
+
+    summary = commands.add_parser("summary", help="summarise what an environment would deploy")
+    summary.add_argument("--env", action="append", help="environments to summarise (default: dev and prod)")
+    summary.set_defaults(handler=_summary)
+
+    demo = commands.add_parser("demo", help="the README's main job")
+    demo.set_defaults(handler=_demo)
+
+    docs = commands.add_parser("docs", help="generate the chart README's values table")
+    mode = docs.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="rewrite the table in charts/triton/README.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 when the committed table is stale")
+    docs.set_defaults(handler=_docs)
+    return parser
+
+
+def _render(args: argparse.Namespace) -> int:
+    result = rendering.render(args.env, extra_files=args.extra_files, set_values=args.set_values)
+    if args.output_dir is None:
+        sys.stdout.write(result.stream())
+        return 0
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise errors.InputError(f"--output-dir {args.output_dir}: exists and is not a directory")
+    written = rendering.write_directory(result, args.output_dir)
+    print(f"wrote {len(written)} objects for {args.env} to {args.output_dir}")
+    return 0
+
+
+def _lint(args: argparse.Namespace) -> int:
+    names = args.env or list(environments.ENVIRONMENTS)
+    for name in names:
+        environments.get(name)
+    report = gating.run_gates(
+        names, policy=not args.no_policy, extra_files=args.extra_files, set_values=args.set_values
+    )
+    print(_report_json(report) if args.json else _report_text(report))
+    return 0 if report.passed else 1
+
+
+def _report_text(report: gating.GateReport) -> str:
+    lines = [f"gates on {', '.join(report.environments)}: {report.objects_checked} objects"]
+    lines += [f"  {gate:<18} {seconds:6.2f}s" for gate, seconds in report.timings.items()]
+    for skip, places in _group_skips(report.skips_applied):
+        lines.append(
+            f"  skipped {skip.check} on {len(places)} object(s) ({', '.join(places)}): {skip.reason}"
+        )
+    for skip in report.unused_skips:
+        lines.append(
+            f"  note: skip {skip.check} ({skip.resource}) matched nothing; remove it from ci/checkov-skips.yaml"
+        )
+    lines += [f"  FAIL {finding}" for finding in report.findings]
+    lines.append("PASSED" if report.passed else f"FAILED: {len(report.findings)} finding(s)")
+    return "\n".join(lines)
+
+
+def _group_skips(applied: Sequence[tuple[gating.Skip, str]]) -> list[tuple[gating.Skip, list[str]]]:
+    grouped: dict[gating.Skip, list[str]] = {}
+    for skip, where in applied:
+        grouped.setdefault(skip, []).append(where)
+    return list(grouped.items())
+
+
+def _report_json(report: gating.GateReport) -> str:
+    return json.dumps(
+        {
+            "environments": report.environments,
+            "passed": report.passed,
+            "objects": report.objects_checked,
+            "timings": report.timings,
+            "findings": [vars(finding) for finding in report.findings],
+            "skips": [
+                {"check": s.check, "where": where, "reason": s.reason} for s, where in report.skips_applied
+            ],
+        },
+        indent=2,
+    )
+
+
+def _summary(args: argparse.Namespace) -> int:
+    for name in args.env or ["dev", "prod"]:
+        print(summarizing.summarize(rendering.render(name)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    print("tritonops demo: what each environment would deploy (rendered with Helm's engine)\n")
+    for name in ("dev", "prod"):
+        print(summarizing.summarize(rendering.render(name)) + "\n")
+    report = gating.run_gates(["dev", "prod"], policy=False)
+    print(_report_text(report))
+    print("\nNext: `make test` runs the suite; `tritonops lint` adds checkov's policies.")
+    return 0 if report.passed else 1
+
+
+def _docs(args: argparse.Namespace) -> int:
+    readme = environments.CHART_DIR / "README.md"
+    docs, undocumented = values_docs.parse()
+    if undocumented:
+        raise errors.InputError("charts/triton/values.yaml: undocumented keys: " + ", ".join(undocumented))
+    updated = values_docs.update_readme(readme, docs)
+    if args.write:
+        readme.write_text(updated, encoding="utf-8")
+        print(f"wrote the values table ({len(docs)} keys) to {readme}")
+        return 0
+    if updated != readme.read_text(encoding="utf-8"):
+        print(f"{readme}: the values table is stale; run `make docs`", file=sys.stderr)
+        return 1
+    print(f"{readme}: values table is current ({len(docs)} keys)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except errors.TritonOpsError as error:
+        print(f"tritonops: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("tritonops: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

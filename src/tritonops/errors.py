@@ -1,0 +1,31 @@
+"""One error hierarchy for tritonops; the CLI picks the exit code from the type."""
+
+from __future__ import annotations
+
+
+class TritonOpsError(Exception):
+    """Base of every error tritonops raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(TritonOpsError):
+    """Unusable input (a values file, a flag, a path): the user must change something. Exit 2."""
+
+    exit_code = 2
+
+
+class ValuesError(InputError):
+    """A values file or override is malformed, mistyped, or violates the chart's schema."""
+
+
+class RenderError(InputError):
+    """The chart refused to render this combination of values (a `fail` guard)."""
+
+
+class GateFailure(TritonOpsError):
+    """A static gate (lint, Kubernetes schema, policy) found problems in the rendered chart. Exit 1."""
+
+
+class ToolError(TritonOpsError):
+    """An external tool the gates rely on (checkov) is missing or crashed."""

@@ -1,0 +1,310 @@
+"""Layer the values and render the chart with Helm's own engine (helm-python-sdk).
+
+Layering, lowest first: chart defaults <- values/base.yaml <- values/<env>.yaml <- `-f` files
+<- `--set` overrides. Maps merge, lists replace and `null` removes a key, as in Helm. Each layer is
+checked against the chart's schema on its own first, so an error names the file it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import jsonschema
+import yaml
+
+from tritonops import environments, errors
+
+log = logging.getLogger(__name__)
+
+# Order in which objects are written, like Helm's install order.
+KIND_ORDER = (
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Service",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "Pod",
+)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source of values: a file, or the `--set` overrides."""
+
+    source: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One rendered Kubernetes object."""
+
+    template: str
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        return str(self.body.get("metadata", {}).get("name", ""))
+
+    @property
+    def is_test_hook(self) -> bool:
+        annotations = self.body.get("metadata", {}).get("annotations") or {}
+        return "test" in str(annotations.get("helm.sh/hook", "")).split(",")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.body, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """The chart rendered for one environment."""
+
+    environment: environments.Environment
+    layers: tuple[Layer, ...]
+    values: dict[str, Any]
+    manifests: tuple[Manifest, ...]
+    notes: str = ""
+    chart_dir: Path = field(default=environments.CHART_DIR)
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        return [manifest for manifest in self.manifests if manifest.kind == kind]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        """The body of the only object of this kind (AssertionError-free lookup for callers)."""
+        found = self.of_kind(kind)
+        if len(found) != 1:
+            raise LookupError(f"expected one {kind}, rendered {len(found)}")
+        return found[0].body
+
+    def stream(self) -> str:
+        return "".join(f"---\n# Source: {m.template}\n{m.to_yaml()}" for m in self.manifests)
+
+
+def render(
+    env_name: str,
+    *,
+    extra_files: Sequence[Path] = (),
+    set_values: Sequence[str] = (),
+    chart_dir: Path = environments.CHART_DIR,
+) -> Rendering:
+    """Render the chart for an environment with optional extra values files and `--set` overrides."""
+    environment = environments.get(env_name)
+    layers = [load_values_file(path) for path in (*environment.values_files, *extra_files)]
+    if set_values:
+        layers.append(Layer("--set", parse_set_values(set_values)))
+    chart = _load_chart(chart_dir)
+    check_layers(layers, chart_dir)
+    overrides = merge_layers(layer.values for layer in layers)
+    sources = " <- ".join(["chart defaults", *(layer.source for layer in layers)])
+    try:
+        rendered = chart.render(overrides, name=environment.release, namespace=environment.namespace)
+        values = chart.merge_values(overrides)
+    except helm_python.HelmValuesError as error:
+        raise errors.ValuesError(f"values ({sources}): {_schema_message(str(error))}") from None
+    except helm_python.HelmRenderError as error:
+        raise errors.RenderError(f"{_fail_message(str(error))} (values: {sources})") from None
+    notes = next((text for path, text in rendered.items() if path.endswith("NOTES.txt")), "")
+    return Rendering(environment, tuple(layers), values, _parse_manifests(rendered), notes, chart_dir)
+
+
+def load_values_file(path: Path) -> Layer:
+    """Read one values file; a missing file, bad YAML or a non-mapping is an InputError naming it."""
+    source = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise errors.ValuesError(f"{source}: no such values file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise errors.ValuesError(f"{source}: cannot read: {error}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise errors.ValuesError(f"{source}{where}: invalid YAML: {problem}") from None
+    if document is None:
+        return Layer(source, {})
+    if not isinstance(document, dict):
+        raise errors.ValuesError(f"{source}: must be a mapping of values, found {type(document).__name__}")
+    return Layer(source, document)
+
+
+def parse_set_values(assignments: Sequence[str]) -> dict[str, Any]:
+    """Parse `--set` assignments with Helm's own parser."""
+    merged: dict[str, Any] = {}
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise errors.ValuesError(f"--set {assignment!r}: expected key=value")
+        try:
+            parsed = helm_python.parse_set_string(assignment)
+        except helm_python.HelmError as error:
+            raise errors.ValuesError(f"--set {assignment!r}: {error}") from None
+        merged = merge_layers([merged, parsed])
+    return merged
+
+
+def merge_layers(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Merge values like Helm: maps merge, anything else replaces; later layers win."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = _merge(merged, layer)
+    return merged
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            # None is kept: Helm reads it as "remove this key from the chart defaults".
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def check_layers(layers: Sequence[Layer], chart_dir: Path = environments.CHART_DIR) -> None:
+    """Check each layer against the schema alone (without `required`), so errors name their file."""
+    validator = _layer_validator(chart_dir)
+    problems = []
+    for layer in layers:
+        for error in sorted(validator.iter_errors(_without_nulls(layer.values)), key=str):
+            problems.append(f"{layer.source}: {_describe(error)}")
+    if problems:
+        raise errors.ValuesError("\n".join(problems))
+
+
+@functools.cache
+def _layer_validator(chart_dir: Path) -> jsonschema.protocols.Validator:
+    schema = json.loads((chart_dir / "values.schema.json").read_text(encoding="utf-8"))
+    partial = _strip_required(schema)
+    validator_class = jsonschema.validators.validator_for(partial)
+    return validator_class(partial)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _load_chart(chart_dir: Path) -> helm_python.Chart:
+    helm_python.disable_logging()
+    try:
+        return helm_python.Chart.load(str(chart_dir))
+    except helm_python.HelmError as error:
+        raise errors.InputError(f"{_display(chart_dir)}: cannot load the chart: {error}") from None
+
+
+def _strip_required(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _strip_required(value) for key, value in node.items() if key != "required"}
+    if isinstance(node, list):
+        return [_strip_required(item) for item in node]
+    return node
+
+
+def _without_nulls(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _without_nulls(value) for key, value in node.items() if value is not None}
+    return node
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        where = f"{path}." if error.absolute_path else ""
+        return (
+            f"{where}{', '.join(unknown)}: unknown key; "
+            f"{'allowed here: ' + ', '.join(allowed) if allowed else 'this map takes no keys'}"
+        )
+    if error.validator == "type":
+        return f"{path}: {error.instance!r} is not of type {error.validator_value}"
+    if error.validator == "enum":
+        choices = ", ".join(repr(choice) for choice in error.validator_value)
+        return f"{path}: {error.instance!r} is not one of {choices}"
+    return f"{path}: {error.message}"
+
+
+def _schema_message(helm_message: str) -> str:
+    """Turn Helm's "at '/a/b': ..." lines into "a.b: ..." lines."""
+    lines = []
+    for line in helm_message.splitlines():
+        match = re.match(r"\s*- at '([^']*)': (.*)", line)
+        if match:
+            path = match.group(1).strip("/").replace("/", ".") or "(top level)"
+            lines.append(f"{path}: {match.group(2)}")
+    return "; ".join(lines) or helm_message.strip()
+
+
+def _fail_message(helm_message: str) -> str:
+    """The text of a template's `fail`, without Helm's "execution error at (...)" prefix."""
+    match = re.search(r"execution error at \(([^)]*)\): (.*)", helm_message, re.DOTALL)
+    return match.group(2).strip() if match else helm_message.strip()
+
+
+def _parse_manifests(rendered: dict[str, str]) -> tuple[Manifest, ...]:
+    manifests = []
+    for template, text in rendered.items():
+        if not template.endswith((".yaml", ".yml")):
+            continue
+        for body in yaml.safe_load_all(text):
+            if body:
+                manifests.append(Manifest(template, body))
+    return tuple(sorted(manifests, key=_install_order))
+
+
+def _install_order(manifest: Manifest) -> tuple[int, str, str]:
+    rank = KIND_ORDER.index(manifest.kind) if manifest.kind in KIND_ORDER else len(KIND_ORDER)
+    return (rank, manifest.kind, manifest.name)
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def write_directory(rendering: Rendering, directory: Path) -> list[Path]:
+    """Write one file per object into `directory`, replacing it whole or not at all."""
+    directory = directory.resolve()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        names = []
+        for index, manifest in enumerate(rendering.manifests, start=1):
+            name = f"{index:02d}-{manifest.kind.lower()}-{manifest.name}.yaml"
+            (staging / name).write_text(manifest.to_yaml(), encoding="utf-8")
+            names.append(name)
+        if directory.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+            directory.rename(retired / directory.name)
+            staging.rename(directory)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [directory / name for name in names]
