@@ -280,10 +280,9 @@ def _install_order(manifest: Manifest) -> tuple[int, str, str]:
 
 
 def _display(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+    """A path as the user would type it: relative below the working directory, else absolute."""
+    relative = os.path.relpath(path)
+    return str(path.resolve()) if relative.startswith("..") else relative
 
 
 def write_directory(rendering: Rendering, directory: Path) -> list[Path]:

@@ -80,7 +80,7 @@ def pinned_versions(config_text: str) -> list[int] | None:
     versions: list[int] = []
     for match in re.finditer(r"\bversions\s*:\s*(\[[^\]]*\]|-?\d+)", specific):
         versions.extend(int(number) for number in re.findall(r"-?\d+", match.group(1)))
-    return sorted(versions)
+    return sorted(set(versions))
 
 
 def check_repository(repository: str, committed: dict[str, int]) -> None:

@@ -31,6 +31,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--api-key-file")
     parser.add_argument("--api-header")
     options = parser.parse_args(argv[:split])
+    if options.committed_state and not options.repository:
+        parser.error("--committed-state needs --repository (the folder the committed models live in)")
     server = argv[split + 1 :]
     if not server:
         raise SystemExit("launch: no server command after '--'")

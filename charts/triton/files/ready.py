@@ -56,8 +56,9 @@ def main(argv: list[str]) -> int:
         print(f"not ready: {error}")
         return 1
     base = f"http://{options.host}:{options.port}"
-    # One deadline for all calls: the kubelet's timeoutSeconds covers the whole check.
-    deadline = time.monotonic() + options.timeout
+    # One deadline for all calls: the kubelet's timeoutSeconds covers the whole check, Python's
+    # start-up included, so keep half a second back for it and for printing the reason.
+    deadline = time.monotonic() + max(0.5, options.timeout - 0.5)
     failures = []
     for path in paths:
         status = _status(base + path, max(0.1, deadline - time.monotonic()))

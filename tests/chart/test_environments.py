@@ -1,0 +1,104 @@
+"""Each environment renders what the platform expects: namespaces, labels, sizes, monitoring."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chart.helpers import pod_spec, triton_container
+from tritonops import environments
+
+STANDARD_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_every_object_carries_standard_and_platform_labels(rendered, env):
+    for manifest in rendered[env].manifests:
+        labels = manifest.body["metadata"]["labels"]
+        missing = [key for key in STANDARD_LABELS if key not in labels]
+        assert not missing, f"{manifest.kind}/{manifest.name} lacks {missing}"
+        assert labels["app"] == "triton"
+        assert labels["env"] == env
+        expected_release = "triton" if manifest.kind != "ServiceMonitor" else f"monitoring-{env}"
+        assert labels["release"] == expected_release, f"{manifest.kind}/{manifest.name}"
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_every_namespaced_object_sets_the_environment_namespace(rendered, env):
+    namespace = environments.get(env).namespace
+    for manifest in rendered[env].manifests:
+        if manifest.kind == "PersistentVolume":
+            assert "namespace" not in manifest.body["metadata"]
+            continue
+        assert manifest.body["metadata"]["namespace"] == namespace, f"{manifest.kind}/{manifest.name}"
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_selectors_carry_only_name_and_instance(rendered, env):
+    item = rendered[env]
+    selector_sets = [
+        item.one("Deployment")["spec"]["selector"]["matchLabels"],
+        item.one("Service")["spec"]["selector"],
+        item.one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+    ]
+    for selector in selector_sets:
+        assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/instance"}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_pod_template_carries_platform_labels_for_the_seed_platform(rendered, env):
+    labels = rendered[env].one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert {labels["app"], labels["env"], labels["release"]} == {"triton", env}
+
+
+def test_dev_is_one_cpu_replica_scraped_by_the_dev_prometheus(rendered):
+    dev = rendered["dev"]
+    assert dev.environment.namespace == "triton-dev"
+    assert dev.one("Deployment")["spec"]["replicas"] == 1
+    limits = triton_container(dev)["resources"]["limits"]
+    assert not [key for key in limits if key.startswith("nvidia.com/")]
+    assert dev.one("ServiceMonitor")["metadata"]["labels"]["release"] == "monitoring-dev"
+    assert not dev.of_kind("HorizontalPodAutoscaler")
+
+
+def test_prod_is_gpu_with_at_least_two_replicas_pdb_and_hpa(rendered):
+    prod = rendered["prod"]
+    assert prod.environment.namespace == "triton-prod"
+    assert triton_container(prod)["resources"]["limits"]["nvidia.com/gpu"] == 1
+    hpa = prod.one("HorizontalPodAutoscaler")["spec"]
+    assert hpa["minReplicas"] >= 2
+    assert "replicas" not in prod.one("Deployment")["spec"], "the HPA owns the replica count"
+    assert prod.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert prod.one("ServiceMonitor")["metadata"]["labels"]["release"] == "monitoring-prod"
+    assert pod_spec(prod)["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
+
+
+def test_local_profile_maps_the_repository_to_a_claim_the_runtime_replaces(rendered):
+    local = rendered["local"]
+    volumes = {v["name"]: v for v in pod_spec(local)["volumes"]}
+    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == "local-models"
+    assert not local.of_kind("ServiceMonitor")
+    assert not local.of_kind("Pod"), "no helm test pod for the embedded runtime"
+
+
+def test_config_changes_roll_the_pods(render_with):
+    before = render_with("dev", {})
+    after = render_with("dev", {"server": {"committedState": {"file": "state.json"}}})
+    annotation = "checksum/scripts"
+    assert annotation in before.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    # The scripts ConfigMap is the same, the args differ: a pod-template change rolls the pods anyway.
+    assert before.one("Deployment")["spec"]["template"] != after.one("Deployment")["spec"]["template"]
+
+
+def test_notes_say_how_to_reach_and_check_the_server(rendered):
+    notes = rendered["dev"].notes
+    assert "kubectl -n triton-dev port-forward svc/triton 8000:8000 8001:8001 8002:8002" in notes
+    assert "/v2/models/<MODEL>/ready" in notes
+    assert "admin-key" in notes

@@ -1,0 +1,110 @@
+"""The static gates pass on every environment and catch what they exist to catch."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tritonops import errors, gating, rendering
+
+
+@pytest.fixture(scope="module")
+def full_report() -> gating.GateReport:
+    return gating.run_gates(["dev", "prod", "local"], policy=True)
+
+
+@pytest.mark.slow
+def test_every_gate_passes_on_every_environment(full_report):
+    assert full_report.passed, "\n".join(str(f) for f in full_report.findings)
+    assert set(full_report.timings) >= {
+        "helm-lint",
+        "values-schema",
+        "kubernetes-schema",
+        "custom-resources",
+        "argocd",
+        "checkov",
+    }
+    assert full_report.objects_checked >= 26
+
+
+@pytest.mark.slow
+def test_every_checkov_skip_is_used_and_has_a_reason(full_report):
+    assert not full_report.unused_skips, full_report.unused_skips
+    assert all(skip.reason for skip, _ in full_report.skips_applied)
+
+
+@pytest.mark.slow
+def test_lint_cli_passes_and_exits_zero(run_cli):
+    result = run_cli("lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("PASSED")
+
+
+def _with_extra_objects(tmp_path, objects):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"extraObjects": objects}))
+    return extra
+
+
+def test_kubernetes_schema_rejects_unknown_fields(tmp_path):
+    bad = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "x", "namespace": "triton-dev", "bogus": 1},
+    }
+    item = rendering.render("dev", extra_files=[_with_extra_objects(tmp_path, [bad])])
+    findings = gating.kubernetes_schema(item)
+    assert [f.subject for f in findings] == ["ConfigMap/x"]
+    assert "bogus" in findings[0].message
+
+
+def test_custom_resource_of_unknown_kind_is_a_finding(tmp_path):
+    odd = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "triton-dev"},
+    }
+    item = rendering.render("dev", extra_files=[_with_extra_objects(tmp_path, [odd])])
+    assert [f.message for f in gating.custom_resource_checks(item)] == ["no check for this kind"]
+
+
+@pytest.mark.slow
+def test_checkov_fails_a_privileged_pod_the_skips_do_not_cover(tmp_path):
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "rogue", "namespace": "triton-dev"},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox:1.36.1", "securityContext": {"privileged": True}}]
+        },
+    }
+    item = rendering.render("dev", extra_files=[_with_extra_objects(tmp_path, [pod])])
+    findings, _, _ = gating.checkov([item])
+    rogue = {f.message.split()[0] for f in findings if f.subject == "Pod/rogue"}
+    assert "CKV_K8S_16" in rogue, "privileged containers must fail the policy gate"
+    assert all(f.subject == "Pod/rogue" for f in findings)
+
+
+def test_skips_without_a_reason_are_refused(tmp_path):
+    skips = tmp_path / "skips.yaml"
+    skips.write_text("skips:\n  - check: CKV_K8S_43\n")
+    with pytest.raises(errors.InputError, match=r"skips\[0\]: every skip needs `check` and a `reason`"):
+        gating.load_skips(skips)
+
+
+def test_skip_scope_matches_kind_and_name_patterns():
+    skip = gating.Skip("CKV_K8S_8", "one-shot pod", "Pod/*-test-infer")
+    assert skip.matches("CKV_K8S_8", "Pod/triton-test-infer")
+    assert not skip.matches("CKV_K8S_8", "Deployment/triton")
+    assert not skip.matches("CKV_K8S_9", "Pod/triton-test-infer")
+
+
+def test_helm_lint_is_clean_in_strict_mode(rendered):
+    for item in rendered.values():
+        assert gating.helm_lint(item) == []
+
+
+def test_lint_with_bad_values_exits_2_before_any_gate(run_cli):
+    result = run_cli("lint", "--no-policy", "--set", "ports.http=0")
+    assert result.returncode == 2
+    assert "--set: ports.http" in result.stderr

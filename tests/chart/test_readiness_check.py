@@ -1,0 +1,287 @@
+"""The readiness probe (charts/triton/files/ready.py), run for real against a tiny HTTP server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+READY = Path(__file__).resolve().parents[2] / "charts" / "triton" / "files" / "ready.py"
+LIVE = "/v2/health/live"
+
+
+@dataclass
+class FakeTriton:
+    """Per-path status codes (default 404) and delays, set by the test; records requested paths."""
+
+    port: int
+    routes: dict[str, int] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    fake: FakeTriton
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (the timeout test) is expected; keep the test output clean."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        fake.requests.append(self.path)
+        delay = fake.delays.get(self.path, 0.0)
+        if delay:
+            fake.release.wait(delay)
+        self.send_response(fake.routes.get(self.path, 404))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _start() -> tuple[_Server, threading.Thread]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.fake = FakeTriton(port=server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _stop(server: _Server, thread: threading.Thread) -> None:
+    server.fake.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def triton() -> Iterator[FakeTriton]:
+    server, thread = _start()
+    try:
+        yield server.fake
+    finally:
+        _stop(server, thread)
+
+
+@dataclass
+class Probe:
+    returncode: int
+    output: str
+    elapsed: float
+
+
+def probe(port: int, *options: str) -> Probe:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(READY), f"--port={port}", *options],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return Probe(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+
+
+def write_state(path: Path, models: dict[str, int]) -> Path:
+    document = {
+        "apiVersion": "tritonops/v1",
+        "kind": "CommittedState",
+        "models": {
+            name: {"version": version, "digest": "sha256:" + "0" * 64, "committedAt": "2026-11-25T22:00:00Z"}
+            for name, version in models.items()
+        },
+    }
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def unused_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_live_server_with_committed_versions_ready_is_ready(triton: FakeTriton, tmp_path: Path) -> None:
+    state = write_state(tmp_path / "current.json", {"m": 2, "other": 7})
+    triton.routes.update(
+        {LIVE: 200, "/v2/models/m/versions/2/ready": 200, "/v2/models/other/versions/7/ready": 200}
+    )
+
+    result = probe(triton.port, f"--committed-state={state}")
+
+    assert result.returncode == 0, result.output
+    assert result.output == ""
+    assert sorted(triton.requests) == sorted(
+        [LIVE, "/v2/models/m/versions/2/ready", "/v2/models/other/versions/7/ready"]
+    )
+
+
+def test_committed_version_not_ready_makes_pod_unready_even_if_another_version_is(
+    triton: FakeTriton, tmp_path: Path
+) -> None:
+    state = write_state(tmp_path / "current.json", {"m": 2})
+    triton.routes.update(
+        {
+            LIVE: 200,
+            "/v2/models/m/versions/1/ready": 200,
+            "/v2/models/m/versions/2/ready": 400,
+            "/v2/models/m/ready": 200,
+        }
+    )
+
+    result = probe(triton.port, f"--committed-state={state}")
+
+    assert result.returncode == 1
+    assert result.output.strip() == "not ready: /v2/models/m/versions/2/ready -> 400"
+
+
+def test_failed_candidate_version_keeps_pod_ready(triton: FakeTriton, tmp_path: Path) -> None:
+    # A candidate (version 3) failed to load: with strict readiness /v2/health/ready stays 400 and the
+    # candidate's version endpoint fails, but the committed version 2 still serves.
+    state = write_state(tmp_path / "current.json", {"m": 2})
+    triton.routes.update(
+        {
+            LIVE: 200,
+            "/v2/health/ready": 400,
+            "/v2/models/m/versions/2/ready": 200,
+            "/v2/models/m/versions/3/ready": 400,
+        }
+    )
+
+    result = probe(triton.port, f"--committed-state={state}")
+
+    assert result.returncode == 0, result.output
+    assert "/v2/health/ready" not in triton.requests
+    assert "/v2/models/m/versions/3/ready" not in triton.requests
+
+
+def test_pod_restarted_without_its_committed_model_is_not_ready(triton: FakeTriton, tmp_path: Path) -> None:
+    state = write_state(tmp_path / "current.json", {"m": 2})
+    triton.routes[LIVE] = 200  # the model endpoints answer the default 404
+
+    result = probe(triton.port, f"--committed-state={state}")
+
+    assert result.returncode == 1
+    assert "/v2/models/m/versions/2/ready -> 404" in result.output
+
+
+def test_server_not_live_is_not_ready(triton: FakeTriton) -> None:
+    triton.routes[LIVE] = 503
+
+    result = probe(triton.port)
+
+    assert result.returncode == 1
+    assert result.output.strip() == f"not ready: {LIVE} -> 503"
+
+
+@pytest.mark.parametrize("how", ["stopped-server", "unused-port"])
+def test_unreachable_server_is_not_ready(how: str) -> None:
+    if how == "stopped-server":
+        server, thread = _start()
+        port = server.fake.port
+        _stop(server, thread)
+    else:
+        port = unused_port()
+
+    result = probe(port, "--timeout=1")
+
+    assert result.returncode == 1
+    assert result.output.startswith(f"not ready: {LIVE} -> ")
+    assert "refused" in result.output.lower()
+
+
+@pytest.mark.parametrize(("status", "expected_exit"), [(200, 0), (400, 1), (404, 1)])
+def test_static_model_must_be_ready(triton: FakeTriton, status: int, expected_exit: int) -> None:
+    triton.routes.update({LIVE: 200, "/v2/models/static/ready": status})
+
+    result = probe(triton.port, "--model=static")
+
+    assert result.returncode == expected_exit, result.output
+    if expected_exit:
+        assert result.output.strip() == f"not ready: /v2/models/static/ready -> {status}"
+
+
+def test_every_failure_is_reported_in_one_message(triton: FakeTriton, tmp_path: Path) -> None:
+    state = write_state(tmp_path / "current.json", {"a": 1, "b": 2})
+    triton.routes.update(
+        {LIVE: 200, "/v2/models/a/versions/1/ready": 200, "/v2/models/b/versions/2/ready": 400}
+    )
+
+    result = probe(triton.port, f"--committed-state={state}", "--model=s1", "--model=s2")
+
+    assert result.returncode == 1
+    assert result.output.strip() == (
+        "not ready: /v2/models/b/versions/2/ready -> 400; "
+        "/v2/models/s1/ready -> 404; /v2/models/s2/ready -> 404"
+    )
+
+
+@pytest.mark.parametrize("with_state_option", [False, True], ids=["no-option", "state-file-absent"])
+def test_without_committed_state_only_liveness_is_checked(
+    triton: FakeTriton, tmp_path: Path, with_state_option: bool
+) -> None:
+    triton.routes[LIVE] = 200
+    options = [f"--committed-state={tmp_path / 'current.json'}"] if with_state_option else []
+
+    result = probe(triton.port, *options)
+
+    assert result.returncode == 0, result.output
+    assert triton.requests == [LIVE]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        json.dumps({"apiVersion": "tritonops/v1", "kind": "Other", "models": {}}),
+        json.dumps({"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": {"version": 0}}}),
+    ],
+    ids=["not-json", "wrong-kind", "version-zero"],
+)
+def test_bad_committed_state_file_is_not_ready_with_reason(
+    triton: FakeTriton, tmp_path: Path, content: str
+) -> None:
+    triton.routes[LIVE] = 200
+    state = tmp_path / "current.json"
+    state.write_text(content, encoding="utf-8")
+
+    result = probe(triton.port, f"--committed-state={state}")
+
+    assert result.returncode == 1
+    assert result.output.startswith(f"not ready: {state}: ")
+    assert triton.requests == []
+
+
+def test_slow_endpoints_fail_within_one_timeout_budget(triton: FakeTriton, tmp_path: Path) -> None:
+    # Three endpoints each hang for 3 s; the probe has one 1 s budget for all calls together, so it
+    # must give up well before the kubelet's own timeout instead of taking 1 s per call.
+    state = write_state(tmp_path / "current.json", {"m": 2})
+    slow = [LIVE, "/v2/models/m/versions/2/ready", "/v2/models/static/ready"]
+    triton.routes.update(dict.fromkeys(slow, 200))
+    triton.delays.update(dict.fromkeys(slow, 3.0))
+
+    result = probe(triton.port, "--timeout=1", f"--committed-state={state}", "--model=static")
+
+    assert result.returncode == 1
+    assert result.elapsed < 2.5
+    assert result.output.startswith("not ready: ")
+    for path in slow:
+        assert f"{path} -> " in result.output
+    assert "timed out" in result.output
