@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRITONOPS := $(VENV)/bin/tritonops
 STAMP := $(VENV)/.bootstrap-stamp
 
-.PHONY: setup test test-chart demo lint typecheck docs docs-check bench clean
+.PHONY: setup test test-chart demo lint docs docs-check bench clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,6 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
-
-typecheck: setup
 	$(VENV)/bin/mypy
 
 docs: setup

@@ -112,6 +112,50 @@ def _selected_port_names(
     return names
 
 
+def check_prometheus_rule(body: dict[str, Any], others: Sequence[dict[str, Any]]) -> list[str]:
+    """What prometheus-operator needs from a PrometheusRule: named groups of well-formed rules."""
+    problems = _metadata_problems(body)
+    if not (body.get("metadata", {}).get("labels") or {}).get("release"):
+        problems.append("metadata.labels.release: missing; Prometheus selects rules by it")
+    groups = (body.get("spec") or {}).get("groups")
+    if not isinstance(groups, list) or not groups:
+        return [*problems, "spec.groups: at least one group is required"]
+    names = [group.get("name") for group in groups]
+    problems += [
+        f"spec.groups: duplicate group name {name!r}"
+        for name in sorted({n for n in names if names.count(n) > 1})
+    ]
+    for index, group in enumerate(groups):
+        where = f"spec.groups[{index}]"
+        if not group.get("name"):
+            problems.append(f"{where}.name: required")
+        if "interval" in group and not DURATION.match(str(group["interval"])):
+            problems.append(f"{where}.interval: {group['interval']!r} is not a Prometheus duration")
+        for rule_index, rule in enumerate(group.get("rules") or []):
+            problems += _rule_problems(f"{where}.rules[{rule_index}]", rule)
+        if not group.get("rules"):
+            problems.append(f"{where}.rules: at least one rule is required")
+    return problems
+
+
+def _rule_problems(where: str, rule: dict[str, Any]) -> list[str]:
+    problems = []
+    if bool(rule.get("alert")) == bool(rule.get("record")):
+        problems.append(f"{where}: set exactly one of alert or record")
+    if not str(rule.get("expr", "")).strip():
+        problems.append(f"{where}.expr: required")
+    if "for" in rule and not DURATION.match(str(rule["for"])):
+        problems.append(f"{where}.for: {rule['for']!r} is not a Prometheus duration")
+    if rule.get("record") and ("for" in rule or "annotations" in rule):
+        problems.append(f"{where}: recording rules take no `for` or `annotations`")
+    for key in ("labels", "annotations"):
+        values = rule.get(key) or {}
+        problems += [
+            f"{where}.{key}.{name}: must be a string" for name, v in values.items() if not isinstance(v, str)
+        ]
+    return problems
+
+
 def check_application(body: dict[str, Any], repository_root: Path) -> list[str]:
     """What Argo CD needs from an Application that deploys this chart from this repository."""
     problems = _metadata_problems(body)
@@ -153,4 +197,5 @@ CheckFunction = Callable[[dict[str, Any], Sequence[dict[str, Any]]], list[str]]
 # Custom resources the chart renders, by (apiVersion, kind).
 RENDERED_CHECKS: dict[tuple[str, str], CheckFunction] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): check_service_monitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): check_prometheus_rule,
 }

@@ -202,7 +202,7 @@ def _layer_validator(chart_dir: Path) -> jsonschema.protocols.Validator:
     schema = json.loads((chart_dir / "values.schema.json").read_text(encoding="utf-8"))
     partial = _strip_required(schema)
     validator_class = jsonschema.validators.validator_for(partial)
-    return validator_class(partial)  # type: ignore[no-any-return]
+    return validator_class(partial)
 
 
 @functools.cache
@@ -230,8 +230,9 @@ def _without_nulls(node: Any) -> Any:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     path = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         where = f"{path}." if error.absolute_path else ""
         return (
@@ -241,7 +242,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "type":
         return f"{path}: {error.instance!r} is not of type {error.validator_value}"
     if error.validator == "enum":
-        choices = ", ".join(repr(choice) for choice in error.validator_value)
+        choices = ", ".join(repr(choice) for choice in schema.get("enum", []))
         return f"{path}: {error.instance!r} is not one of {choices}"
     return f"{path}: {error.message}"
 

@@ -108,3 +108,51 @@ def test_lint_with_bad_values_exits_2_before_any_gate(run_cli):
     result = run_cli("lint", "--no-policy", "--set", "ports.http=0")
     assert result.returncode == 2
     assert "--set: ports.http" in result.stderr
+
+
+def _rule(**rule):
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "r", "namespace": "triton-dev", "labels": {"release": "monitoring-dev"}},
+        "spec": {"groups": [{"name": "triton", "rules": [rule]}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"alert": "TritonDown", "expr": "up == 0", "for": "5m", "labels": {"severity": "critical"}}, []),
+        ({"record": "triton:x", "expr": "sum(x)"}, []),
+        (
+            {"alert": "A", "record": "b", "expr": "x"},
+            ["spec.groups[0].rules[0]: set exactly one of alert or record"],
+        ),
+        ({"alert": "A", "expr": " "}, ["spec.groups[0].rules[0].expr: required"]),
+        (
+            {"alert": "A", "expr": "x", "for": "five minutes"},
+            ["spec.groups[0].rules[0].for: 'five minutes' is not a Prometheus duration"],
+        ),
+        (
+            {"alert": "A", "expr": "x", "labels": {"severity": 1}},
+            ["spec.groups[0].rules[0].labels.severity: must be a string"],
+        ),
+        (
+            {"record": "r", "expr": "x", "for": "1m"},
+            ["spec.groups[0].rules[0]: recording rules take no `for` or `annotations`"],
+        ),
+    ],
+    ids=[
+        "good-alert",
+        "good-record",
+        "alert-and-record",
+        "empty-expr",
+        "bad-for",
+        "non-string-label",
+        "record-with-for",
+    ],
+)
+def test_prometheus_rule_checks(rule, expected):
+    from tritonops import custom_resources
+
+    assert custom_resources.check_prometheus_rule(_rule(**rule), []) == expected
