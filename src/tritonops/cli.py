@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tritonops import environments, errors, gating, rendering, summarizing, values_docs
+from tritonops.repository import checksums, generating, validating
 
 log = logging.getLogger("tritonops")
 
@@ -78,7 +79,45 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="rewrite the table in charts/triton/README.md")
     mode.add_argument("--check", action="store_true", help="exit 1 when the committed table is stale")
     docs.set_defaults(handler=_docs)
+    _add_repo_commands(commands)
     return parser
+
+
+def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    repo = commands.add_parser("repo", help="model repository toolkit: validate, gen-config, checksum")
+    actions = repo.add_subparsers(dest="repo_command", required=True, parser_class=_Parser)
+
+    validate = actions.add_parser("validate", help="check a model repository the way Triton will")
+    validate.add_argument("path", type=Path, help="the model repository's root")
+    validate.add_argument("--model", help="check only this model")
+    validate.add_argument("--env", help="flag what this environment cannot run (KIND_GPU without GPUs)")
+    validate.add_argument("--json", action="store_true", help="print the findings as JSON")
+    validate.set_defaults(handler=_repo_validate)
+
+    gen = actions.add_parser("gen-config", help="write a config.pbtxt from an ONNX model")
+    gen.add_argument("model_file", type=Path)
+    gen.add_argument("--name", help="model name (default: the model folder's name)")
+    gen.add_argument("--max-batch-size", type=int, help="default: 4 when the model can batch, else 0")
+    gen.add_argument(
+        "--dynamic-batching", action="store_true", help="add dynamic batching with a starting queue delay"
+    )
+    gen.add_argument("--instances", type=int, help="instance_group count")
+    gen.add_argument("--kind", default="cpu", help="instance kind: cpu or gpu")
+    gen.add_argument(
+        "-o", "--output", help="where to write (default: config.pbtxt in the model folder; - for stdout)"
+    )
+    gen.add_argument("--force", action="store_true", help="overwrite an existing config")
+    gen.set_defaults(handler=_repo_gen_config)
+
+    checksum = actions.add_parser("checksum", help="SHA-256 manifests per model version")
+    checksum.add_argument("path", type=Path, help="a model repository or one model folder")
+    mode = checksum.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="write <model>/<version>.sha256 for every version")
+    mode.add_argument(
+        "--verify", action="store_true", help="exit 1 unless every version matches its manifest"
+    )
+    mode.add_argument("--agent-block", action="store_true", help="print Triton's checksum agent block (MD5)")
+    checksum.set_defaults(handler=_repo_checksum)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -174,6 +213,74 @@ def _docs(args: argparse.Namespace) -> int:
         return 1
     print(f"{readme}: values table is current ({len(docs)} keys)")
     return 0
+
+
+def _repo_validate(args: argparse.Namespace) -> int:
+    gpu_available = None
+    if args.env:
+        gpu_available = bool(rendering.render(args.env).values["gpu"]["enabled"])
+    report = validating.validate(args.path, model=args.model, gpu_available=gpu_available)
+    if args.json:
+        print(json.dumps([finding.as_dict() for finding in report.findings], indent=2))
+    else:
+        for finding in report.findings:
+            print(finding)
+        errors_found = len(report.errors)
+        warnings = sum(1 for f in report.findings if f.severity.value == "warning")
+        print(f"{len(report.models)} model(s): {errors_found} error(s), {warnings} warning(s)")
+    return 0 if report.passed else 1
+
+
+def _repo_gen_config(args: argparse.Namespace) -> int:
+    options = generating.GenerateOptions(
+        args.name, args.max_batch_size, args.dynamic_batching, args.instances, args.kind
+    )
+    text = generating.generate(args.model_file, options)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.output) if args.output else _default_config_path(args.model_file)
+    if target.exists() and not args.force:
+        raise errors.InputError(f"{target}: exists; pass --force to overwrite it, or -o another path")
+    checksums.atomic_write(target, text)
+    print(f"wrote {target}")
+    return 0
+
+
+def _default_config_path(model_file: Path) -> Path:
+    if not model_file.parent.name.isdigit():
+        raise errors.InputError(
+            f"{model_file}: not inside <model>/<version>/; give -o PATH (or -o - for stdout)"
+        )
+    return model_file.parent.parent / "config.pbtxt"
+
+
+def _repo_checksum(args: argparse.Namespace) -> int:
+    if args.agent_block:
+        sys.stdout.write(checksums.agent_block(args.path))
+        return 0
+    if args.write:
+        for path in checksums.write_manifests(args.path):
+            print(f"wrote {path}")
+        return 0
+    results = checksums.verify_manifests(args.path)
+    for result in results:
+        print(_describe_check(result))
+    if not results:
+        raise errors.InputError(f"{args.path}: no model versions found")
+    return 0 if all(result.ok for result in results) else 1
+
+
+def _describe_check(result: checksums.VersionCheck) -> str:
+    label = f"{result.model} version {result.version}"
+    if result.no_manifest:
+        return f"MISSING {label}: no manifest {result.manifest}; write it with --write"
+    if result.ok:
+        return f"ok      {label}"
+    problems = [f"{name} changed" for name in result.mismatched]
+    problems += [f"{name} missing" for name in result.missing]
+    problems += [f"{name} not in the manifest" for name in result.unlisted]
+    return f"FAILED  {label}: {'; '.join(problems)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

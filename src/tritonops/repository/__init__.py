@@ -1,0 +1,1 @@
+"""A Triton model repository as data: layout, configs, model signatures, findings, checksums."""

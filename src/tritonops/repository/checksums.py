@@ -1,0 +1,163 @@
+"""`repo checksum`: a SHA-256 manifest per model version, written next to the version folder
+(`<model>/<version>.sha256`, sha256sum format, so Triton never scans it) and verified before a
+promotion; optionally Triton's checksum repository-agent block (MD5, as that agent requires)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from tritonops import errors, triton
+from tritonops.repository import layout
+from tritonops.repository.findings import FindingSink
+
+MANIFEST_SUFFIX = ".sha256"
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """What verifying one version found; `ok` only when every file matches and none is missing or new."""
+
+    model: str
+    version: int
+    manifest: Path
+    mismatched: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    unlisted: tuple[str, ...] = ()
+    no_manifest: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatched or self.missing or self.unlisted or self.no_manifest)
+
+
+def manifest_path(version_dir: Path) -> Path:
+    return version_dir.parent / f"{version_dir.name}{MANIFEST_SUFFIX}"
+
+
+def file_digests(version_dir: Path, algorithm: str = "sha256") -> dict[str, str]:
+    """{path relative to the version folder: hex digest} for every file below it, sorted."""
+    digests = {}
+    for directory, subdirs, files in os.walk(version_dir, followlinks=False):
+        subdirs.sort()
+        for name in sorted(files):
+            path = Path(directory, name)
+            digests[path.relative_to(version_dir).as_posix()] = _digest(path, algorithm)
+    return dict(sorted(digests.items()))
+
+
+def manifest_text(digests: dict[str, str]) -> str:
+    return "".join(f"{digest}  {name}\n" for name, digest in digests.items())
+
+
+def version_digest(version_dir: Path) -> str:
+    """One digest for a whole version: sha256 of its manifest (what the committed state records)."""
+    return "sha256:" + hashlib.sha256(manifest_text(file_digests(version_dir)).encode()).hexdigest()
+
+
+def versions(path: Path) -> list[tuple[str, int, Path]]:
+    """(model, version, folder) for a repository root or a single model folder."""
+    _check_path(path)
+    is_model = (path / "config.pbtxt").exists() or any(
+        child.name.isdigit() for child in path.iterdir() if child.is_dir()
+    )
+    model_dirs = [path] if is_model else layout.model_folders(path, FindingSink())
+    found = []
+    for model_dir in model_dirs:
+        folder = layout.read_model_folder(model_dir, FindingSink())
+        found += [(folder.name, number, version_dir) for number, version_dir in folder.versions.items()]
+    return found
+
+
+def write_manifests(path: Path) -> list[Path]:
+    """Write (atomically) a manifest next to every version folder below `path`."""
+    written = []
+    for _, _, version_dir in versions(path):
+        target = manifest_path(version_dir)
+        atomic_write(target, manifest_text(file_digests(version_dir)))
+        written.append(target)
+    return written
+
+
+def verify_manifests(path: Path) -> list[VersionCheck]:
+    """Compare every version folder below `path` with its manifest."""
+    results = []
+    for model, number, version_dir in versions(path):
+        target = manifest_path(version_dir)
+        if not target.exists():
+            results.append(VersionCheck(model, number, target, no_manifest=True))
+            continue
+        expected = _read_manifest(target)
+        actual = file_digests(version_dir)
+        results.append(
+            VersionCheck(
+                model,
+                number,
+                target,
+                mismatched=tuple(n for n in expected if n in actual and actual[n] != expected[n]),
+                missing=tuple(n for n in expected if n not in actual),
+                unlisted=tuple(n for n in actual if n not in expected),
+            )
+        )
+    return results
+
+
+def agent_block(model_dir: Path) -> str:
+    """Triton's checksum repository-agent block (MD5 per file, keys relative to the model folder),
+    rendered by Triton's own ModelConfig protobuf so it pastes into config.pbtxt as is."""
+    _check_path(model_dir)
+    folder = layout.read_model_folder(model_dir, FindingSink())
+    parameters = {
+        f"MD5:{version_dir.name}/{name}": digest
+        for version_dir in folder.versions.values()
+        for name, digest in file_digests(version_dir, "md5").items()
+    }
+    config = triton.ModelConfig()
+    config.model_repository_agents.agents.add(name="checksum", parameters=parameters)
+    return str(text_format.MessageToString(config))
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    entries = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        digest, separator, name = line.partition("  ")
+        if not separator or len(digest) != 64:
+            raise errors.InputError(
+                f"{path}:{number}: not a sha256sum line; rewrite it with `tritonops repo checksum --write`"
+            )
+        entries[name] = digest
+    return entries
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        raise errors.InputError(f"{path}: cannot read: {error.strerror or error}") from None
+    return digest.hexdigest()
+
+
+def atomic_write(target: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary sibling renamed over the target."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _check_path(path: Path) -> None:
+    if not path.is_dir():
+        raise errors.InputError(f"{path}: no such model repository or model folder")

@@ -1,0 +1,444 @@
+"""`repo validate`: check a model repository the way Triton will, before a load fails in prod."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonops import errors, triton
+from tritonops.repository import configs, layout, signatures
+from tritonops.repository.findings import Finding, FindingSink, Severity
+
+# A queue delay past this adds more latency than batching usually wins back.
+MAX_SANE_QUEUE_DELAY_US = 100_000
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Every finding for a repository (or one model of it)."""
+
+    root: Path
+    models: tuple[str, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors
+
+
+def validate(root: Path, *, model: str | None = None, gpu_available: bool | None = None) -> ValidationReport:
+    """Validate a repository; `gpu_available=False` flags KIND_GPU instance groups.
+
+    Raises InputError when the path itself is unusable (exit 2); everything else is a finding.
+    """
+    _check_root(root)
+    sink = FindingSink()
+    folders = layout.model_folders(root, sink)
+    names = {folder.name for folder in folders}
+    if model is not None:
+        if model not in names:
+            raise errors.InputError(f"--model {model!r}: no such model folder in {root}")
+        folders = [folder for folder in folders if folder.name == model]
+    if not folders:
+        sink.warning("no model folders: Triton would start with an empty repository", file=str(root))
+    findings = list(sink.findings)
+    parsed: dict[str, configs.ParsedConfig | None] = {}
+    for folder in folders:
+        model_sink = FindingSink(model=folder.name)
+        parsed[folder.name] = _validate_model(folder, model_sink, gpu_available, names)
+        findings += model_sink.findings
+    for folder in folders:
+        ensemble = parsed.get(folder.name)
+        if ensemble is not None and ensemble.config.platform == "ensemble":
+            ensemble_sink = FindingSink(model=folder.name, file=str(ensemble.path))
+            _check_ensemble(ensemble, root, ensemble_sink)
+            findings += ensemble_sink.findings
+    return ValidationReport(root, tuple(folder.name for folder in folders), tuple(findings))
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise errors.InputError(f"{root}: no such model repository")
+    if not root.is_dir():
+        raise errors.InputError(f"{root}: not a folder; give the model repository's root")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise errors.InputError(f"{root}: cannot read the folder; check its permissions")
+
+
+def _validate_model(
+    path: Path, sink: FindingSink, gpu_available: bool | None, models: set[str]
+) -> configs.ParsedConfig | None:
+    folder = layout.read_model_folder(path, sink)
+    if not folder.readable:
+        return None
+    parsed = configs.read_config(folder.config, sink) if folder.config else None
+    if folder.config is None and not _missing_config(folder, sink):
+        return None
+    if parsed is not None:
+        _check_config(parsed, folder, sink, gpu_available)
+    if not folder.versions:
+        sink.error("no version folders (1, 2, ...): Triton has nothing to load", file=str(path))
+        return parsed
+    _check_version_files(folder, parsed, sink)
+    return parsed
+
+
+def _missing_config(folder: layout.ModelFolder, sink: FindingSink) -> bool:
+    """Report the missing config; True when Triton can auto-complete it (so checks go on)."""
+    inferable = any(
+        (version / "model.onnx").exists() or (version / "model.plan").exists()
+        for version in folder.versions.values()
+    )
+    if inferable:
+        sink.warning(
+            "no config.pbtxt: Triton will auto-complete one from the model; commit an explicit config for production",
+            file=str(folder.path),
+        )
+    else:
+        sink.error(
+            "no config.pbtxt, and Triton cannot auto-complete this model's config; write one (see `tritonops repo gen-config`)",
+            file=str(folder.path),
+        )
+    return inferable
+
+
+def _check_config(
+    parsed: configs.ParsedConfig, folder: layout.ModelFolder, sink: FindingSink, gpu_available: bool | None
+) -> None:
+    config = parsed.config
+    where = {"file": str(parsed.path)}
+    if config.name and config.name != folder.name:
+        sink.error(
+            f"name {config.name!r} does not match the folder {folder.name!r}; Triton refuses the model: rename one of them",
+            line=parsed.line_of_field("name"),
+            field="name",
+            **where,
+        )
+    _check_platform(parsed, folder, sink)
+    if config.max_batch_size < 0:
+        sink.error(
+            "max_batch_size must be >= 0",
+            line=parsed.line_of_field("max_batch_size"),
+            field="max_batch_size",
+            **where,
+        )
+    _check_tensors(parsed, sink)
+    _check_dynamic_batching(parsed, sink)
+    _check_instance_groups(parsed, sink, gpu_available)
+    _check_version_policy(parsed, folder, sink)
+
+
+def _check_platform(parsed: configs.ParsedConfig, folder: layout.ModelFolder, sink: FindingSink) -> None:
+    config = parsed.config
+    where = {"file": str(parsed.path)}
+    if config.platform and config.platform not in configs.PLATFORM_BACKENDS:
+        known = ", ".join(sorted(configs.PLATFORM_BACKENDS))
+        sink.error(
+            f"unknown platform {config.platform!r}; one of {known}",
+            line=parsed.line_of_field("platform"),
+            field="platform",
+            **where,
+        )
+    elif (
+        config.platform
+        and config.backend
+        and configs.PLATFORM_BACKENDS[config.platform] not in ("", config.backend)
+    ):
+        sink.error(
+            f"platform {config.platform!r} runs on backend {configs.PLATFORM_BACKENDS[config.platform]!r}, not {config.backend!r}; drop one",
+            line=parsed.line_of_field("backend"),
+            field="backend",
+            **where,
+        )
+    if not config.platform and not config.backend:
+        if any((v / "model.onnx").exists() for v in folder.versions.values()):
+            sink.warning(
+                'neither platform nor backend is set; Triton infers onnxruntime from model.onnx: set `backend: "onnxruntime"`',
+                field="platform",
+                **where,
+            )
+        else:
+            sink.error('set `platform` or `backend` (e.g. backend: "python")', field="platform", **where)
+
+
+def _check_tensors(parsed: configs.ParsedConfig, sink: FindingSink) -> None:
+    config = parsed.config
+    where = {"file": str(parsed.path)}
+    if not config.input and not config.output:
+        if parsed.backend in configs.AUTO_COMPLETE_BACKENDS:
+            sink.info("no inputs or outputs listed: Triton fills them from the model", **where)
+        elif config.platform != "ensemble":
+            sink.error(
+                "no inputs or outputs: list every tensor the model takes and returns", field="input", **where
+            )
+        return
+    for kind, tensors in (("input", config.input), ("output", config.output)):
+        seen: set[str] = set()
+        for tensor in tensors:
+            line = parsed.line_of(f'"{tensor.name}"')
+            at = {"line": line, "field": f"{kind}[{tensor.name}]", **where}
+            if not tensor.name:
+                sink.error(f"an {kind} has no name", **{**at, "field": kind})
+            elif tensor.name in seen:
+                sink.error(f"duplicate {kind} name {tensor.name!r}", **at)
+            seen.add(tensor.name)
+            if tensor.data_type == triton.data_type_value("TYPE_INVALID"):
+                sink.error(f"{kind} {tensor.name!r}: data_type is missing (e.g. TYPE_FP32)", **at)
+            dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
+            if not tensor.dims and not tensor.HasField("reshape"):
+                sink.error(
+                    f"{kind} {tensor.name!r}: dims is missing; give the shape (without the batch dim when max_batch_size > 0)",
+                    **at,
+                )
+            bad = [d for d in dims if d == 0 or d < -1]
+            if bad:
+                sink.error(
+                    f"{kind} {tensor.name!r}: dims {list(tensor.dims)} holds {bad[0]}; use a positive size or -1 for variable",
+                    **at,
+                )
+
+
+def _check_dynamic_batching(parsed: configs.ParsedConfig, sink: FindingSink) -> None:
+    config = parsed.config
+    if not config.HasField("dynamic_batching"):
+        return
+    at = {
+        "file": str(parsed.path),
+        "line": parsed.line_of_field("dynamic_batching"),
+        "field": "dynamic_batching",
+    }
+    batching = config.dynamic_batching
+    if config.max_batch_size == 0:
+        sink.error("dynamic_batching needs max_batch_size > 0 (and dims without the batch dim)", **at)
+    for size in batching.preferred_batch_size:
+        if size <= 0 or (config.max_batch_size > 0 and size > config.max_batch_size):
+            sink.error(
+                f"preferred_batch_size {size} must be between 1 and max_batch_size {config.max_batch_size}",
+                **at,
+            )
+    if batching.max_queue_delay_microseconds > MAX_SANE_QUEUE_DELAY_US:
+        sink.warning(
+            f"max_queue_delay_microseconds {batching.max_queue_delay_microseconds} adds up to "
+            f"{batching.max_queue_delay_microseconds / 1000:.0f} ms to every request; start near 100-1000",
+            **at,
+        )
+
+
+def _check_instance_groups(
+    parsed: configs.ParsedConfig, sink: FindingSink, gpu_available: bool | None
+) -> None:
+    for group in parsed.config.instance_group:
+        kind = triton.ModelInstanceGroup.Kind.Name(group.kind)
+        at = {
+            "file": str(parsed.path),
+            "line": parsed.line_of("KIND_") or parsed.line_of_field("instance_group"),
+            "field": "instance_group",
+        }
+        if group.count < 0:
+            sink.error(f"instance_group count {group.count} must be >= 1", **at)
+        if kind == "KIND_CPU" and group.gpus:
+            sink.error("instance_group KIND_CPU lists gpus; drop them or use KIND_GPU", **at)
+        if kind == "KIND_GPU" and gpu_available is False:
+            sink.error(
+                "instance_group KIND_GPU on an environment without GPUs: the load fails; use KIND_CPU there",
+                **at,
+            )
+
+
+def _check_version_policy(
+    parsed: configs.ParsedConfig, folder: layout.ModelFolder, sink: FindingSink
+) -> None:
+    config = parsed.config
+    if not config.HasField("version_policy"):
+        return
+    at = {"file": str(parsed.path), "line": parsed.line_of_field("version_policy"), "field": "version_policy"}
+    policy = config.version_policy
+    if policy.HasField("specific"):
+        missing = [v for v in policy.specific.versions if v not in folder.versions]
+        if not policy.specific.versions:
+            sink.error("version_policy specific lists no versions", **at)
+        if missing:
+            sink.error(
+                f"version_policy pins version(s) {missing} but the folder holds {sorted(folder.versions) or 'none'}",
+                **at,
+            )
+    if policy.HasField("latest") and policy.latest.num_versions < 1:
+        sink.error("version_policy latest num_versions must be >= 1", **at)
+
+
+def _check_version_files(
+    folder: layout.ModelFolder, parsed: configs.ParsedConfig | None, sink: FindingSink
+) -> None:
+    if parsed is not None and parsed.config.platform == "ensemble":
+        return
+    filename = parsed.model_filename if parsed is not None else None
+    for number, version_path in folder.versions.items():
+        candidates = [filename] if filename else ["model.onnx", "model.plan"]
+        present = [
+            name
+            for name in candidates
+            if (version_path / name).exists() or os.path.islink(version_path / name)
+        ]
+        if not present:
+            empty = not any(version_path.iterdir())
+            problem = "empty version folder" if empty else f"no {' or '.join(candidates)}"
+            sink.error(
+                f"{problem}: Triton fails to load version {number}; add {candidates[0]}",
+                version=str(number),
+                file=str(version_path),
+            )
+            continue
+        if parsed is not None and parsed.backend == "onnxruntime":
+            _compare_onnx(version_path / present[0], parsed, sink, str(number))
+
+
+def _compare_onnx(model_file: Path, parsed: configs.ParsedConfig, sink: FindingSink, version: str) -> None:
+    try:
+        signature = signatures.onnx_signature(model_file)
+    except signatures.SignatureError as error:
+        sink.error(str(error), version=version, file=str(model_file))
+        return
+    config = parsed.config
+    if not config.input and not config.output:
+        return
+    batching = config.max_batch_size > 0
+    for kind, configured, actual in (
+        ("input", config.input, signature.inputs),
+        ("output", config.output, signature.outputs),
+    ):
+        names = [t.name for t in actual]
+        for tensor in configured:
+            at = {
+                "file": str(parsed.path),
+                "line": parsed.line_of(f'"{tensor.name}"'),
+                "field": f"{kind}[{tensor.name}]",
+                "version": version,
+            }
+            graph = next((t for t in actual if t.name == tensor.name), None)
+            if graph is None:
+                sink.error(
+                    f"{kind} {tensor.name!r} is not in the model; the model's {kind}s are {names}", **at
+                )
+                continue
+            configured_type = triton.data_type_name(tensor.data_type)
+            if configured_type != graph.data_type:
+                sink.error(
+                    f"{kind} {tensor.name!r}: config says {configured_type}, the model says {graph.data_type}; set data_type: {graph.data_type}",
+                    **at,
+                )
+            dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
+            problem = compare_dims(graph.dims, dims, config.max_batch_size)
+            if problem:
+                sink.error(f"{kind} {tensor.name!r}: {problem}", **at)
+        if kind == "input":
+            listed = {t.name for t in configured}
+            for graph_tensor in actual:
+                if graph_tensor.name not in listed:
+                    sink.error(
+                        f"model input {graph_tensor.name!r} ({graph_tensor.data_type} {graph_tensor.shape_text()}) is missing from the config; add it",
+                        file=str(parsed.path),
+                        field="input",
+                        version=version,
+                    )
+    if (
+        not batching
+        and signature.inputs
+        and all(t.dims and t.dims[0] == -1 for t in (*signature.inputs, *signature.outputs))
+    ):
+        sink.warning(
+            "every tensor's first dim is variable, so the model can batch, but max_batch_size is 0: "
+            "Triton will not batch; consider max_batch_size > 0 with dims without the batch dim",
+            file=str(parsed.path),
+            field="max_batch_size",
+            version=version,
+        )
+
+
+def compare_dims(graph: Sequence[int], configured: Sequence[int], max_batch_size: int) -> str | None:
+    """Triton's batch reasoning: with max_batch_size > 0 the graph's first dim is the (variable)
+    batch dim and the config lists the rest; with 0 the config lists the full shape. A variable
+    graph dim accepts any configured size; a fixed one must be matched exactly."""
+    shown = f"config dims {list(configured)} (max_batch_size {max_batch_size}) vs model shape {list(graph)}"
+    if max_batch_size > 0:
+        if not graph or graph[0] != -1:
+            return (
+                f"{shown}: the model's first dim is fixed, so it cannot batch; set max_batch_size: 0 "
+                f"and dims: {list(graph)}"
+            )
+        expected_rest = list(graph[1:])
+        if len(configured) != len(expected_rest):
+            return f"{shown}: with max_batch_size > 0 dims exclude the batch dim: set dims: {expected_rest}"
+        compared = zip(expected_rest, configured, strict=True)
+    else:
+        if len(configured) != len(graph):
+            hint = f"dims: {list(graph)}"
+            if graph and graph[0] == -1:
+                hint += f", or max_batch_size > 0 with dims: {list(graph[1:])}"
+            return f"{shown}: with max_batch_size 0 dims are the full shape: set {hint}"
+        compared = zip(graph, configured, strict=True)
+    for position, (model_dim, config_dim) in enumerate(compared):
+        if model_dim != -1 and model_dim != config_dim:
+            return f"{shown}: dim {position} is {model_dim} in the model but {config_dim} in the config"
+    return None
+
+
+def _check_ensemble(parsed: configs.ParsedConfig, root: Path, sink: FindingSink) -> None:
+    config = parsed.config
+    steps = config.ensemble_scheduling.step
+    if not steps:
+        sink.error("ensemble has no ensemble_scheduling steps", field="ensemble_scheduling")
+        return
+    available = {t.name for t in config.input}
+    produced: set[str] = set()
+    for index, step in enumerate(steps):
+        at = {"field": f"ensemble_scheduling.step[{index}]", "line": parsed.line_of(f'"{step.model_name}"')}
+        step_dir = root / step.model_name
+        if not step.model_name or not step_dir.is_dir():
+            sink.error(f"step {index} uses model {step.model_name!r}, which is not in the repository", **at)
+            continue
+        step_config = _quiet_config(step_dir / "config.pbtxt")
+        step_inputs = {t.name for t in step_config.input} if step_config else None
+        step_outputs = {t.name for t in step_config.output} if step_config else None
+        for model_tensor, ensemble_tensor in step.input_map.items():
+            if step_inputs is not None and model_tensor not in step_inputs:
+                sink.error(
+                    f"step {index}: {step.model_name!r} has no input {model_tensor!r} (it has {sorted(step_inputs)})",
+                    **at,
+                )
+            if ensemble_tensor not in available and ensemble_tensor not in _all_step_outputs(steps):
+                sink.error(
+                    f"step {index}: input_map value {ensemble_tensor!r} is neither an ensemble input nor any step's output",
+                    **at,
+                )
+        for model_tensor, ensemble_tensor in step.output_map.items():
+            if step_outputs is not None and model_tensor not in step_outputs:
+                sink.error(
+                    f"step {index}: {step.model_name!r} has no output {model_tensor!r} (it has {sorted(step_outputs)})",
+                    **at,
+                )
+            produced.add(ensemble_tensor)
+    for output in config.output:
+        if output.name not in produced:
+            sink.error(
+                f"ensemble output {output.name!r} is not produced by any step's output_map",
+                field=f"output[{output.name}]",
+                line=parsed.line_of(f'"{output.name}"'),
+            )
+
+
+def _all_step_outputs(steps: Sequence[object]) -> set[str]:
+    return {value for step in steps for value in step.output_map.values()}  # type: ignore[attr-defined]
+
+
+def _quiet_config(path: Path) -> triton.ModelConfig | None:
+    """A step model's config for cross-checks; its own problems are reported with that model."""
+    if not path.is_file():
+        return None
+    parsed = configs.read_config(path, FindingSink())
+    return parsed.config if parsed else None

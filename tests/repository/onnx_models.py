@@ -1,0 +1,136 @@
+"""Small ONNX models built with the `onnx` package, deterministic, for the repository tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8  # readable by every onnxruntime we pin
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _weights(shape: Sequence[int], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def linear(path: Path, *, in_shape=("batch", 4), out_features: int = 2, names=("input", "output")) -> Path:
+    """Y = X @ W + b; the first dim is symbolic (`batch`) unless in_shape fixes it."""
+    in_features = in_shape[-1]
+    out_shape = [*in_shape[:-1], out_features]
+    weight = numpy_helper.from_array(_weights((in_features, out_features), 1), "W")
+    bias = numpy_helper.from_array(_weights((out_features,), 2), "b")
+    nodes = [
+        helper.make_node("MatMul", [names[0], "W"], ["xw"]),
+        helper.make_node("Add", ["xw", "b"], [names[1]]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, list(in_shape))],
+        [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, out_shape)],
+        [weight, bias],
+    )
+    return _save(graph, path)
+
+
+def mlp(path: Path, sizes: Sequence[int] = (8, 16, 3)) -> Path:
+    """Dense -> ReLU layers; input [batch, sizes[0]], output [batch, sizes[-1]]."""
+    nodes, inits, current = [], [], "input"
+    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        inits += [numpy_helper.from_array(_weights((fan_in, fan_out), 10 + index), f"W{index}")]
+        out = "output" if index == len(sizes) - 2 else f"h{index}"
+        nodes.append(
+            helper.make_node(
+                "MatMul", [current, f"W{index}"], [out if index == len(sizes) - 2 else f"m{index}"]
+            )
+        )
+        if index != len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [f"m{index}"], [out]))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", sizes[-1]])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def conv(path: Path, image: int = 32) -> Path:
+    """A small conv net on NCHW images: input [batch, 3, H, W] -> output [batch, 4] (global pooled)."""
+    weight = numpy_helper.from_array(_weights((4, 3, 3, 3), 20), "K")
+    nodes = [
+        helper.make_node("Conv", ["image", "K"], ["features"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["features"], ["activated"]),
+        helper.make_node("GlobalAveragePool", ["activated"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, image, image])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 4])],
+        [weight],
+    )
+    return _save(graph, path)
+
+
+def dynamic_sequence(path: Path) -> Path:
+    """Dynamic non-batch dims: tokens [batch, seq, 8] -> summed [batch, 8] (reduce over seq)."""
+    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
+    nodes = [helper.make_node("ReduceSum", ["tokens", "axes"], ["summed"], keepdims=0)]
+    graph = helper.make_graph(
+        nodes,
+        "sequence",
+        [helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", "seq", 8])],
+        [helper.make_tensor_value_info("summed", TensorProto.FLOAT, ["batch", 8])],
+        [axes],
+    )
+    return _save(graph, path)
+
+
+def two_inputs(path: Path) -> Path:
+    """sum = a + b, diff = a - b over [batch, 3]."""
+    nodes = [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("Sub", ["a", "b"], ["diff"])]
+    graph = helper.make_graph(
+        nodes,
+        "two_inputs",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 3]) for n in ("a", "b")],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 3]) for n in ("sum", "diff")],
+    )
+    return _save(graph, path)
+
+
+def int64_bool(path: Path) -> Path:
+    """ids INT64 [batch, 5] -> doubled INT64 [batch, 5], positive BOOL [batch, 5]."""
+    two = numpy_helper.from_array(np.array(2, dtype=np.int64), "two")
+    zero = numpy_helper.from_array(np.array(0, dtype=np.int64), "zero")
+    nodes = [
+        helper.make_node("Mul", ["ids", "two"], ["doubled"]),
+        helper.make_node("Greater", ["ids", "zero"], ["positive"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "int64_bool",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 5])],
+        [
+            helper.make_tensor_value_info("doubled", TensorProto.INT64, ["batch", 5]),
+            helper.make_tensor_value_info("positive", TensorProto.BOOL, ["batch", 5]),
+        ],
+        [two, zero],
+    )
+    return _save(graph, path)

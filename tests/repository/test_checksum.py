@@ -1,0 +1,69 @@
+"""`repo checksum`: per-version SHA-256 manifests, verification, and Triton's agent block."""
+
+from __future__ import annotations
+
+import hashlib
+
+from tritonops.repository import checksums
+
+
+def test_write_then_verify_then_detect_tampering(run_cli, repo, add_linear):
+    model = add_linear(versions=(1, 2))
+    written = run_cli("repo", "checksum", str(repo), "--write")
+    assert written.returncode == 0, written.stderr
+    manifest = model / "1.sha256"
+    digest = hashlib.sha256((model / "1" / "model.onnx").read_bytes()).hexdigest()
+    assert manifest.read_text() == f"{digest}  model.onnx\n"
+    assert run_cli("repo", "checksum", str(repo), "--verify").returncode == 0
+    (model / "2" / "model.onnx").write_bytes(b"tampered")
+    (model / "2" / "extra.txt").write_text("new")
+    verify = run_cli("repo", "checksum", str(model), "--verify")
+    assert verify.returncode == 1
+    assert "FAILED  linear version 2: model.onnx changed; extra.txt not in the manifest" in verify.stdout
+    assert "ok      linear version 1" in verify.stdout
+
+
+def test_missing_manifest_fails_verification(run_cli, repo, add_linear):
+    add_linear()
+    result = run_cli("repo", "checksum", str(repo), "--verify")
+    assert result.returncode == 1 and "MISSING linear version 1" in result.stdout
+
+
+def test_nested_files_are_listed_with_relative_paths(repo, add_linear):
+    model = add_linear()
+    (model / "1" / "assets").mkdir()
+    (model / "1" / "assets" / "vocab.txt").write_text("a\nb\n")
+    assert list(checksums.file_digests(model / "1")) == ["assets/vocab.txt", "model.onnx"]
+
+
+def test_version_digest_changes_with_any_file(repo, add_linear):
+    model = add_linear()
+    before = checksums.version_digest(model / "1")
+    (model / "1" / "notes.txt").write_text("x")
+    assert before.startswith("sha256:") and checksums.version_digest(model / "1") != before
+
+
+def test_agent_block_uses_md5_keys_relative_to_the_model(run_cli, repo, add_linear):
+    model = add_linear()
+    md5 = hashlib.md5((model / "1" / "model.onnx").read_bytes()).hexdigest()
+    result = run_cli("repo", "checksum", str(model), "--agent-block")
+    assert result.returncode == 0
+    assert f'key: "MD5:1/model.onnx"\n      value: "{md5}"' in result.stdout
+    assert 'name: "checksum"' in result.stdout
+
+
+def test_manifest_is_not_read_by_triton_as_a_version(repo, add_linear):
+    from tritonops.repository import validating
+
+    add_linear()
+    checksums.write_manifests(repo)
+    assert validating.validate(repo).findings == ()
+
+
+def test_corrupt_manifest_and_missing_path_exit_2(run_cli, repo, add_linear):
+    model = add_linear()
+    (model / "1.sha256").write_text("not a manifest\n")
+    corrupt = run_cli("repo", "checksum", str(repo), "--verify")
+    assert corrupt.returncode == 2 and "1.sha256:1: not a sha256sum line" in corrupt.stderr
+    missing = run_cli("repo", "checksum", str(repo / "absent"), "--verify")
+    assert missing.returncode == 2 and "no such model repository or model folder" in missing.stderr
