@@ -36,6 +36,7 @@ docs-check: setup
 
 bench: setup
 	$(PY) bench/render.py
+	$(PY) bench/validate.py
 
 clean:
 	rm -rf $(VENV) .tritonops bench/results
