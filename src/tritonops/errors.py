@@ -29,3 +29,7 @@ class GateFailure(TritonOpsError):
 
 class ToolError(TritonOpsError):
     """An external tool the gates rely on (checkov) is missing or crashed."""
+
+
+class ServerError(TritonOpsError):
+    """The local tritonserver exited early or missed its start deadline; the message carries its log tail."""

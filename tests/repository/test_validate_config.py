@@ -78,12 +78,6 @@ def test_binary_config_is_one_finding(repo, add_linear):
             "dims is missing",
         ),
         (
-            HEAD
-            + "max_batch_size: 0\n"
-            + 'input [{ name: "input" data_type: TYPE_FP32 dims: [-1, 4] }]\noutput [{ name: "output" data_type: TYPE_FP32 dims: [-1, 2] }]\ndynamic_batching { }\n',
-            "dynamic_batching needs max_batch_size > 0",
-        ),
-        (
             HEAD + "max_batch_size: 8\n" + TENSORS + "dynamic_batching { preferred_batch_size: [4, 16] }\n",
             "preferred_batch_size 16 must be between 1 and max_batch_size 8",
         ),
@@ -107,7 +101,6 @@ def test_binary_config_is_one_finding(repo, add_linear):
         "duplicate-input",
         "no-data-type",
         "no-dims",
-        "dynamic-batching-without-batching",
         "preferred-above-max",
         "cpu-with-gpus",
         "policy-missing-version",
@@ -191,3 +184,15 @@ def test_valid_ensemble_with_empty_version_folder_passes(repo, add_linear):
         'ensemble_scheduling { step [{ model_name: "linear" model_version: -1 input_map { key: "input" value: "x" } output_map { key: "output" value: "y" } }] }\n'
     )
     assert validating.validate(repo).passed
+
+
+def test_dynamic_batching_without_batching_is_a_warning(repo, add_linear):
+    config = (
+        HEAD
+        + "max_batch_size: 0\n"
+        + 'input [{ name: "input" data_type: TYPE_FP32 dims: [-1, 4] }]\noutput [{ name: "output" data_type: TYPE_FP32 dims: [-1, 2] }]\ndynamic_batching { }\n'
+    )
+    add_linear(config=config)
+    report = validating.validate(repo)
+    assert report.passed
+    assert any("dynamic_batching has no effect with max_batch_size 0" in f.message for f in report.findings)

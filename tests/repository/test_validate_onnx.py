@@ -72,6 +72,11 @@ def test_signature_reads_names_types_and_dims_without_initializers(tmp_path, bui
             "input 'input': config dims [5] (max_batch_size 8) vs model shape [-1, 4]: dim 0 is 4 in the model but 5 in the config",
         ),
         (("batch", 4), _config(8, "[-1]", "[2]"), "dim 0 is 4 in the model but -1 in the config"),
+        (
+            ("batch", 4),
+            _config(0, "[1, 4]", "[1, 2]"),
+            "output 'output': config dims [1, 2] (max_batch_size 0) vs model shape [-1, 2]: dim 0 is variable in the model, so the config must say -1, not 1",
+        ),
     ],
     ids=[
         "classic-1x4-as-4",
@@ -79,6 +84,7 @@ def test_signature_reads_names_types_and_dims_without_initializers(tmp_path, bui
         "fixed-batch-with-batching",
         "wrong-size",
         "variable-vs-fixed",
+        "output-fixed-vs-variable",
     ],
 )
 def test_dims_mismatch_findings_give_the_fix(repo, add_linear, in_shape, config, expected):

@@ -215,7 +215,11 @@ def _check_dynamic_batching(parsed: configs.ParsedConfig, sink: FindingSink) -> 
     }
     batching = config.dynamic_batching
     if config.max_batch_size == 0:
-        sink.error("dynamic_batching needs max_batch_size > 0 (and dims without the batch dim)", **at)
+        # Triton 2.51 loads such a model and simply never batches it.
+        sink.warning(
+            "dynamic_batching has no effect with max_batch_size 0: Triton will not batch; set max_batch_size > 0 and dims without the batch dim",
+            **at,
+        )
     for size in batching.preferred_batch_size:
         if size <= 0 or (config.max_batch_size > 0 and size > config.max_batch_size):
             sink.error(
@@ -333,7 +337,7 @@ def _compare_onnx(model_file: Path, parsed: configs.ParsedConfig, sink: FindingS
                     **at,
                 )
             dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
-            problem = compare_dims(graph.dims, dims, config.max_batch_size)
+            problem = compare_dims(graph.dims, dims, config.max_batch_size, exact=kind == "output")
             if problem:
                 sink.error(f"{kind} {tensor.name!r}: {problem}", **at)
         if kind == "input":
@@ -360,10 +364,13 @@ def _compare_onnx(model_file: Path, parsed: configs.ParsedConfig, sink: FindingS
         )
 
 
-def compare_dims(graph: Sequence[int], configured: Sequence[int], max_batch_size: int) -> str | None:
+def compare_dims(
+    graph: Sequence[int], configured: Sequence[int], max_batch_size: int, *, exact: bool = False
+) -> str | None:
     """Triton's batch reasoning: with max_batch_size > 0 the graph's first dim is the (variable)
-    batch dim and the config lists the rest; with 0 the config lists the full shape. A variable
-    graph dim accepts any configured size; a fixed one must be matched exactly."""
+    batch dim and the config lists the rest; with 0 the config lists the full shape. A fixed graph
+    dim must be matched exactly; a variable one accepts any configured size for inputs, but only
+    -1 for outputs (`exact`), as NVIDIA's ONNX Runtime backend compares them."""
     shown = f"config dims {list(configured)} (max_batch_size {max_batch_size}) vs model shape {list(graph)}"
     if max_batch_size > 0:
         if not graph or graph[0] != -1:
@@ -385,6 +392,8 @@ def compare_dims(graph: Sequence[int], configured: Sequence[int], max_batch_size
     for position, (model_dim, config_dim) in enumerate(compared):
         if model_dim != -1 and model_dim != config_dim:
             return f"{shown}: dim {position} is {model_dim} in the model but {config_dim} in the config"
+        if exact and model_dim == -1 and config_dim != -1:
+            return f"{shown}: dim {position} is variable in the model, so the config must say -1, not {config_dim}"
     return None
 
 

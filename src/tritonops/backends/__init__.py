@@ -1,0 +1,1 @@
+"""Triton backends that tritonops ships as files for the local tritonserver (not imported by the package)."""
