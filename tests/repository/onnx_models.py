@@ -70,7 +70,7 @@ def mlp(path: Path, sizes: Sequence[int] = (8, 16, 3)) -> Path:
     return _save(graph, path)
 
 
-def conv(path: Path, image: int = 32) -> Path:
+def conv(path: Path, image: int = 224) -> Path:
     """A small conv net on NCHW images: input [batch, 3, H, W] -> output [batch, 4] (global pooled)."""
     weight = numpy_helper.from_array(_weights((4, 3, 3, 3), 20), "K")
     nodes = [

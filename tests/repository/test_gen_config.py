@@ -39,7 +39,7 @@ def test_generated_config_content(repo):
     assert config.name == "resnet"
     assert config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == generating.AUTO_COMPLETE_MAX_BATCH_SIZE
-    assert list(config.input[0].dims) == [3, 32, 32]
+    assert list(config.input[0].dims) == [3, 224, 224]
     assert config.dynamic_batching.max_queue_delay_microseconds == 100
     assert triton.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind) == "KIND_GPU"
     assert config.instance_group[0].count == 2

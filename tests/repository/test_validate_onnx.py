@@ -23,7 +23,7 @@ def _config(max_batch_size, in_dims, out_dims):
     [
         (onnx_models.linear, [("input", "TYPE_FP32", (-1, 4))], [("output", "TYPE_FP32", (-1, 2))]),
         (onnx_models.mlp, [("input", "TYPE_FP32", (-1, 8))], [("output", "TYPE_FP32", (-1, 3))]),
-        (onnx_models.conv, [("image", "TYPE_FP32", (-1, 3, 32, 32))], [("scores", "TYPE_FP32", (-1, 4))]),
+        (onnx_models.conv, [("image", "TYPE_FP32", (-1, 3, 224, 224))], [("scores", "TYPE_FP32", (-1, 4))]),
         (
             onnx_models.dynamic_sequence,
             [("tokens", "TYPE_FP32", (-1, -1, 8))],
