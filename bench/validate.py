@@ -18,8 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.repository import onnx_models  # noqa: E402
-
+from tritonops import onnx_samples as onnx_models  # noqa: E402
 from tritonops.repository import generating, validating  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "validate.json"

@@ -33,3 +33,27 @@ class ToolError(TritonOpsError):
 
 class ServerError(TritonOpsError):
     """The local tritonserver exited early or missed its start deadline; the message carries its log tail."""
+
+
+class TemporaryError(TritonOpsError):
+    """Not yet (a server still starting, a model still loading): retry within a deadline."""
+
+
+class PermanentError(TritonOpsError):
+    """Will not get better by waiting (a model that fails to load, a refused request): roll back."""
+
+
+class TritonUnavailable(TemporaryError):
+    """The Triton endpoint did not answer."""
+
+
+class ModelLoadError(PermanentError):
+    """Triton refused to load a model; the message carries Triton's reason."""
+
+
+class RepositoryApiForbidden(PermanentError):
+    """The model-repository API refused the call: the restricted-API header or key is wrong or missing."""
+
+
+class TritonRequestError(PermanentError):
+    """Triton answered a request with an error (bad input, unknown model)."""

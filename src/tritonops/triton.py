@@ -1,9 +1,24 @@
-"""The only module that imports tritonclient: Triton's ModelConfig protobuf (and, as the runtime
-grows, the client calls). Everything else reaches Triton through here."""
+"""The only module that imports tritonclient: Triton's ModelConfig protobuf and the client calls
+(health, repository index, load/unload with the restricted-API header, readiness per version,
+metadata, inference, metrics). tritonclient's exceptions become ours at one choke point."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import tritonclient.http as httpclient
 from tritonclient.grpc import model_config_pb2
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+from tritonops import errors
 
 ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
@@ -18,3 +33,137 @@ def data_type_name(value: int) -> str:
 def data_type_value(name: str) -> int:
     """The enum value for `TYPE_FP32`."""
     return int(model_config_pb2.DataType.Value(name))
+
+
+class Client:
+    """A Triton HTTP endpoint (host:port), optionally with the repository-API header and key."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        api_header: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.address = address
+        self._headers = {api_header: api_key} if api_header and api_key else {}
+        self._client = httpclient.InferenceServerClient(
+            address, connection_timeout=timeout_s, network_timeout=timeout_s
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def live(self) -> bool:
+        with _translated(self.address):
+            return bool(self._client.is_server_live())
+
+    def model_ready(self, name: str, version: str | int = "") -> bool:
+        with _translated(self.address):
+            return bool(self._client.is_model_ready(name, str(version)))
+
+    def repository_index(self) -> list[dict[str, Any]]:
+        with _translated(self.address):
+            return list(self._client.get_model_repository_index(headers=self._headers))
+
+    def load(self, name: str, *, config: Mapping[str, Any] | None = None) -> None:
+        """Load (or reload) a model; a config override pins it without touching the file on disk."""
+        with _translated(self.address, model=name):
+            self._client.load_model(
+                name, headers=self._headers, config=json.dumps(config) if config else None
+            )
+
+    def unload(self, name: str, *, timeout_s: float = 60.0) -> None:
+        """Unload and wait until the index no longer shows the model as READY (unload returns early)."""
+        with _translated(self.address, model=name):
+            self._client.unload_model(name, headers=self._headers)
+        deadline = time.monotonic() + timeout_s
+        while any(
+            entry.get("name") == name and entry.get("state") == "READY" for entry in self.repository_index()
+        ):
+            if time.monotonic() >= deadline:
+                raise errors.TritonUnavailable(f"{name}: still READY {timeout_s:g} s after unload")
+            time.sleep(0.1)
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        with _translated(self.address, model=name):
+            return dict(self._client.get_model_metadata(name))
+
+    def infer(
+        self, name: str, inputs: Mapping[str, np.ndarray[Any, Any]], *, version: str | int = ""
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Run one inference; returns every output by name."""
+        tensors = []
+        for tensor_name, array in inputs.items():
+            tensor = httpclient.InferInput(tensor_name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        with _translated(self.address, model=name):
+            result = self._client.infer(name, tensors, model_version=str(version))
+            response = result.get_response()
+            return {output["name"]: result.as_numpy(output["name"]) for output in response["outputs"]}
+
+
+@contextlib.contextmanager
+def _translated(address: str, *, model: str | None = None) -> Iterator[None]:
+    """tritonclient's exceptions, as ours: the type decides retry (temporary) or rollback (permanent)."""
+    subject = f"{model} on {address}" if model else address
+    try:
+        yield
+    except InferenceServerException as error:
+        status = str(error.status() or "")
+        message = error.message() or str(error)
+        if status == "403" or "restricted" in message.lower():
+            raise errors.RepositoryApiForbidden(
+                f"{subject}: repository API refused the call: {message}"
+            ) from error
+        if "failed to load" in message or "load failed" in message:
+            raise errors.ModelLoadError(f"{subject}: {message}") from error
+        if status in ("400", "404", "500"):
+            raise errors.TritonRequestError(f"{subject}: {message}") from error
+        raise errors.TritonUnavailable(f"{subject}: {message}") from error
+    except (ConnectionError, OSError) as error:
+        raise errors.TritonUnavailable(f"{subject}: no answer ({error})") from error
+
+
+METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_metrics(
+    url: str, *, timeout_s: float = 5.0
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The Prometheus text page at `url` as {(metric, sorted labels): value}."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout_s) as response:
+            text = response.read().decode("utf-8", errors="replace")
+    except (urllib.error.URLError, OSError) as error:
+        raise errors.TritonUnavailable(f"{url}: no metrics ({error})") from error
+    samples = {}
+    for line in text.splitlines():
+        match = METRIC_LINE.match(line)
+        if match is None or line.startswith("#"):
+            continue
+        labels = tuple(sorted(LABEL.findall(match.group(3) or "")))
+        with contextlib.suppress(ValueError):
+            samples[(match.group(1), labels)] = float(match.group(4))
+    return samples
+
+
+def metric_total(
+    samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    """The sum of `name` over every series whose labels include `labels`."""
+    return sum(
+        value
+        for (metric, series), value in samples.items()
+        if metric == name and all((key, want) in series for key, want in labels.items())
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.repository import onnx_models
+from tritonops import onnx_samples as onnx_models
 
 LINEAR_CONFIG = """
 name: "{name}"

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from tests.repository import onnx_models
+from tritonops import onnx_samples as onnx_models
 from tritonops import tritonserver
 from tritonops.repository import generating, validating
 

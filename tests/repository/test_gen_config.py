@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.repository import onnx_models
 from tritonops import errors, triton
+from tritonops import onnx_samples as onnx_models
 from tritonops.repository import generating, validating
 
 BUILDERS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.repository import onnx_models
+from tritonops import onnx_samples as onnx_models
 from tritonops.repository import validating
 from tritonops.repository.signatures import onnx_signature
 

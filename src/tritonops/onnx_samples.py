@@ -1,10 +1,12 @@
-"""Small ONNX models built with the `onnx` package, deterministic, for the repository tests."""
+"""Small ONNX models built with the `onnx` package, deterministically (fixed seeds): the sample
+repository, the benchmarks and the tests use them."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,13 +24,19 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def _weights(shape: Sequence[int], seed: int) -> np.ndarray:
+def _weights(shape: Sequence[int], seed: int) -> np.ndarray[Any, Any]:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def linear(path: Path, *, in_shape=("batch", 4), out_features: int = 2, names=("input", "output")) -> Path:
+def linear(
+    path: Path,
+    *,
+    in_shape: Sequence[int | str] = ("batch", 4),
+    out_features: int = 2,
+    names: tuple[str, str] = ("input", "output"),
+) -> Path:
     """Y = X @ W + b; the first dim is symbolic (`batch`) unless in_shape fixes it."""
-    in_features = in_shape[-1]
+    in_features = int(in_shape[-1])
     out_shape = [*in_shape[:-1], out_features]
     weight = numpy_helper.from_array(_weights((in_features, out_features), 1), "W")
     bias = numpy_helper.from_array(_weights((out_features,), 2), "b")
@@ -48,7 +56,9 @@ def linear(path: Path, *, in_shape=("batch", 4), out_features: int = 2, names=("
 
 def mlp(path: Path, sizes: Sequence[int] = (8, 16, 3)) -> Path:
     """Dense -> ReLU layers; input [batch, sizes[0]], output [batch, sizes[-1]]."""
-    nodes, inits, current = [], [], "input"
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    current = "input"
     for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         inits += [numpy_helper.from_array(_weights((fan_in, fan_out), 10 + index), f"W{index}")]
         out = "output" if index == len(sizes) - 2 else f"h{index}"
