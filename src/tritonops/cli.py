@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tritonops import environments, errors, gating, rendering, summarizing, values_docs
 from tritonops.repository import checksums, generating, validating
+from tritonops.runtime import controlling, demo, workspace
 
 log = logging.getLogger("tritonops")
 
@@ -71,8 +72,42 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--env", action="append", help="environments to summarise (default: dev and prod)")
     summary.set_defaults(handler=_summary)
 
-    demo = commands.add_parser("demo", help="the README's main job")
+    demo = commands.add_parser("demo", help="the README's main job: the local runtime, end to end")
+    _add_work_dir(demo)
     demo.set_defaults(handler=_demo)
+
+    up = commands.add_parser("up", help="run the rendered pod's replicas locally on the real Triton")
+    up.add_argument(
+        "--env", default=os.environ.get("TRITONOPS_ENV", "local"), help="local or dev (env TRITONOPS_ENV)"
+    )
+    up.add_argument("--replicas", type=int, help="replica count (default: the rendered replicaCount)")
+    up.add_argument("--repository", type=Path, help="model repository folder (default: a copy of the sample)")
+    up.add_argument(
+        "--port-offset",
+        type=int,
+        default=int(os.environ.get("TRITONOPS_PORT_OFFSET", "0")),
+        help="added to every rendered port; replica i adds 10*i more (env TRITONOPS_PORT_OFFSET)",
+    )
+    up.add_argument(
+        "--set", dest="set_values", action="append", default=[], help="override a value: key=value"
+    )
+    _add_work_dir(up)
+    up.set_defaults(handler=_up)
+
+    status = commands.add_parser("status", help="each local replica's state")
+    status.add_argument("--json", action="store_true")
+    _add_work_dir(status)
+    status.set_defaults(handler=_status)
+
+    logs = commands.add_parser("logs", help="the local replicas' server logs")
+    logs.add_argument("replica", nargs="?", type=int)
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    _add_work_dir(logs)
+    logs.set_defaults(handler=_logs)
+
+    down = commands.add_parser("down", help="stop the local replicas gracefully")
+    _add_work_dir(down)
+    down.set_defaults(handler=_down)
 
     docs = commands.add_parser("docs", help="generate the chart README's values table")
     mode = docs.add_mutually_exclusive_group(required=True)
@@ -118,6 +153,15 @@ def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     )
     mode.add_argument("--agent-block", action="store_true", help="print Triton's checksum agent block (MD5)")
     checksum.set_defaults(handler=_repo_checksum)
+
+
+def _add_work_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(os.environ.get("TRITONOPS_WORK_DIR", workspace.DEFAULT_DIR)),
+        help="the runtime's work folder (env TRITONOPS_WORK_DIR, default .tritonops)",
+    )
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -189,13 +233,54 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print("tritonops demo: what each environment would deploy (rendered with Helm's engine)\n")
-    for name in ("dev", "prod"):
-        print(summarizing.summarize(rendering.render(name)) + "\n")
-    report = gating.run_gates(["dev", "prod"], policy=False)
-    print(_report_text(report))
-    print("\nNext: `make test` runs the suite; `tritonops lint` adds checkov's policies.")
-    return 0 if report.passed else 1
+    return demo.run(args.work_dir, say=print)
+
+
+def _up(args: argparse.Namespace) -> int:
+    current = controlling.up(
+        args.env,
+        work_dir=args.work_dir,
+        replicas=args.replicas,
+        repository=args.repository,
+        port_offset=args.port_offset,
+        set_values=tuple(args.set_values),
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(_status_text(current))
+    if current.failed:
+        for replica in current.failed:
+            print(
+                f"\nreplica {replica.index} failed: {replica.reason}\n"
+                + controlling.logs(args.work_dir, replica.index, 20)
+            )
+        print("stop what is left with `tritonops down`")
+        return 1
+    print("all replicas Ready; stop them with `tritonops down`")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    current = controlling.status(args.work_dir)
+    print(json.dumps(controlling.describe(current), indent=2) if args.json else _status_text(current))
+    return 0 if current.running else 3
+
+
+def _status_text(current: controlling.RuntimeStatus) -> str:
+    lines = [f"runtime in {current.work_dir}: {'running' if current.running else 'stopped'}"]
+    for r in current.replicas:
+        lines.append(f"  replica {r.index}  {r.state:<10} {r.url}  restarts={r.restarts}  {r.reason}")
+    return "\n".join(lines)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    print(controlling.logs(args.work_dir, args.replica, args.lines))
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    killed = controlling.down(args.work_dir)
+    print("stopped" + (f" ({killed} process group(s) had to be killed)" if killed else ""))
+    return 0
 
 
 def _docs(args: argparse.Namespace) -> int:

@@ -1,0 +1,283 @@
+"""`up`, `status`, `logs` and `down`: start the rendered pod's replicas under a supervisor, wait for
+them, report them, and stop them leaving no process behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonops import environments, errors, rendering, tritonserver
+from tritonops.runtime import podspec, workspace
+from tritonops.runtime.supervisor import State
+
+log = logging.getLogger(__name__)
+
+SAMPLE_REPOSITORY = environments.PROJECT_ROOT / "examples" / "model-repository"
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    index: int
+    state: str
+    reason: str
+    restarts: int
+    pid: int | None
+    ports: dict[str, int]
+    log: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{tritonserver.LOOPBACK}:{self.ports.get('http')}"
+
+
+@dataclass(frozen=True)
+class RuntimeStatus:
+    work_dir: Path
+    running: bool
+    replicas: tuple[ReplicaStatus, ...]
+    api_header: str | None = None
+    api_key_file: Path | None = None
+
+    @property
+    def all_ready(self) -> bool:
+        return bool(self.replicas) and all(r.state == State.READY for r in self.replicas)
+
+    @property
+    def failed(self) -> list[ReplicaStatus]:
+        return [r for r in self.replicas if r.state == State.FAILED]
+
+    def api_key(self) -> str | None:
+        return self.api_key_file.read_text(encoding="utf-8").strip() if self.api_key_file else None
+
+
+def up(
+    env_name: str = "local",
+    *,
+    work_dir: Path = Path(workspace.DEFAULT_DIR),
+    replicas: int | None = None,
+    repository: Path | None = None,
+    port_offset: int = 0,
+    set_values: tuple[str, ...] = (),
+    timeout_s: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RuntimeStatus:
+    """Render, start every replica under a supervisor, and wait until all are Ready or one Failed."""
+    space = workspace.Workspace(work_dir.resolve())
+    if space.supervisor_alive():
+        raise errors.InputError(
+            f"{space.root}: a runtime is already running here; run `tritonops down` first"
+        )
+    overrides = list(set_values) + ([f"replicaCount={replicas}"] if replicas else [])
+    item = rendering.render(env_name, set_values=overrides)
+    count = int(item.one("Deployment")["spec"].get("replicas") or item.values["autoscaling"]["minReplicas"])
+    model_dir = _prepare_repository(space, repository)
+    _reset(space)
+    backends = tritonserver.assemble_backends(space.root)
+    plans = podspec.plan_replicas(
+        item,
+        replicas=count,
+        repository=model_dir,
+        work_dir=space.root,
+        port_offset=port_offset,
+        backends=backends,
+    )
+    restricted = item.values["repositoryApi"]["restricted"]
+    space.write_json(
+        space.plan_file,
+        {
+            "environment": env_name,
+            "repository": str(model_dir),
+            "env": tritonserver.environment(),
+            "api_header": restricted["header"] if restricted["enabled"] else None,
+            "api_key_file": str(space.root / "volumes" / "repository-api-key" / restricted["secretKey"])
+            if restricted["enabled"]
+            else None,
+            "replicas": [plan.to_dict() for plan in plans],
+        },
+    )
+    supervisor = _spawn_supervisor(space)
+    space.write_json(space.plan_file, {**space.read_plan(), "supervisor_pid": supervisor.pid})
+    budget = timeout_s if timeout_s is not None else _startup_budget(plans)
+    try:
+        return _wait_until_settled(space, supervisor, budget, progress)
+    except BaseException:
+        down(work_dir=space.root)
+        raise
+
+
+def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
+    space = workspace.Workspace(work_dir.resolve())
+    plan = space.read_plan()
+    state = space.read_state() or {"replicas": []}
+    running = space.supervisor_alive() is not None
+    replicas = tuple(
+        ReplicaStatus(
+            index=r["index"],
+            state=r["state"] if running else (State.STOPPED if r["state"] != State.FAILED else r["state"]),
+            reason=r["reason"] if running else "the supervisor is not running (`tritonops up` to start)",
+            restarts=r["restarts"],
+            pid=r["pid"] if running else None,
+            ports=r["ports"],
+            log=r["log"],
+        )
+        for r in state["replicas"]
+    )
+    key_file = Path(plan["api_key_file"]) if plan.get("api_key_file") else None
+    return RuntimeStatus(space.root, running, replicas, plan.get("api_header"), key_file)
+
+
+def logs(work_dir: Path = Path(workspace.DEFAULT_DIR), replica: int | None = None, lines: int = 50) -> str:
+    current = status(work_dir)
+    chosen = [r for r in current.replicas if replica is None or r.index == replica]
+    if replica is not None and not chosen:
+        raise errors.InputError(f"replica {replica}: no such replica (0..{len(current.replicas) - 1})")
+    parts = []
+    for entry in chosen:
+        text = (
+            Path(entry.log).read_text(encoding="utf-8", errors="replace") if Path(entry.log).exists() else ""
+        )
+        parts.append(f"==> replica {entry.index} ({entry.log}) <==\n" + "\n".join(text.splitlines()[-lines:]))
+    return "\n".join(parts)
+
+
+def down(work_dir: Path = Path(workspace.DEFAULT_DIR), *, timeout_s: float | None = None) -> int:
+    """SIGTERM the supervisor (which stops each replica within its grace period), then make sure no
+    process of this runtime is left: returns how many had to be killed."""
+    space = workspace.Workspace(work_dir.resolve())
+    if not space.plan_file.exists():
+        return 0
+    plan = space.read_plan()
+    grace = max((r.get("grace_s", 30.0) for r in plan.get("replicas", [])), default=30.0)
+    pid = space.supervisor_alive()
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else grace + 15)
+        while workspace._alive(pid) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+    killed = _kill_leftovers(space, pid)
+    return killed
+
+
+def _kill_leftovers(space: workspace.Workspace, supervisor_pid: int | None) -> int:
+    """Anything still running from this work folder (supervisor, replicas, stubs) gets SIGKILL."""
+    killed = 0
+    groups = {supervisor_pid} if supervisor_pid else set()
+    for replica in (space.read_state() or {}).get("replicas", []):
+        if replica.get("pid"):
+            groups.add(replica["pid"])
+    for group in groups:
+        # A recorded pid may have been reused by an unrelated process: only ours mention the work folder.
+        if not _belongs_to(group, space.root):
+            continue
+        try:
+            os.killpg(group, signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return killed
+
+
+def _belongs_to(pid: int, root: Path) -> bool:
+    try:
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return str(root) in command_line
+
+
+def _prepare_repository(space: workspace.Workspace, repository: Path | None) -> Path:
+    if repository is not None:
+        if not repository.is_dir():
+            raise errors.InputError(f"--repository {repository}: no such folder")
+        return repository.resolve()
+    if not SAMPLE_REPOSITORY.is_dir():
+        raise errors.InputError(f"{SAMPLE_REPOSITORY}: the sample repository is missing; run `make setup`")
+    if space.repository.exists():
+        shutil.rmtree(space.repository)
+    shutil.copytree(SAMPLE_REPOSITORY, space.repository)
+    return space.repository
+
+
+def _reset(space: workspace.Workspace) -> None:
+    """Forget the previous run's state and replica folders (the API key and repository stay)."""
+    space.root.mkdir(parents=True, exist_ok=True)
+    for stale in (space.state_file, space.plan_file):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(space.root / "replicas", ignore_errors=True)
+
+
+def _spawn_supervisor(space: workspace.Workspace) -> subprocess.Popen[bytes]:
+    with space.supervisor_log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tritonops.runtime.supervisor", str(space.root)],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _startup_budget(plans: list[podspec.ReplicaPlan]) -> float:
+    """What the rendered probes allow for a start: startup budget + readiness threshold, and margin."""
+    worst = 0.0
+    for plan in plans:
+        startup = plan.startup.period_s * plan.startup.failure_threshold if plan.startup else 0.0
+        readiness = (
+            plan.readiness.period_s * (plan.readiness.failure_threshold + 1) if plan.readiness else 0.0
+        )
+        worst = max(worst, startup + readiness)
+    return worst + 10.0
+
+
+def _wait_until_settled(
+    space: workspace.Workspace,
+    supervisor: subprocess.Popen[bytes],
+    budget_s: float,
+    progress: Callable[[str], None] | None,
+) -> RuntimeStatus:
+    deadline = time.monotonic() + budget_s
+    seen: dict[int, tuple[str, str]] = {}
+    while True:
+        if supervisor.poll() is not None:
+            raise errors.ServerError(
+                f"the supervisor exited with code {supervisor.returncode}; see {space.supervisor_log}"
+            )
+        current = status(space.root)
+        for replica in current.replicas:
+            key = (replica.state, replica.reason)
+            if progress and seen.get(replica.index) != key:
+                progress(f"replica {replica.index}: {replica.state} ({replica.reason})")
+            seen[replica.index] = key
+        if current.all_ready or current.failed:
+            return current
+        if time.monotonic() >= deadline:
+            raise errors.ServerError(
+                f"replicas not Ready within {budget_s:g} s: "
+                + "; ".join(f"{r.index} {r.state} ({r.reason})" for r in current.replicas)
+            )
+        time.sleep(POLL_S)
+
+
+def describe(current: RuntimeStatus) -> list[dict[str, Any]]:
+    return [
+        {
+            "replica": r.index,
+            "state": r.state,
+            "reason": r.reason,
+            "restarts": r.restarts,
+            "pid": r.pid,
+            "ports": r.ports,
+            "log": r.log,
+        }
+        for r in current.replicas
+    ]

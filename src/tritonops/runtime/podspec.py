@@ -1,0 +1,292 @@
+"""Turn the rendered pod into local processes: the Triton container's command line, environment,
+ports and probes, with its volumes mapped to local folders and its ports shifted per replica.
+
+Nothing here is invented: every argument comes from the rendered Deployment. Only the image is
+swapped (`tritonserver` -> the wheel's binary plus a backends folder, `python3` -> this Python),
+container paths are replaced by the folders they are mounted from, and servers bind to loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tritonops import errors, rendering, tritonserver
+
+PORT_FLAGS = {"http": "--http-port=", "grpc": "--grpc-port=", "metrics": "--metrics-port="}
+VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A probe as the kubelet runs it: an HTTP GET on a local port, or a command."""
+
+    kind: str  # "http" or "exec"
+    period_s: float
+    timeout_s: float
+    failure_threshold: int
+    success_threshold: int = 1
+    initial_delay_s: float = 0.0
+    url: str = ""
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    name: str
+    command: tuple[str, ...]
+    runnable: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReplicaPlan:
+    """Everything needed to run one replica of the rendered pod as a local process."""
+
+    index: int
+    command: tuple[str, ...]
+    env: dict[str, str]
+    ports: dict[str, int]
+    work_dir: str
+    startup: ProbeSpec | None
+    liveness: ProbeSpec | None
+    readiness: ProbeSpec | None
+    pre_stop: tuple[str, ...] = ()
+    grace_s: float = 30.0
+    init: tuple[InitSpec, ...] = ()
+    skipped_mounts: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReplicaPlan:
+        data = dict(data)
+        for key in ("startup", "liveness", "readiness"):
+            probe = data.get(key)
+            data[key] = ProbeSpec(**{**probe, "command": tuple(probe["command"])}) if probe else None
+        data["init"] = tuple(
+            InitSpec(**{**spec, "command": tuple(spec["command"])}) for spec in data.get("init", ())
+        )
+        for key in ("command", "pre_stop", "skipped_mounts"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
+
+
+def plan_replicas(
+    item: rendering.Rendering,
+    *,
+    replicas: int,
+    repository: Path,
+    work_dir: Path,
+    port_offset: int,
+    backends: Path,
+) -> list[ReplicaPlan]:
+    """One plan per replica; replica i's ports are the rendered ones + port_offset + 10*i."""
+    deployment = item.one("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "triton")
+    shared = _shared_volume_folders(item, pod, work_dir, repository)
+    plans = []
+    for index in range(replicas):
+        replica_dir = work_dir / "replicas" / str(index)
+        (replica_dir / "volumes").mkdir(parents=True, exist_ok=True)
+        volumes = {**shared, **_replica_volume_folders(pod, replica_dir)}
+        mounts, skipped = _mounts(container, volumes)
+        offset = port_offset + 10 * index
+        ports = {p["name"]: int(p["containerPort"]) + offset for p in container.get("ports", [])}
+        mapper = _Mapper(mounts, ports, offset, backends)
+        env = {
+            e["name"]: mapper.path(str(e.get("value", ""))) for e in container.get("env", []) if "value" in e
+        }
+        command = mapper.command([*container.get("command", []), *container.get("args", [])], env)
+        plans.append(
+            ReplicaPlan(
+                index=index,
+                command=tuple(command),
+                env=env,
+                ports=ports,
+                work_dir=str(replica_dir),
+                startup=_probe(container.get("startupProbe"), mapper, env),
+                liveness=_probe(container.get("livenessProbe"), mapper, env),
+                readiness=_probe(container.get("readinessProbe"), mapper, env),
+                pre_stop=tuple(mapper.command(_pre_stop(container), env)),
+                grace_s=float(pod.get("terminationGracePeriodSeconds", 30)),
+                init=tuple(_init(c, volumes, mapper, env) for c in pod.get("initContainers", [])),
+                skipped_mounts=tuple(skipped),
+            )
+        )
+    return plans
+
+
+class _Mapper:
+    """Rewrites container paths, ports and binaries into their local equivalents."""
+
+    def __init__(self, mounts: dict[str, Path], ports: dict[str, int], offset: int, backends: Path) -> None:
+        # Longest mount path first, so /models/x never matches a shorter /m prefix.
+        self.mounts = sorted(mounts.items(), key=lambda item: -len(item[0]))
+        self.ports = ports
+        self.offset = offset
+        self.backends = backends
+
+    def path(self, value: str) -> str:
+        """Every container mount path in `value` replaced by its local folder, in one pass (a
+        replaced path is never rewritten again by a shorter mount such as /tmp)."""
+        if not self.mounts:
+            return value
+        locals_by_path = {container_path: str(local) for container_path, local in self.mounts}
+        alternation = "|".join(re.escape(container_path) for container_path, _ in self.mounts)
+        pattern = re.compile(rf"(?<![\w/.-])({alternation})(?=/|$|\s|,)")
+        return pattern.sub(lambda match: locals_by_path[match.group(1)], value)
+
+    def command(self, words: list[str], env: dict[str, str]) -> list[str]:
+        mapped = [self.path(_expand(word, env)) for word in words]
+        if mapped and mapped[0] in ("python3", "python"):
+            mapped[0] = sys.executable
+        if "tritonserver" in mapped:
+            at = mapped.index("tritonserver")
+            mapped[at] = str(tritonserver.binary())
+            mapped.insert(at + 1, f"--backend-directory={self.backends}")
+            # Local replicas listen on loopback only: nothing but this machine may reach them.
+            loopback = [f"--{kind}-address={tritonserver.LOOPBACK}" for kind in ("http", "grpc", "metrics")]
+            mapped[at + 2 : at + 2] = loopback
+        return [self._port(word) for word in mapped]
+
+    def _port(self, word: str) -> str:
+        for name, flag in PORT_FLAGS.items():
+            if word.startswith(flag) and name in self.ports:
+                return f"{flag}{self.ports[name]}"
+        match = re.fullmatch(r"--port=(\d+)", word)
+        if match:
+            return f"--port={int(match.group(1)) + self.offset}"
+        return word
+
+    def port(self, port: Any) -> int:
+        if isinstance(port, int):
+            return port + self.offset
+        if port not in self.ports:
+            raise errors.InputError(
+                f"probe port {port!r} is not a named container port ({sorted(self.ports)})"
+            )
+        return self.ports[port]
+
+
+def _probe(probe: dict[str, Any] | None, mapper: _Mapper, env: dict[str, str]) -> ProbeSpec | None:
+    if not probe:
+        return None
+    timing = {
+        "period_s": float(probe.get("periodSeconds", 10)),
+        "timeout_s": float(probe.get("timeoutSeconds", 1)),
+        "failure_threshold": int(probe.get("failureThreshold", 3)),
+        "success_threshold": int(probe.get("successThreshold", 1)),
+        "initial_delay_s": float(probe.get("initialDelaySeconds", 0)),
+    }
+    if "httpGet" in probe:
+        get = probe["httpGet"]
+        url = f"http://{tritonserver.LOOPBACK}:{mapper.port(get['port'])}{get.get('path', '/')}"
+        return ProbeSpec("http", url=url, **timing)  # type: ignore[arg-type]
+    if "exec" in probe:
+        command = tuple(mapper.command(list(probe["exec"]["command"]), env))
+        return ProbeSpec("exec", command=command, **timing)  # type: ignore[arg-type]
+    raise errors.InputError(f"probe {sorted(probe)}: only httpGet and exec probes run locally")
+
+
+def _pre_stop(container: dict[str, Any]) -> list[str]:
+    return list(((container.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command", []))
+
+
+def _init(
+    container: dict[str, Any], volumes: dict[str, Path], mapper: _Mapper, env: dict[str, str]
+) -> InitSpec:
+    words = [*container.get("command", []), *container.get("args", [])]
+    init_mounts, _ = _mounts(container, volumes)
+    init_mapper = _Mapper(init_mounts, mapper.ports, mapper.offset, mapper.backends)
+    command = init_mapper.command(words, env)
+    if not command or shutil.which(command[0]) is None:
+        return InitSpec(
+            container["name"],
+            tuple(command),
+            False,
+            f"{command[0] if command else '(none)'} is not installed here",
+        )
+    return InitSpec(container["name"], tuple(command), True)
+
+
+def _expand(word: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in command and args; unknown references stay as written."""
+    return VARIABLE.sub(lambda match: env.get(match.group(1), match.group(0)), word)
+
+
+def _shared_volume_folders(
+    item: rendering.Rendering, pod: dict[str, Any], work_dir: Path, repository: Path
+) -> dict[str, Path]:
+    """Volumes every replica shares: the model repository, ConfigMaps and Secrets."""
+    folders: dict[str, Path] = {}
+    for volume in pod.get("volumes", []):
+        name = volume["name"]
+        if "persistentVolumeClaim" in volume:
+            folders[name] = repository
+        elif "configMap" in volume:
+            folders[name] = _write_config_map(item, volume["configMap"]["name"], work_dir / "volumes" / name)
+        elif "secret" in volume:
+            folders[name] = _write_secret(item, volume["secret"], work_dir / "volumes" / name)
+    return folders
+
+
+def _replica_volume_folders(pod: dict[str, Any], replica_dir: Path) -> dict[str, Path]:
+    folders: dict[str, Path] = {}
+    for volume in pod.get("volumes", []):
+        empty_dir = volume.get("emptyDir")
+        if empty_dir is None:
+            continue
+        if empty_dir.get("medium") == "Memory":
+            folders[volume["name"]] = Path("/dev/shm")  # the host's own memory-backed shm
+        else:
+            folders[volume["name"]] = replica_dir / "volumes" / volume["name"]
+            folders[volume["name"]].mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+def _mounts(container: dict[str, Any], volumes: dict[str, Path]) -> tuple[dict[str, Path], list[str]]:
+    mounts, skipped = {}, []
+    for mount in container.get("volumeMounts", []):
+        local = volumes.get(mount["name"])
+        if local is None:
+            skipped.append(f"{mount['name']} at {mount['mountPath']}")
+            continue
+        mounts[mount["mountPath"]] = local / mount["subPath"] if mount.get("subPath") else local
+    return mounts, skipped
+
+
+def _write_config_map(item: rendering.Rendering, name: str, folder: Path) -> Path:
+    config_map = next((m.body for m in item.of_kind("ConfigMap") if m.name == name), None)
+    if config_map is None:
+        raise errors.InputError(
+            f"ConfigMap {name!r} is mounted but not rendered; it must come from the chart"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, value in (config_map.get("data") or {}).items():
+        (folder / key).write_text(value, encoding="utf-8")
+    return folder
+
+
+def _write_secret(item: rendering.Rendering, volume: dict[str, Any], folder: Path) -> Path:
+    """The rendered Secret's items; an existing Secret (not rendered) gets a fresh local key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    secret = next((m.body for m in item.of_kind("Secret") if m.name == volume["secretName"]), None)
+    for entry in volume.get("items") or [{"key": k, "path": k} for k in (secret or {}).get("data", {})]:
+        target = folder / entry["path"]
+        if target.exists():
+            continue  # keep the key across `up` runs so clients holding it keep working
+        if secret is not None and entry["key"] in secret.get("data", {}):
+            target.write_bytes(base64.b64decode(secret["data"][entry["key"]]))
+        else:
+            target.write_text(secrets.token_urlsafe(30), encoding="utf-8")
+        target.chmod(0o400)
+    return folder

@@ -1,0 +1,282 @@
+"""The supervisor: a background process that runs the replicas and drives their probes the way
+the kubelet does, restarts what fails (restartPolicy: Always) and records every replica's state in
+`state.json` for `up`, `status` and `down`.
+
+    python -m tritonops.runtime.supervisor WORK_DIR
+
+SIGTERM (what `down` sends) stops every replica gracefully: preStop hook, SIGTERM, the rendered
+grace period, then SIGKILL of the replica's whole process group.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonops.runtime import probes, workspace
+from tritonops.runtime.podspec import ReplicaPlan
+
+log = logging.getLogger("tritonops.supervisor")
+
+TICK_S = 0.05
+# A replica that exits or fails its startup probe this many times in a row is Failed, not retried.
+MAX_START_FAILURES = 3
+# CrashLoopBackOff, shortened for a workstation: 1 s doubling to 30 s (the kubelet uses 10 s to 5 min).
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 30.0
+
+
+class State:
+    STARTING = "Starting"
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    RESTARTING = "Restarting"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+
+
+@dataclass
+class Replica:
+    """One replica: its process, its probe trackers and what the kubelet would say about it."""
+
+    plan: ReplicaPlan
+    env: dict[str, str]
+    state: str = State.STARTING
+    reason: str = "not started"
+    restarts: int = 0
+    start_failures: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    started: bool = False
+    ready: bool = False
+    backoff_until: float = 0.0
+    init_done: bool = False
+
+    def __post_init__(self) -> None:
+        self.log_path = Path(self.plan.work_dir) / "triton.log"
+        self.trackers: dict[str, probes.ProbeTracker] = {}
+        self.in_flight: dict[str, concurrent.futures.Future[probes.ProbeResult]] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self.init_done and not self._run_init_containers():
+            return
+        log.info("replica %d: starting %s", self.plan.index, " ".join(self.plan.command))
+        with self.log_path.open("ab") as sink:
+            sink.write(f"--- tritonops: start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
+            sink.flush()
+            self.process = subprocess.Popen(
+                list(self.plan.command),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.plan.work_dir,
+                start_new_session=True,
+            )
+        now = time.monotonic()
+        self.trackers = {
+            name: probes.ProbeTracker(spec, started_at=now)
+            for name, spec in (
+                ("startup", self.plan.startup),
+                ("liveness", self.plan.liveness),
+                ("readiness", self.plan.readiness),
+            )
+            if spec is not None
+        }
+        self.in_flight = {}
+        self.started = self.plan.startup is None
+        self.ready = False
+        self._set(State.STARTING, "waiting for the startup probe" if self.plan.startup else "started")
+
+    def _run_init_containers(self) -> bool:
+        for init in self.plan.init:
+            if not init.runnable:
+                log.warning(
+                    "replica %d: init container %s skipped: %s", self.plan.index, init.name, init.reason
+                )
+                continue
+            with (Path(self.plan.work_dir) / f"init-{init.name}.log").open("wb") as sink:
+                code = subprocess.run(
+                    list(init.command), stdout=sink, stderr=subprocess.STDOUT, env=self.env, check=False
+                ).returncode
+            if code != 0:
+                self._set(
+                    State.FAILED,
+                    f"init container {init.name} exited with code {code} (see init-{init.name}.log)",
+                )
+                return False
+        self.init_done = True
+        return True
+
+    def stop(self, reason: str) -> None:
+        """preStop hook, SIGTERM, the grace period, then SIGKILL of the process group."""
+        process = self.process
+        if process is None:
+            return
+        deadline = time.monotonic() + self.plan.grace_s
+        if process.poll() is None and self.plan.pre_stop:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                subprocess.run(list(self.plan.pre_stop), timeout=self.plan.grace_s, env=self.env, check=False)
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        self.process = None
+        log.info("replica %d: stopped (%s)", self.plan.index, reason)
+
+    # -- the kubelet loop ------------------------------------------------------------------------
+    def tick(self, now: float, pool: concurrent.futures.Executor) -> None:
+        if self.state == State.FAILED:
+            return
+        if self.process is None:
+            if now >= self.backoff_until:
+                self.start()
+            return
+        code = self.process.poll()
+        if code is not None:
+            self._exited(code, now)
+            return
+        self._collect(now)
+        for name, tracker in self.trackers.items():
+            active = name == "startup" if not self.started else name != "startup"
+            if active and name not in self.in_flight and tracker.due(now):
+                self.in_flight[name] = pool.submit(probes.run_probe, tracker.spec, self.env)
+
+    def _collect(self, now: float) -> None:
+        for name, future in list(self.in_flight.items()):
+            if not future.done():
+                continue
+            del self.in_flight[name]
+            tracker = self.trackers[name]
+            tracker.record(future.result(), now)
+            self._apply(name, tracker, now)
+            if self.process is None:
+                return
+
+    def _apply(self, name: str, tracker: probes.ProbeTracker, now: float) -> None:
+        detail = tracker.last.detail if tracker.last else ""
+        if name == "startup":
+            if tracker.succeeded:
+                self.started = True
+                self._set(State.STARTING, "started; waiting for readiness")
+            elif tracker.failed:
+                self._restart(
+                    f"startup probe failed {tracker.failures} times: {detail}", now, start_failure=True
+                )
+        elif name == "liveness" and tracker.failed:
+            self._restart(
+                f"liveness probe failed {tracker.failures} times: {detail}", now, start_failure=False
+            )
+        elif name == "readiness":
+            if tracker.succeeded and not self.ready:
+                self.ready, self.start_failures = True, 0
+                self._set(State.READY, "all readiness checks pass")
+            elif tracker.failed and (self.ready or self.state != State.NOT_READY):
+                self.ready = False
+                self._set(State.NOT_READY, f"readiness probe failing: {detail}")
+
+    def _exited(self, code: int, now: float) -> None:
+        self.process = None
+        self._restart(
+            f"exited with code {code}; last log line: {self._last_log_line()}",
+            now,
+            start_failure=not self.ready,
+            already_stopped=True,
+        )
+
+    def _restart(
+        self, reason: str, now: float, *, start_failure: bool, already_stopped: bool = False
+    ) -> None:
+        if not already_stopped:
+            self.stop(reason)
+        self.ready = False
+        if start_failure:
+            self.start_failures += 1
+        if self.start_failures >= MAX_START_FAILURES:
+            self._set(State.FAILED, f"{reason} ({self.start_failures} failed starts in a row)")
+            return
+        self.restarts += 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** max(0, self.start_failures - 1))
+        self.backoff_until = now + delay
+        self._set(State.RESTARTING, f"{reason}; restarting in {delay:g} s")
+
+    def _set(self, state: str, reason: str) -> None:
+        if (state, reason) != (self.state, self.reason):
+            log.info("replica %d: %s (%s)", self.plan.index, state, reason)
+        self.state, self.reason = state, reason
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return lines[-1][-300:] if lines else "(empty log)"
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "index": self.plan.index,
+            "state": self.state,
+            "reason": self.reason,
+            "restarts": self.restarts,
+            "pid": self.process.pid if self.process else None,
+            "ports": self.plan.ports,
+            "log": str(self.log_path),
+        }
+
+
+def run(work_dir: Path) -> int:
+    """Run the replicas until SIGTERM/SIGINT, then stop them all and record that."""
+    space = workspace.Workspace(work_dir)
+    plans = [ReplicaPlan.from_dict(data) for data in json.loads(space.plan_file.read_text())["replicas"]]
+    base_env = json.loads(space.plan_file.read_text())["env"]
+    replicas = [Replica(plan, {**base_env, **plan.env}) for plan in plans]
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    last_written: list[dict[str, Any]] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(4, 3 * len(replicas))) as pool:
+        while not stopping.is_set():
+            now = time.monotonic()
+            for replica in replicas:
+                replica.tick(now, pool)
+            snapshot = [replica.snapshot() for replica in replicas]
+            if snapshot != last_written:
+                space.write_state(os.getpid(), snapshot)
+                last_written = snapshot
+            stopping.wait(TICK_S)
+        log.info("stopping %d replica(s)", len(replicas))
+        stoppers = [threading.Thread(target=r.stop, args=("tritonops down",)) for r in replicas]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
+    for replica in replicas:
+        replica._set(State.STOPPED, "stopped by tritonops down")
+    space.write_state(os.getpid(), [replica.snapshot() for replica in replicas], running=False)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    work_dir = Path(argv[0])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return run(work_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
