@@ -269,6 +269,8 @@ def _status_text(current: controlling.RuntimeStatus) -> str:
     lines = [f"runtime in {current.work_dir}: {'running' if current.running else 'stopped'}"]
     for r in current.replicas:
         lines.append(f"  replica {r.index}  {r.state:<10} {r.url}  restarts={r.restarts}  {r.reason}")
+        if r.last_restart:
+            lines.append(f"             last restart: {r.last_restart}")
     return "\n".join(lines)
 
 

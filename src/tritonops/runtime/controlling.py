@@ -31,6 +31,7 @@ class ReplicaStatus:
     state: str
     reason: str
     restarts: int
+    last_restart: str
     pid: int | None
     ports: dict[str, int]
     log: str
@@ -126,6 +127,7 @@ def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
             state=r["state"] if running else (State.STOPPED if r["state"] != State.FAILED else r["state"]),
             reason=r["reason"] if running else "the supervisor is not running (`tritonops up` to start)",
             restarts=r["restarts"],
+            last_restart=r.get("last_restart", ""),
             pid=r["pid"] if running else None,
             ports=r["ports"],
             log=r["log"],
@@ -275,6 +277,7 @@ def describe(current: RuntimeStatus) -> list[dict[str, Any]]:
             "state": r.state,
             "reason": r.reason,
             "restarts": r.restarts,
+            "last_restart": r.last_restart,
             "pid": r.pid,
             "ports": r.ports,
             "log": r.log,

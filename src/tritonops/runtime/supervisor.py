@@ -61,6 +61,7 @@ class Replica:
     ready: bool = False
     backoff_until: float = 0.0
     init_done: bool = False
+    last_restart: str = ""
 
     def __post_init__(self) -> None:
         self.log_path = Path(self.plan.work_dir) / "triton.log"
@@ -212,6 +213,7 @@ class Replica:
             self._set(State.FAILED, f"{reason} ({self.start_failures} failed starts in a row)")
             return
         self.restarts += 1
+        self.last_restart = reason
         delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** max(0, self.start_failures - 1))
         self.backoff_until = now + delay
         self._set(State.RESTARTING, f"{reason}; restarting in {delay:g} s")
@@ -234,6 +236,7 @@ class Replica:
             "state": self.state,
             "reason": self.reason,
             "restarts": self.restarts,
+            "last_restart": self.last_restart,
             "pid": self.process.pid if self.process else None,
             "ports": self.plan.ports,
             "log": str(self.log_path),

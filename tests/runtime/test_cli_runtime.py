@@ -1,0 +1,54 @@
+"""`tritonops up/status/logs/down` and `demo` as a user runs them (real processes)."""
+
+from __future__ import annotations
+
+from tests.runtime.conftest import free_port_offset
+
+
+def test_up_status_logs_down(run_cli, tmp_path):
+    work = str(tmp_path / "work")
+    offset = str(free_port_offset(1))
+    try:
+        up = run_cli("up", "--env", "local", "--work-dir", work, "--port-offset", offset)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "replica 0: Ready" in up.stderr and "all replicas Ready" in up.stdout
+        status = run_cli("status", "--work-dir", work, "--json")
+        assert status.returncode == 0 and '"state": "Ready"' in status.stdout
+        logs = run_cli("logs", "0", "--work-dir", work, "-n", "200")
+        assert "successfully loaded 'linear'" in logs.stdout
+        bad = run_cli("logs", "7", "--work-dir", work)
+        assert bad.returncode == 2 and "no such replica" in bad.stderr
+    finally:
+        down = run_cli("down", "--work-dir", work)
+    assert down.returncode == 0 and down.stdout.startswith("stopped")
+    after = run_cli("status", "--work-dir", work)
+    assert after.returncode == 3 and "stopped" in after.stdout
+
+
+def test_commands_before_up_say_what_to_do(run_cli, tmp_path):
+    result = run_cli("status", "--work-dir", str(tmp_path / "never"))
+    assert result.returncode == 2
+    assert "nothing was started here; run `tritonops up` first" in result.stderr
+    assert run_cli("down", "--work-dir", str(tmp_path / "never")).returncode == 0
+
+
+def test_demo_runs_end_to_end_and_leaves_the_server_running(run_cli, tmp_path):
+    work = str(tmp_path / "demo")
+    try:
+        # The demo uses the rendered ports (8000-8002); skip cleanly if something else holds them.
+        import socket
+
+        for port in (8000, 8001, 8002):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    import pytest
+
+                    pytest.skip(f"port {port} is in use on this machine")
+        demo = run_cli("demo", "--work-dir", work)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "matches onnxruntime" in demo.stdout
+        assert "nv_inference_request_success{model=linear}: 0 -> 1" in demo.stdout
+        assert "stop it with `tritonops down`" in demo.stdout
+        assert run_cli("status", "--work-dir", work).returncode == 0
+    finally:
+        run_cli("down", "--work-dir", work)

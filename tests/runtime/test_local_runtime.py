@@ -1,0 +1,223 @@
+"""The seed platform's end-to-end checklist, on the real server through the embedded runtime:
+the rendered pod's replicas, its probes driven like the kubelet, restarts, and a clean `down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+
+from tests.runtime.conftest import FAST_PROBES
+from tritonops import errors, onnx_samples, triton
+from tritonops.runtime import controlling, workspace
+from tritonops.runtime.supervisor import State
+
+BATCH = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.25, 2.0]], dtype=np.float32)
+
+
+def _client(current, replica=0, *, authorised=True):
+    address = current.replicas[replica].url.removeprefix("http://")
+    if not authorised:
+        return triton.Client(address)
+    return triton.Client(address, api_header=current.api_header, api_key=current.api_key())
+
+
+def _repository(current) -> Path:
+    return Path(workspace.Workspace(current.work_dir).read_plan()["repository"])
+
+
+def _wait_for(work_dir: Path, predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        current = controlling.status(work_dir)
+        if predicate(current):
+            return current
+        time.sleep(0.2)
+    raise AssertionError(
+        f"{what} within {timeout_s} s; last: {controlling.describe(controlling.status(work_dir))}"
+    )
+
+
+def _reference(model_file: Path, batch: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": batch})[0]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Two replicas of the local render, shared by the non-destructive checks."""
+    from tests.runtime.conftest import free_port_offset
+
+    work_dir = tmp_path_factory.mktemp("pair") / "work"
+    current = controlling.up(
+        "local", work_dir=work_dir, replicas=2, port_offset=free_port_offset(2), set_values=FAST_PROBES
+    )
+    yield current
+    controlling.down(work_dir)
+
+
+def test_replicas_reach_ready_through_the_rendered_probes(pair):
+    assert [r.state for r in pair.replicas] == [State.READY, State.READY]
+    assert len({r.ports["http"] for r in pair.replicas}) == 2
+    for index in range(2):
+        with _client(pair, index) as client:
+            assert client.live()
+            assert client.model_ready("linear", 1)
+
+
+def test_load_needs_the_restricted_api_header(pair):
+    with _client(pair, authorised=False) as anonymous, pytest.raises(errors.RepositoryApiForbidden):
+        anonymous.load("mlp")
+    with _client(pair) as client:
+        client.load("mlp")
+        assert client.model_ready("mlp")
+
+
+def test_smoke_inference_matches_onnxruntime_on_every_replica(pair):
+    expected = _reference(_repository(pair) / "linear" / "1" / "model.onnx", BATCH)
+    for index in range(2):
+        with _client(pair, index) as client:
+            got = client.infer("linear", {"input": BATCH})["output"]
+        assert np.allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_counters_rise_after_inference(pair):
+    metrics_url = f"http://127.0.0.1:{pair.replicas[0].ports['metrics']}/metrics"
+    counters = (
+        "nv_inference_request_success",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_queue_duration_us",
+        "nv_inference_request_duration_us",
+    )
+    before = triton.scrape_metrics(metrics_url)
+    with _client(pair) as client:
+        for _ in range(3):
+            client.infer("linear", {"input": BATCH})
+    deadline = time.monotonic() + 10
+    while True:
+        after = triton.scrape_metrics(metrics_url)
+        moved = {
+            c: triton.metric_total(after, c, model="linear") > triton.metric_total(before, c, model="linear")
+            for c in counters
+        }
+        if all(moved.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert all(moved.values()), moved
+    success = triton.metric_total(
+        after, "nv_inference_request_success", model="linear"
+    ) - triton.metric_total(before, "nv_inference_request_success", model="linear")
+    items = triton.metric_total(after, "nv_inference_count", model="linear") - triton.metric_total(
+        before, "nv_inference_count", model="linear"
+    )
+    assert success == 3 and items == 6, "3 requests of 2 items each"
+
+
+def test_failed_candidate_load_keeps_replica_ready_and_serving_the_old_version(pair):
+    repository = _repository(pair)
+    candidate = repository / "linear" / "2"
+    candidate.mkdir()
+    (candidate / "model.onnx").write_bytes(b"not an onnx model")
+    config = {"max_batch_size": 8, "version_policy": {"specific": {"versions": [2]}}}
+    expected = _reference(repository / "linear" / "1" / "model.onnx", BATCH)
+    with _client(pair) as client:
+        with pytest.raises(errors.PermanentError):
+            client.load("linear", config=config)
+        time.sleep(3)  # several readiness periods
+        assert client.model_ready("linear", 1)
+        assert np.allclose(client.infer("linear", {"input": BATCH})["output"], expected, rtol=1e-5)
+    assert controlling.status(pair.work_dir).replicas[0].state == State.READY
+
+
+def test_pod_without_its_committed_models_is_kept_unready_until_they_load(start_runtime):
+    current = start_runtime()
+    repository = _repository(current)
+    # The promotion tool commits `mlp` version 1: this replica has not loaded it yet.
+    config = repository / "mlp" / "config.pbtxt"
+    config.write_text(config.read_text() + "version_policy { specific { versions: [ 1 ] } }\n")
+    state = json.loads((repository / "current.json").read_text())
+    state["models"]["mlp"] = {"version": 1, "digest": "sha256:test", "committedAt": "2026-11-25T00:00:00Z"}
+    (repository / "current.json").write_text(json.dumps(state))
+    _wait_for(current.work_dir, lambda s: s.replicas[0].state == State.NOT_READY, 10, "replica not NotReady")
+    with _client(current) as client:
+        client.load("mlp")
+    _wait_for(current.work_dir, lambda s: s.replicas[0].state == State.READY, 10, "replica not Ready again")
+    # A restart converges: the launcher loads both committed models before the pod is Ready.
+    os.kill(controlling.status(current.work_dir).replicas[0].pid, signal.SIGKILL)
+    restarted = _wait_for(
+        current.work_dir,
+        lambda s: s.replicas[0].restarts >= 1 and s.replicas[0].state == State.READY,
+        60,
+        "no restart",
+    )
+    with _client(restarted) as client:
+        assert client.model_ready("mlp", 1) and client.model_ready("linear", 1)
+
+
+def test_hung_replica_is_restarted_by_the_liveness_probe(start_runtime):
+    current = start_runtime()
+    server_pid = current.replicas[0].pid
+    launcher_child = _tritonserver_pid(server_pid)
+    os.kill(launcher_child, signal.SIGSTOP)  # alive but unresponsive: only liveness can tell
+    restarted = _wait_for(
+        current.work_dir, lambda s: s.replicas[0].restarts >= 1, 30, "liveness did not restart it"
+    )
+    assert "liveness probe failed" in restarted.replicas[0].last_restart
+    _wait_for(
+        current.work_dir, lambda s: s.replicas[0].state == State.READY, 60, "restarted replica not Ready"
+    )
+
+
+def test_down_leaves_no_process_behind(start_runtime):
+    current = start_runtime(replicas=2)
+    pids = [r.pid for r in current.replicas]
+    controlling.down(current.work_dir)
+    time.sleep(0.5)
+    for pid in pids:
+        assert not _group_alive(pid), f"process group {pid} survived down"
+    assert controlling.status(current.work_dir).running is False
+
+
+def test_second_up_in_the_same_folder_is_refused(start_runtime):
+    current = start_runtime()
+    with pytest.raises(errors.InputError, match="already running here"):
+        controlling.up("local", work_dir=current.work_dir)
+
+
+def test_failing_replica_is_reported_failed_with_its_reason(start_runtime, tmp_path):
+    broken = tmp_path / "broken-repo"
+    onnx_samples.linear(broken / "linear" / "1" / "model.onnx")
+    (broken / "linear" / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\nmax_batch_size: 8\n')
+    (broken / "current.json").write_text(
+        json.dumps(
+            {"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"linear": {"version": 1}}}
+        )
+    )
+    current = start_runtime(repository=broken)
+    assert current.failed
+    assert "refusing to start" in (Path(current.replicas[0].log).read_text())
+
+
+def _tritonserver_pid(launcher_pid: int) -> int:
+    """The launcher execs tritonserver, so the replica's pid is the server itself."""
+    return launcher_pid
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

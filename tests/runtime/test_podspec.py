@@ -1,0 +1,117 @@
+"""The rendered pod, mapped to local processes: nothing invented, only images, paths and ports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tritonops import rendering, tritonserver
+from tritonops.runtime import podspec
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory):
+    work = tmp_path_factory.mktemp("plan")
+    repository = work / "models"
+    repository.mkdir()
+    item = rendering.render("local", set_values=["replicaCount=2"])
+    return (
+        item,
+        podspec.plan_replicas(
+            item,
+            replicas=2,
+            repository=repository,
+            work_dir=work,
+            port_offset=100,
+            backends=work / "backends",
+        ),
+        work,
+    )
+
+
+def test_command_is_the_rendered_one_with_the_image_swapped(plans):
+    item, (first, _), work = plans
+    command = list(first.command)
+    assert command[:2] == [sys.executable, str(work / "volumes" / "scripts" / "launch.py")]
+    server = command[command.index("--") + 1 :]
+    assert server[0] == str(tritonserver.binary())
+    assert server[1] == f"--backend-directory={work / 'backends'}"
+    assert "--http-address=127.0.0.1" in server and "--grpc-address=127.0.0.1" in server
+    rendered = item.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    rendered_server = rendered[rendered.index("--") + 1 :]
+    kept = [
+        arg
+        for arg in rendered_server
+        if not arg.startswith(
+            ("--http-port", "--grpc-port", "--metrics-port", "--model-repository", "tritonserver")
+        )
+    ]
+    assert all(arg in server for arg in kept), "every other rendered argument is passed unchanged"
+
+
+def test_volumes_are_mapped_to_local_folders(plans):
+    _, (first, _), work = plans
+    command = " ".join(first.command)
+    assert f"--model-repository={work / 'models'}" in command
+    assert f"--committed-state={work / 'models' / 'current.json'}" in command
+    assert f"--api-key-file={work / 'volumes' / 'repository-api-key' / 'key'}" in command
+    assert (work / "volumes" / "scripts" / "ready.py").is_file()
+    key = (work / "volumes" / "repository-api-key" / "key").read_text()
+    assert (
+        len(key) == 40 and oct((work / "volumes" / "repository-api-key" / "key").stat().st_mode)[-3:] == "400"
+    )
+    assert first.env["HOME"] == str(Path(first.work_dir) / "volumes" / "tmp")
+
+
+def test_each_replica_gets_its_own_ports(plans):
+    _, (first, second), _ = plans
+    assert first.ports == {"http": 8100, "grpc": 8101, "metrics": 8102}
+    assert second.ports == {"http": 8110, "grpc": 8111, "metrics": 8112}
+    assert "--http-port=8110" in second.command and "--metrics-port=8112" in second.command
+    assert second.work_dir != first.work_dir
+
+
+def test_probes_keep_their_rendered_timings_and_target_the_replica(plans):
+    item, (_, second), _ = plans
+    container = item.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert second.startup.url == "http://127.0.0.1:8110/v2/health/live"
+    assert second.startup.period_s == container["startupProbe"]["periodSeconds"]
+    assert second.startup.failure_threshold == container["startupProbe"]["failureThreshold"]
+    assert second.liveness.url == "http://127.0.0.1:8110/v2/health/live"
+    assert second.readiness.kind == "exec"
+    assert "--port=8110" in second.readiness.command
+    assert second.readiness.command[0] == sys.executable
+    assert (
+        second.grace_s == item.one("Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    )
+
+
+def test_kubernetes_variable_expansion():
+    assert podspec._expand("--key=$(API_KEY)", {"API_KEY": "s3cr3t"}) == "--key=s3cr3t"
+    assert podspec._expand("$(MISSING)", {}) == "$(MISSING)"
+
+
+def test_init_container_runs_only_where_its_command_exists(tmp_path):
+    sha = "a" * 64
+    item = rendering.render(
+        "local",
+        set_values=[
+            "modelRepository.pvc.enabled=false",
+            "modelRepository.download.enabled=true",
+            f"modelRepository.download.artifacts[0].url=https://example.invalid/m.onnx,modelRepository.download.artifacts[0].sha256={sha},modelRepository.download.artifacts[0].path=m/1/model.onnx",
+        ],
+    )
+    (plan,) = podspec.plan_replicas(
+        item, replicas=1, repository=tmp_path, work_dir=tmp_path, port_offset=0, backends=tmp_path / "b"
+    )
+    (init,) = plan.init
+    assert init.name == "fetch-models"
+    assert init.command[0] == "sh" and init.runnable
+    assert str(tmp_path / "replicas" / "0" / "volumes" / "models") in init.command[2]
+
+
+def test_plan_round_trips_through_json(plans):
+    _, (first, _), _ = plans
+    assert podspec.ReplicaPlan.from_dict(first.to_dict()) == first
