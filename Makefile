@@ -37,6 +37,8 @@ docs-check: setup
 bench: setup
 	$(PY) bench/render.py
 	$(PY) bench/validate.py
+	$(PY) bench/runtime.py
+	$(PY) bench/serving.py
 
 clean:
 	rm -rf $(VENV) .tritonops bench/results

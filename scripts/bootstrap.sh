@@ -31,6 +31,27 @@ install_debian_tools() {
   fi
 }
 
+install_perf_analyzer() {
+  # PyPI's perf-analyzer is a placeholder; the real binary ships inside tritonclient 2.41's wheel.
+  local target="$venv/libexec/perf_analyzer" scratch
+  [ -x "$target" ] && return 0
+  scratch=$(mktemp -d)
+  log "installing perf_analyzer (from the tritonclient 2.41.0 wheel)"
+  if "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps tritonclient==2.41.0 -d "$scratch" 2>&1 | grep -v "^WARNING: Location"; then :; fi
+  "$venv/bin/python" - "$scratch" "$target" <<'PY' || log "perf_analyzer could not be installed; the serving benchmark will say so"
+import glob, os, sys, zipfile
+scratch, target = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(scratch, "tritonclient-2.41.0-*.whl"))[0])
+member = next(name for name in wheel.namelist() if name.endswith("/bin/perf_analyzer"))
+os.makedirs(os.path.dirname(target), exist_ok=True)
+with wheel.open(member) as source, open(target + ".part", "wb") as sink:
+    sink.write(source.read())
+os.chmod(target + ".part", 0o755)
+os.replace(target + ".part", target)
+PY
+  rm -rf "$scratch"
+}
+
 if [ ! -x "$venv/bin/python" ]; then
   log "creating $venv"
   "$python" -m venv "$venv"
@@ -41,4 +62,5 @@ log "installing tritonops and its dependencies"
 "$venv/bin/python" -c "import tritonops, helm_python, kubernetes_validate" \
   || { log "the Python install failed"; exit 1; }
 install_debian_tools
+install_perf_analyzer
 log "ready"
