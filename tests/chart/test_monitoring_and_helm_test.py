@@ -33,8 +33,8 @@ def test_service_monitor_is_toggled(render_with):
     ("values", "message"),
     [
         (
-            {"monitoring": {"serviceMonitor": {"releaseLabel": ""}}},
-            r"monitoring\.serviceMonitor\.releaseLabel: set the release label",
+            {"monitoring": {"releaseLabel": ""}},
+            r"monitoring\.releaseLabel: set the release label",
         ),
         (
             {"server": {"metrics": {"enabled": False}}},

@@ -178,8 +178,8 @@ Usage: {{ include "triton.validate" . }}
 {{- fail "autoscaling.minReplicas: must not exceed autoscaling.maxReplicas" }}
 {{- end }}
 {{- end }}
-{{- if and .Values.monitoring.serviceMonitor.enabled (not .Values.monitoring.serviceMonitor.releaseLabel) }}
-{{- fail "monitoring.serviceMonitor.releaseLabel: set the release label your Prometheus selects (e.g. monitoring-prod)" }}
+{{- if and .Values.monitoring.serviceMonitor.enabled (not .Values.monitoring.releaseLabel) }}
+{{- fail "monitoring.releaseLabel: set the release label your Prometheus selects (e.g. monitoring-prod)" }}
 {{- end }}
 {{- if and .Values.monitoring.serviceMonitor.enabled (not .Values.server.metrics.enabled) }}
 {{- fail "monitoring.serviceMonitor.enabled: needs server.metrics.enabled=true, or there is nothing to scrape" }}

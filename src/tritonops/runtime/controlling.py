@@ -92,6 +92,10 @@ def up(
         port_offset=port_offset,
         backends=backends,
     )
+    for plan in plans[:1]:
+        for init in plan.init:
+            if progress and not init.runnable:
+                progress(f"init container {init.name} skipped: {init.reason}")
     restricted = item.values["repositoryApi"]["restricted"]
     space.write_json(
         space.plan_file,
