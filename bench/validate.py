@@ -24,14 +24,7 @@ from tritonops.repository import generating, validating  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "validate.json"
 MODELS = 50
 TARGET_SECONDS = 5.0
-BUILDERS = [
-    onnx_models.linear,
-    onnx_models.mlp,
-    onnx_models.conv,
-    onnx_models.dynamic_sequence,
-    onnx_models.two_inputs,
-    onnx_models.int64_bool,
-]
+BUILDERS = list(onnx_models.BUILDERS.values())
 
 
 def build_repository(root: Path) -> None:

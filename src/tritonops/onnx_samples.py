@@ -4,7 +4,7 @@ repository, the benchmarks and the tests use them."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +144,14 @@ def int64_bool(path: Path) -> Path:
         [two, zero],
     )
     return _save(graph, path)
+
+
+# Every builder by name, each called with just a path (the tests' and benchmarks' model zoo).
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "linear": linear,
+    "mlp": mlp,
+    "conv": conv,
+    "sequence": dynamic_sequence,
+    "two_inputs": two_inputs,
+    "int64_bool": int64_bool,
+}

@@ -324,10 +324,10 @@ def _exited(pid: int, timeout_s: float) -> bool:
 def start(
     repository: Path,
     *,
-    http_port: int,
-    grpc_port: int,
-    metrics_port: int,
     log_path: Path,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    metrics_port: int | None = None,
     backend_directory: Path | None = None,
     address: str = LOOPBACK,
     model_control_mode: str = "explicit",
@@ -342,6 +342,12 @@ def start(
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if http_port is None or grpc_port is None or metrics_port is None:
+        # Ports not given: three free ones on the loopback now.
+        free = iter(free_ports(3))
+        http_port, grpc_port, metrics_port = (
+            port if port is not None else next(free) for port in (http_port, grpc_port, metrics_port)
+        )
     backends = backend_directory or assemble_backends(log_path.parent)
     args = command(
         Path(repository).resolve(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -146,14 +146,7 @@ def test_empty_version_folder_is_reported_and_triton_refuses_it(server, triton_r
     assert _load(server, "hollow")[0] in (400, 500)
 
 
-GOOD_MODELS: dict[str, Callable[[Path], Path]] = {
-    "linear": onnx_models.linear,
-    "mlp": onnx_models.mlp,
-    "conv": onnx_models.conv,
-    "sequence": onnx_models.dynamic_sequence,
-    "two_inputs": onnx_models.two_inputs,
-    "int64_bool": onnx_models.int64_bool,
-}
+GOOD_MODELS = onnx_models.BUILDERS
 
 DTYPES = {
     "TYPE_FP32": ("FP32", np.float32),

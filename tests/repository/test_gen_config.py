@@ -8,14 +8,7 @@ from tritonops import errors, triton
 from tritonops import onnx_samples as onnx_models
 from tritonops.repository import generating, validating
 
-BUILDERS = {
-    "linear": onnx_models.linear,
-    "mlp": onnx_models.mlp,
-    "conv": onnx_models.conv,
-    "sequence": onnx_models.dynamic_sequence,
-    "two_inputs": onnx_models.two_inputs,
-    "int64_bool": onnx_models.int64_bool,
-}
+BUILDERS = onnx_models.BUILDERS
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))

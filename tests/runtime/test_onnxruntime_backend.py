@@ -131,13 +131,9 @@ def server(
     repository: Path, backends: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tritonserver.Server]:
     """One real tritonserver for the module, explicit mode, with the two typed models loaded at start."""
-    http, grpc, metrics = tritonserver.free_ports(3)
     log_path = tmp_path_factory.mktemp("server") / "tritonserver.log"
     with tritonserver.start(
         repository,
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
         log_path=log_path,
         backend_directory=backends,
         load_models=["linear", "typed"],

@@ -75,16 +75,7 @@ def _live_in_group(pgid: int) -> list[int]:
 
 
 def start(repository: Path, backends: Path, log_path: Path, **kwargs: object) -> tritonserver.Server:
-    http, grpc, metrics = tritonserver.free_ports(3)
-    return tritonserver.start(
-        repository,
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
-        log_path=log_path,
-        backend_directory=backends,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return tritonserver.start(repository, log_path=log_path, backend_directory=backends, **kwargs)  # type: ignore[arg-type]
 
 
 def test_help_lists_every_option_we_pass() -> None:
