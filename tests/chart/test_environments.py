@@ -26,7 +26,8 @@ def test_every_object_carries_standard_and_platform_labels(rendered, env):
         assert not missing, f"{manifest.kind}/{manifest.name} lacks {missing}"
         assert labels["app"] == "triton"
         assert labels["env"] == env
-        expected_release = "triton" if manifest.kind != "ServiceMonitor" else f"monitoring-{env}"
+        monitored = manifest.kind in ("ServiceMonitor", "PrometheusRule")
+        expected_release = f"monitoring-{env}" if monitored else "triton"
         assert labels["release"] == expected_release, f"{manifest.kind}/{manifest.name}"
 
 
