@@ -27,18 +27,24 @@ lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	@$(MAKE) --no-print-directory docs-check
 
 docs: setup
 	$(TRITONOPS) docs --write
+	$(PY) -m tritonops.dashboards --write
+	$(PY) -m tritonops.sample_repository
 
 docs-check: setup
 	$(TRITONOPS) docs --check
+	$(PY) -m tritonops.dashboards --check
+	$(PY) -m tritonops.sample_repository --check
 
 bench: setup
 	$(PY) bench/render.py
 	$(PY) bench/validate.py
 	$(PY) bench/runtime.py
 	$(PY) bench/serving.py
+	$(PY) bench/rules.py
 
 clean:
 	rm -rf $(VENV) .tritonops bench/results

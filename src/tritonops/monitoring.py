@@ -68,3 +68,101 @@ def scrape_config(item: rendering.Rendering, targets: Sequence[Target]) -> dict[
             for target in targets
         ],
     }
+
+
+class Prometheus:
+    """A real Prometheus server on loopback (Debian's `prometheus`), for the live checks."""
+
+    def __init__(self, config: dict[str, Any], work_dir: Path, port: int) -> None:
+        import shutil
+        import subprocess
+
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise errors.ToolError("prometheus is not installed; run `make setup`")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = work_dir / "prometheus.yml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = work_dir / "prometheus.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={self.config_path}",
+                    f"--storage.tsdb.path={work_dir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--web.enable-lifecycle",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise errors.ToolError(f"prometheus exited: {self.log_path.read_text()[-1000:]}")
+            try:
+                self._get("/-/ready")
+                return
+            except errors.TritonOpsError:
+                time.sleep(0.2)
+        raise errors.ToolError(f"prometheus not ready within {timeout_s} s")
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's result vector."""
+        import urllib.parse
+
+        data = self._get("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        return list(data["data"]["result"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/alerts")["data"]["alerts"])
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/rules")["data"]["groups"])
+
+    def stop(self) -> None:
+        import contextlib
+        import os
+        import signal
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def _get(self, path: str) -> dict[str, Any]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(self.url + path, timeout=10) as response:
+                body = response.read()
+        except (urllib.error.URLError, OSError) as error:
+            raise errors.ToolError(f"{self.url}{path}: {error}") from error
+        return dict(json.loads(body)) if body.strip().startswith(b"{") else {}
+
+
+def prometheus_config(
+    item: rendering.Rendering, targets: Sequence[Target], rule_path: Path, *, interval: str = "1s"
+) -> dict[str, Any]:
+    """A whole Prometheus configuration: the ServiceMonitor's scrape job and the rendered rules."""
+    job = scrape_config(item, targets)
+    job["scrape_interval"] = interval
+    job["scrape_timeout"] = interval
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(write_rule_file(item, rule_path))],
+        "scrape_configs": [job],
+    }

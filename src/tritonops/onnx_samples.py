@@ -146,6 +146,29 @@ def int64_bool(path: Path) -> Path:
     return _save(graph, path)
 
 
+def compute_heavy(path: Path, size: int = 1024) -> Path:
+    """Tiny tensors, real work: x [batch, 1] is expanded to [batch, size, size], multiplied by itself
+    (size^3 multiply-adds per item) and averaged to [batch, 1]. Server time dominates latency."""
+    shape = numpy_helper.from_array(np.array([-1, 1, 1], dtype=np.int64), "to_cube")
+    target = numpy_helper.from_array(np.array([1, size, size], dtype=np.int64), "cube")
+    nodes = [
+        helper.make_node("Reshape", ["input", "to_cube"], ["point"]),
+        helper.make_node("Expand", ["point", "cube"], ["matrix"]),
+        helper.make_node("MatMul", ["matrix", "matrix"], ["product"]),
+        helper.make_node("ReduceMean", ["product"], ["mean"], axes=[1, 2], keepdims=0),
+        helper.make_node("Unsqueeze", ["mean", "axes_one"], ["output"]),
+    ]
+    axes_one = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes_one")
+    graph = helper.make_graph(
+        nodes,
+        "compute_heavy",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1])],
+        [shape, target, axes_one],
+    )
+    return _save(graph, path)
+
+
 # Every builder by name, each called with just a path (the tests' and benchmarks' model zoo).
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "linear": linear,

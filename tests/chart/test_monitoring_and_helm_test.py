@@ -90,3 +90,41 @@ def test_extra_objects_are_rendered_with_templating(render_with):
     item = render_with("dev", {"extraObjects": [extra]})
     names = [m.name for m in item.of_kind("ConfigMap")]
     assert "triton-extra" in names
+
+
+def test_dashboard_configmap_ships_the_generated_dashboard_for_the_sidecar(rendered):
+    (dashboard,) = [m.body for m in rendered["prod"].of_kind("ConfigMap") if m.name == "triton-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    committed = (environments.CHART_DIR / "dashboards" / "triton.json").read_text()
+    assert json.loads(dashboard["data"]["triton.json"]) == json.loads(committed)
+
+
+def test_dashboard_label_folder_and_namespace_are_values(render_with):
+    item = render_with(
+        "dev",
+        {
+            "monitoring": {
+                "dashboard": {
+                    "sidecarLabel": "dash",
+                    "sidecarLabelValue": "yes",
+                    "folder": "ML",
+                    "namespace": "monitoring",
+                }
+            }
+        },
+    )
+    (dashboard,) = [m.body for m in item.of_kind("ConfigMap") if m.name == "triton-dashboard"]
+    assert dashboard["metadata"]["labels"]["dash"] == "yes"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "ML"}
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+
+
+@pytest.mark.parametrize("feature", ["prometheusRule", "dashboard"])
+def test_monitoring_objects_are_toggled(render_with, feature):
+    item = render_with("dev", {"monitoring": {feature: {"enabled": False}}})
+    kinds = [m.kind + "/" + m.name for m in item.manifests]
+    assert (
+        "PrometheusRule/triton" not in kinds
+        if feature == "prometheusRule"
+        else "ConfigMap/triton-dashboard" not in kinds
+    )

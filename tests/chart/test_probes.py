@@ -88,6 +88,7 @@ def test_control_mode_guards(render_with, server, message):
 
 
 def test_scripts_configmap_ships_the_launcher_and_readiness_check(rendered):
-    data = rendered["dev"].one("ConfigMap")["data"]
+    (scripts,) = [m.body for m in rendered["dev"].of_kind("ConfigMap") if m.name == "triton-scripts"]
+    data = scripts["data"]
     assert set(data) == {"committed_state.py", "launch.py", "ready.py"}
     assert "os.execvp" in data["launch.py"]

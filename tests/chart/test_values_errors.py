@@ -113,7 +113,7 @@ def test_render_to_directory_writes_one_file_per_object_and_replaces_it_whole(ru
     assert first.returncode == 0, first.stderr
     files = sorted(p.name for p in out.iterdir())
     assert files[0] == "01-serviceaccount-triton.yaml"
-    assert "05-deployment-triton.yaml" in files
+    assert "06-deployment-triton.yaml" in files and "11-prometheusrule-triton.yaml" in files
     kinds = [yaml.safe_load(p.read_text())["kind"] for p in sorted(out.iterdir())]
     assert kinds.count("Deployment") == 1 and "HorizontalPodAutoscaler" in kinds
     (out / "stale.yaml").write_text("old")

@@ -69,6 +69,7 @@ def up(
     repository: Path | None = None,
     port_offset: int = 0,
     set_values: tuple[str, ...] = (),
+    extra_files: tuple[Path, ...] = (),
     timeout_s: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RuntimeStatus:
@@ -79,7 +80,7 @@ def up(
             f"{space.root}: a runtime is already running here; run `tritonops down` first"
         )
     overrides = list(set_values) + ([f"replicaCount={replicas}"] if replicas else [])
-    item = rendering.render(env_name, set_values=overrides)
+    item = rendering.render(env_name, extra_files=extra_files, set_values=overrides)
     count = int(item.one("Deployment")["spec"].get("replicas") or item.values["autoscaling"]["minReplicas"])
     model_dir = _prepare_repository(space, repository)
     _reset(space)

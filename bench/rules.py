@@ -1,0 +1,118 @@
+"""Benchmark: rule evaluation cost. `promtool test rules` wall time for the whole alert suite, and
+Prometheus's own rule-group evaluation time while it scrapes the local runtime under traffic.
+Prints the figures and writes bench/results/rules.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.observability.test_alert_rules import alert_tests  # noqa: E402
+
+from tritonops import monitoring, rendering, triton, tritonserver  # noqa: E402
+from tritonops.runtime import controlling  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "rules.json"
+LIVE_VALUES = ROOT / "tests" / "observability" / "resources" / "live-values.yaml"
+
+
+def promtool_suite(scratch: Path) -> list[float]:
+    rules = monitoring.rule_file(rendering.render("dev"))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (scratch / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    test_file = scratch / "rules.test.yaml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(scratch / "rules.yaml")],
+                "evaluation_interval": "30s",
+                "tests": alert_tests(),
+            }
+        )
+    )
+    samples = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run(["promtool", "test", "rules", str(test_file)], check=True, capture_output=True)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def live_evaluation(scratch: Path) -> dict[str, float]:
+    work = scratch / "runtime"
+    current = controlling.up("local", work_dir=work, port_offset=33000, extra_files=(LIVE_VALUES,))
+    prometheus = None
+    try:
+        item = rendering.render("local", extra_files=[LIVE_VALUES])
+        targets = [
+            monitoring.Target(f"triton-{r.index}", f"127.0.0.1:{r.ports['metrics']}")
+            for r in current.replicas
+        ]
+        (port,) = tritonserver.free_ports(1)
+        prometheus = monitoring.Prometheus(
+            monitoring.prometheus_config(item, targets, scratch / "live-rules.yaml"), scratch / "prom", port
+        )
+        prometheus.wait_ready()
+        replica = current.replicas[0]
+        with triton.Client(replica.url.removeprefix("http://")) as client:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                client.infer("linear", {"input": np.ones((2, 4), dtype=np.float32)})
+        groups = {g["name"]: g["evaluationTime"] * 1000 for g in prometheus.rule_groups()}
+        metric = prometheus.query("prometheus_rule_group_last_duration_seconds")
+        groups.update(
+            {
+                f"{s['metric']['rule_group'].split(';')[-1]} (metric)": float(s["value"][1]) * 1000
+                for s in metric
+            }
+        )
+        return groups
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        controlling.down(work)
+
+
+def main() -> int:
+    if shutil.which("promtool") is None or shutil.which("prometheus") is None:
+        print("promtool/prometheus not installed; run `make setup`")
+        return 1
+    scratch = Path(tempfile.mkdtemp(prefix="tritonops-bench-rules-"))
+    try:
+        suite = promtool_suite(scratch)
+        live = live_evaluation(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = {
+        "benchmark": "rules",
+        "promtool_test_rules_s": suite,
+        "median_promtool_test_rules_s": statistics.median(suite),
+        "live_group_evaluation_ms": live,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"promtool test rules ({len(alert_tests())} test groups): median {statistics.median(suite):.2f} s over 5 runs"
+    )
+    for name, ms in sorted(live.items()):
+        print(f"live Prometheus, rule group {name}: {ms:.2f} ms per evaluation")
+    print(f"figures in {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Live: a real Prometheus on loopback scrapes the local runtime's replicas with a configuration
+derived from the rendered ServiceMonitor and loads the rendered PrometheusRule. Traffic flows;
+the recording rules and every dashboard query return data; stopping a replica and unloading a
+model make the matching alerts go pending, then firing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.runtime.conftest import free_port_offset
+from tritonops import dashboards, monitoring, onnx_samples, rendering, sample_repository, triton, tritonserver
+from tritonops.repository import generating
+from tritonops.runtime import controlling
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("prometheus") is None, reason="prometheus is not installed (make setup)"
+)
+
+LIVE_VALUES = Path(__file__).parent / "resources" / "live-values.yaml"
+NAMESPACE = "triton-local"
+
+
+def _eventually(check: Callable[[], object], timeout_s: float, what: str) -> object:
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout_s} s (last: {last})")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Two replicas on the sample repository plus a compute-heavy model, and Prometheus on them."""
+    root = tmp_path_factory.mktemp("live")
+    repository = root / "models"
+    shutil.copytree(sample_repository.DEFAULT_OUTPUT, repository)
+    heavy = onnx_samples.compute_heavy(repository / "heavy" / "1" / "model.onnx")
+    options = generating.GenerateOptions(name="heavy", max_batch_size=8, instances=1)
+    (repository / "heavy" / "config.pbtxt").write_text(generating.generate(heavy, options))
+    runtime_dir = root / "runtime"
+    current = controlling.up(
+        "local",
+        work_dir=runtime_dir,
+        replicas=2,
+        repository=repository,
+        port_offset=free_port_offset(2),
+        extra_files=(LIVE_VALUES,),
+        set_values=("server.loadModels={linear,heavy}",),
+    )
+    prometheus = None
+    try:
+        assert current.all_ready, controlling.describe(current)
+        item = rendering.render("local", extra_files=[LIVE_VALUES])
+        targets = [
+            monitoring.Target(f"triton-{r.index}", f"127.0.0.1:{r.ports['metrics']}")
+            for r in current.replicas
+        ]
+        config = monitoring.prometheus_config(item, targets, root / "rules.yaml")
+        (port,) = tritonserver.free_ports(1)
+        prometheus = monitoring.Prometheus(config, root / "prometheus", port)
+        prometheus.wait_ready()
+        yield current, prometheus, config
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        controlling.down(runtime_dir)
+
+
+def _client(current, replica: int = 0) -> triton.Client:
+    return triton.Client(
+        current.replicas[replica].url.removeprefix("http://"),
+        api_header=current.api_header,
+        api_key=current.api_key(),
+    )
+
+
+def test_scrape_job_is_derived_from_the_service_monitor(stack):
+    _, prometheus, config = stack
+    job = config["scrape_configs"][0]
+    assert job["metrics_path"] == "/metrics" and job["scrape_interval"] == "1s"
+    assert {c["labels"]["job"] for c in job["static_configs"]} == {"triton"}
+    assert {c["labels"]["namespace"] for c in job["static_configs"]} == {NAMESPACE}
+    up = _eventually(
+        lambda: len(prometheus.query(f'up{{namespace="{NAMESPACE}", job="triton"}} == 1')) == 2,
+        20,
+        "both targets up",
+    )
+    assert up
+
+
+def test_recording_rules_match_what_the_client_measured(stack):
+    current, prometheus, _ = stack
+    batch = np.full((1, 1), 0.5, dtype=np.float32)
+    latencies = []
+    with _client(current) as client:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            client.infer("heavy", {"input": batch})
+            latencies.append((time.perf_counter() - start) * 1e6)
+        for _ in range(20):
+            client.infer("linear", {"input": np.ones((4, 4), dtype=np.float32)})  # batch 4
+    client_mean = statistics.mean(latencies)
+
+    def recorded():
+        result = prometheus.query(
+            f'triton:request_latency_us:mean1m{{namespace="{NAMESPACE}", model="heavy"}}'
+        )
+        return float(result[0]["value"][1]) if result and result[0]["value"][1] != "NaN" else None
+
+    server_mean = _eventually(recorded, 20, "per-request latency recorded")
+    assert abs(server_mean - client_mean) / client_mean < 0.10, (server_mean, client_mean)
+    batch_size = _eventually(
+        lambda: prometheus.query(f'triton:batch_size:mean1m{{namespace="{NAMESPACE}", model="linear"}} > 0'),
+        20,
+        "batch size",
+    )
+    assert float(batch_size[0]["value"][1]) == pytest.approx(4.0)
+    rate = prometheus.query(f'triton:requests:rate1m{{namespace="{NAMESPACE}", model="heavy"}}')
+    assert rate and float(rate[0]["value"][1]) > 0
+
+
+def test_every_dashboard_query_returns_data(stack):
+    _, prometheus, _ = stack
+    queries = dashboards.panel_queries(dashboards.build())
+    empty = []
+    for title, expr, needs_gpu in queries:
+        if needs_gpu:
+            continue  # no GPU on this machine: these panels are checked by the dashboard tests only
+        if not _eventually(lambda expr=expr: prometheus.query(expr), 20, f"data for {title!r}"):
+            empty.append(title)
+    assert not empty
+    assert any(needs_gpu for _, _, needs_gpu in queries), "GPU panels exist and are marked"
+
+
+def test_stopping_a_replica_fires_target_down_after_pending(stack):
+    current, prometheus, _ = stack
+    victim = current.replicas[1]
+    os.kill(victim.pid, signal.SIGSTOP)  # hung: the scrape times out, liveness has not acted yet
+    try:
+        states = _alert_states(prometheus, "TritonTargetDown", {"pod": "triton-1"}, timeout_s=30)
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+    assert states[:2] == ["pending", "firing"], states
+
+
+def test_unloading_a_model_fires_model_unavailable_after_pending(stack):
+    current, prometheus, _ = stack
+    with _client(current) as client:
+        client.infer("linear", {"input": np.ones((1, 4), dtype=np.float32)})
+        time.sleep(2)  # scraped while loaded
+        client.unload("linear")
+    try:
+        states = _alert_states(
+            prometheus, "TritonModelUnavailable", {"model": "linear", "pod": "triton-0"}, timeout_s=30
+        )
+        assert states[:2] == ["pending", "firing"], states
+    finally:
+        with _client(current) as client:
+            client.load("linear")
+
+
+def test_prometheus_reports_rule_evaluation_cost(stack):
+    _, prometheus, _ = stack
+    groups = {group["name"]: group for group in prometheus.rule_groups()}
+    assert set(groups) == {"triton.recording", "triton.alerts"}
+    for name, group in groups.items():
+        assert group["evaluationTime"] >= 0 and group["lastEvaluation"], name
+        print(f"{name}: {len(group['rules'])} rules evaluated in {group['evaluationTime'] * 1000:.2f} ms")
+
+
+def _alert_states(prometheus, name: str, labels: dict[str, str], timeout_s: float) -> list[str]:
+    """The states the alert passed through, in order, until it fires."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for alert in prometheus.alerts():
+            if (
+                alert["labels"].get("alertname") == name
+                and all(alert["labels"].get(k) == v for k, v in labels.items())
+                and (not seen or seen[-1] != alert["state"])
+            ):
+                seen.append(alert["state"])
+        if seen and seen[-1] == "firing":
+            return seen
+        time.sleep(0.25)
+    raise AssertionError(f"{name} {labels} did not fire within {timeout_s} s; states seen: {seen}")
