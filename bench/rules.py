@@ -29,10 +29,7 @@ LIVE_VALUES = ROOT / "tests" / "observability" / "resources" / "live-values.yaml
 
 
 def promtool_suite(scratch: Path) -> list[float]:
-    rules = monitoring.rule_file(rendering.render("dev"))
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)
+    rules = monitoring.rule_file(rendering.render("dev"), annotations=False)
     (scratch / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
     test_file = scratch / "rules.test.yaml"
     test_file.write_text(

@@ -4,6 +4,7 @@ the way prometheus-operator derives it (port, path, interval, timeout, target la
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path

@@ -324,10 +324,7 @@ def alert_tests() -> list[dict[str, Any]]:
 def rule_file(tmp_path_factory) -> Path:
     """The dev render's rules; annotations (prose, covered below) are dropped for promtool's
     exact-match comparison, the firing logic is untouched."""
-    rules = monitoring.rule_file(rendering.render("dev"))
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)
+    rules = monitoring.rule_file(rendering.render("dev"), annotations=False)
     path = tmp_path_factory.mktemp("rules") / "triton-rules.yaml"
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
     return path
