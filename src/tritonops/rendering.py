@@ -93,7 +93,7 @@ class Rendering:
         return [manifest for manifest in self.manifests if manifest.kind == kind]
 
     def one(self, kind: str) -> dict[str, Any]:
-        """The body of the only object of this kind (AssertionError-free lookup for callers)."""
+        """The body of the only object of this kind; LookupError when there are none or several."""
         found = self.of_kind(kind)
         if len(found) != 1:
             raise LookupError(f"expected one {kind}, rendered {len(found)}")
