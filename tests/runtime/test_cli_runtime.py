@@ -52,3 +52,51 @@ def test_demo_runs_end_to_end_and_leaves_the_server_running(run_cli, tmp_path):
         assert run_cli("status", "--work-dir", work).returncode == 0
     finally:
         run_cli("down", "--work-dir", work)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command_line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in command_line and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_during_up_leaves_no_process_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    work = tmp_path / "interrupted"
+    command = [
+        sys.executable,
+        "-m",
+        "tritonops.cli",
+        "up",
+        "--env",
+        "local",
+        "--work-dir",
+        str(work),
+        "--port-offset",
+        str(free_port_offset(1)),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (work / "state.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the supervisor is running and has started the replica
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    time.sleep(0.5)
+    assert _processes_mentioning(str(work)) == []
