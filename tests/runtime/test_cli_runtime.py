@@ -25,6 +25,11 @@ def test_up_status_logs_down(run_cli, tmp_path):
     assert after.returncode == 3 and "stopped" in after.stdout
 
 
+def test_up_refuses_zero_replicas(run_cli, tmp_path):
+    result = run_cli("up", "--replicas", "0", "--work-dir", str(tmp_path / "w"))
+    assert result.returncode == 2 and "--replicas 0: run at least one replica" in result.stderr
+
+
 def test_commands_before_up_say_what_to_do(run_cli, tmp_path):
     result = run_cli("status", "--work-dir", str(tmp_path / "never"))
     assert result.returncode == 2

@@ -74,6 +74,8 @@ def up(
     progress: Callable[[str], None] | None = None,
 ) -> RuntimeStatus:
     """Render, start every replica under a supervisor, and wait until all are Ready or one Failed."""
+    if replicas is not None and replicas < 1:
+        raise errors.InputError(f"--replicas {replicas}: run at least one replica")
     space = workspace.Workspace(work_dir.resolve())
     if space.supervisor_alive():
         raise errors.InputError(
