@@ -4,7 +4,16 @@ the way prometheus-operator derives it (port, path, interval, timeout, target la
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tritonops import errors, rendering
+from tritonops import errors, rendering, tritonserver
 
 
 @dataclass(frozen=True)
@@ -83,9 +92,6 @@ class Prometheus:
     """A real Prometheus server on loopback (Debian's `prometheus`), for the live checks."""
 
     def __init__(self, config: dict[str, Any], work_dir: Path, port: int) -> None:
-        import shutil
-        import subprocess
-
         binary = shutil.which("prometheus")
         if binary is None:
             raise errors.ToolError("prometheus is not installed; run `make setup`")
@@ -109,7 +115,6 @@ class Prometheus:
             )
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        import time
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -124,7 +129,6 @@ class Prometheus:
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query's result vector."""
-        import urllib.parse
 
         data = self._get("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
         return list(data["data"]["result"])
@@ -136,10 +140,6 @@ class Prometheus:
         return list(self._get("/api/v1/rules")["data"]["groups"])
 
     def stop(self) -> None:
-        import contextlib
-        import os
-        import signal
-        import subprocess
 
         if self.process.poll() is None:
             self.process.terminate()
@@ -150,13 +150,9 @@ class Prometheus:
         self.process.wait()
 
     def _get(self, path: str) -> dict[str, Any]:
-        import json
-        import urllib.error
-        import urllib.request
 
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(self.url + path, timeout=10) as response:
+            with tritonserver.LOOPBACK_OPENER.open(self.url + path, timeout=10) as response:
                 body = response.read()
         except (urllib.error.URLError, OSError) as error:
             raise errors.ToolError(f"{self.url}{path}: {error}") from error

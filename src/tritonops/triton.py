@@ -18,7 +18,7 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from tritonops import errors
+from tritonops import errors, tritonserver
 
 ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
@@ -141,9 +141,8 @@ def scrape_metrics(
     url: str, *, timeout_s: float = 5.0
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The Prometheus text page at `url` as {(metric, sorted labels): value}."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(url, timeout=timeout_s) as response:
+        with tritonserver.LOOPBACK_OPENER.open(url, timeout=timeout_s) as response:
             text = response.read().decode("utf-8", errors="replace")
     except (urllib.error.URLError, OSError) as error:
         raise errors.TritonUnavailable(f"{url}: no metrics ({error})") from error

@@ -295,13 +295,14 @@ class Server:
         self.stop()
 
 
-# Health checks go straight to the server: an http_proxy in the environment must not intercept loopback.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Calls to local servers go straight to them: an http_proxy in the environment must not intercept
+# loopback. Every HTTP call tritonops makes to a local process (health, probes, metrics) uses this.
+LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _answers(url: str) -> bool:
     try:
-        with _DIRECT.open(url, timeout=1.0) as response:
+        with LOOPBACK_OPENER.open(url, timeout=1.0) as response:
             return int(response.status) == 200
     except (urllib.error.URLError, OSError):
         return False

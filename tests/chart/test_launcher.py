@@ -110,6 +110,12 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
+def assert_refused(result: Launch) -> None:
+    """The launcher exited non-zero and never started the server."""
+    assert result.returncode != 0
+    assert result.server_argv is None
+
+
 def state_options(state: Path, repo: Path) -> list[str]:
     return [f"--committed-state={state}", f"--repository={repo}"]
 
@@ -169,8 +175,7 @@ def test_config_pinning_another_version_refuses_to_start(launch: LaunchFn, repo:
 
     result = launch(*state_options(state, repo))
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert result.stderr.startswith("launch:")
     assert str(model / "config.pbtxt") in result.stderr
     assert "pins [4]" in result.stderr
@@ -195,8 +200,7 @@ def test_config_that_does_not_pin_the_committed_version_refuses_to_start(
 
     result = launch(*state_options(state, repo))
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert result.stderr.startswith("launch:")
     assert str(model / "config.pbtxt") in result.stderr
     assert "pins nothing" in result.stderr
@@ -208,8 +212,7 @@ def test_missing_committed_version_folder_refuses_naming_the_folder(launch: Laun
 
     result = launch(*state_options(state, repo))
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert result.stderr.startswith("launch:")
     assert f"{model}/3: committed version folder is missing" in result.stderr
 
@@ -220,8 +223,7 @@ def test_missing_config_refuses_naming_the_config(launch: LaunchFn, repo: Path) 
 
     result = launch(*state_options(state, repo))
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert f"{model / 'config.pbtxt'}: cannot read" in result.stderr
 
 
@@ -263,8 +265,7 @@ def test_malformed_committed_state_refuses_naming_the_file(
 
     result = launch(*state_options(state, repo))
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert result.stderr.startswith("launch: refusing to start:")
     assert str(state) in result.stderr
 
@@ -311,8 +312,7 @@ def test_missing_api_key_file_refuses_naming_the_file(launch: LaunchFn, tmp_path
 
     result = launch(f"--api-key-file={key_file}", "--api-header=X-Repo-Key")
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert result.stderr.startswith(f"launch: {key_file}: cannot read the repository API key")
 
 
@@ -323,8 +323,7 @@ def test_empty_api_key_refuses_to_start(launch: LaunchFn, tmp_path: Path, conten
 
     result = launch(f"--api-key-file={key_file}", "--api-header=X-Repo-Key")
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert result.stderr.startswith(f"launch: {key_file}: empty key")
 
 
@@ -334,8 +333,7 @@ def test_api_key_without_header_refuses_to_start(launch: LaunchFn, tmp_path: Pat
 
     result = launch(f"--api-key-file={key_file}")
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert "missing --api-header" in result.stderr
 
 
@@ -345,8 +343,7 @@ def test_api_key_without_header_refuses_to_start(launch: LaunchFn, tmp_path: Pat
 def test_missing_double_dash_refuses_to_start(launch: LaunchFn) -> None:
     result = launch(separator=False)
 
-    assert result.returncode != 0
-    assert result.server_argv is None
+    assert_refused(result)
     assert result.stderr.startswith("launch: expected '-- tritonserver ARGS...'")
 
 

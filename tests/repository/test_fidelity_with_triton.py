@@ -18,8 +18,6 @@ from tritonops import onnx_samples as onnx_models
 from tritonops import tritonserver
 from tritonops.repository import generating, validating
 
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
 TENSORS = 'input [{{ name: "input" data_type: {dtype} dims: {i} }}]\noutput [{{ name: "output" data_type: TYPE_FP32 dims: {o} }}]\n'
 
 
@@ -80,7 +78,7 @@ def _post(url: str, body: dict | None = None, timeout: float = 60.0) -> tuple[in
         url, data=data, method="POST", headers={"Content-Type": "application/json"}
     )
     try:
-        with _DIRECT.open(request, timeout=timeout) as response:
+        with tritonserver.LOOPBACK_OPENER.open(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")

@@ -163,9 +163,8 @@ def test_pod_without_its_committed_models_is_kept_unready_until_they_load(start_
 
 def test_hung_replica_is_restarted_by_the_liveness_probe(start_runtime):
     current = start_runtime()
-    server_pid = current.replicas[0].pid
-    launcher_child = _tritonserver_pid(server_pid)
-    os.kill(launcher_child, signal.SIGSTOP)  # alive but unresponsive: only liveness can tell
+    # The launcher execs tritonserver, so the replica's pid is the server itself.
+    os.kill(current.replicas[0].pid, signal.SIGSTOP)  # alive but unresponsive: only liveness can tell
     restarted = _wait_for(
         current.work_dir, lambda s: s.replicas[0].restarts >= 1, 30, "liveness did not restart it"
     )
@@ -203,11 +202,6 @@ def test_failing_replica_is_reported_failed_with_its_reason(start_runtime, tmp_p
     current = start_runtime(repository=broken)
     assert current.failed
     assert "refusing to start" in (Path(current.replicas[0].log).read_text())
-
-
-def _tritonserver_pid(launcher_pid: int) -> int:
-    """The launcher execs tritonserver, so the replica's pid is the server itself."""
-    return launcher_pid
 
 
 def _group_alive(pgid: int) -> bool:
