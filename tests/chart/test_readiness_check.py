@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -482,6 +483,42 @@ def test_newer_good_record_replaces_the_local_copy(triton: FakeTriton, tmp_path:
     assert "/v2/models/m/versions/1/ready" not in triton.requests
     assert cache.read_bytes() == state.read_bytes()
     assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # written by rename, nothing left
+
+
+def test_unchanged_good_record_marks_the_local_copy_confirmed(triton: FakeTriton, tmp_path: Path) -> None:
+    state = write_state(tmp_path / "current.json", {"m": 2})
+    cache = write_state(tmp_path / "copy.json", {"m": 2})
+    an_hour_ago = time.time() - 3600
+    os.utime(cache, (an_hour_ago, an_hour_ago))
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+
+    result = probe(triton.port, f"--committed-state={state}", f"--state-cache={cache}")
+
+    assert result.returncode == 0, result.output
+    assert cache.stat().st_mtime > an_hour_ago + 1800
+
+
+def test_fallback_says_how_long_ago_the_copy_was_confirmed(
+    triton: FakeTriton, stalled_record: Path, tmp_path: Path
+) -> None:
+    cache = write_state(tmp_path / "copy.json", {"m": 2})
+    two_minutes_ago = time.time() - 120
+    os.utime(cache, (two_minutes_ago, two_minutes_ago))
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+
+    result = probe(
+        triton.port,
+        "--timeout=3",
+        "--read-timeout=0.5",
+        f"--committed-state={stalled_record}",
+        f"--state-cache={cache}",
+    )
+
+    assert result.returncode == 0, result.output
+    assert re.search(
+        rf"using the last good committed state {re.escape(str(cache))} \(confirmed 12\d s ago\)",
+        result.output,
+    )
 
 
 def test_absent_record_is_remembered_as_nothing_committed(triton: FakeTriton, tmp_path: Path) -> None:

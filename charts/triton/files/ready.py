@@ -88,9 +88,11 @@ def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, 
             note = ""
             if cache:
                 try:
-                    committed_state.write_copy(
+                    written = committed_state.write_copy(
                         cache, data if data is not None else committed_state.EMPTY_RECORD
                     )
+                    if not written:
+                        os.utime(cache)  # its age now says when the record was last confirmed
                 except OSError as error:
                     note = f"cannot refresh the local copy {cache}: {error}"
             return {name: record.version for name, record in records.items()}, note
@@ -104,7 +106,7 @@ def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, 
         raise NotReady(f"{why}; and no last good copy at {cache}") from None
     except (OSError, committed_state.CommittedStateError) as error:
         raise NotReady(f"{why}; and the last good copy is unusable: {error}") from None
-    note = f"using the last good committed state {cache} (refreshed {age:.0f} s ago): {why}"
+    note = f"using the last good committed state {cache} (confirmed {age:.0f} s ago): {why}"
     return {name: record.version for name, record in copy.items()}, note
 
 
