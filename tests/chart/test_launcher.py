@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +17,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.chart.helpers import launcher_args, pod_spec, triton_container
+from tritonops import errors
+from tritonops.repository import checksums
 
 FILES = Path(__file__).resolve().parents[2] / "charts" / "triton" / "files"
 LAUNCH = FILES / "launch.py"
@@ -88,6 +93,7 @@ def add_model(repo: Path, name: str, folders: list[int], config: str | None) -> 
     model.mkdir(parents=True)
     for folder in folders:
         (model / str(folder)).mkdir()
+        (model / str(folder) / "model.onnx").write_bytes(f"weights of {name} version {folder}".encode())
     if config is not None:
         (model / "config.pbtxt").write_text(f'name: "{name}"\n{config}', encoding="utf-8")
     return model
@@ -99,8 +105,20 @@ def write_state(path: Path, models: dict[str, object]) -> Path:
     return path
 
 
-def record(version: object) -> dict[str, object]:
-    return {"version": version, "digest": "sha256:" + "0" * 64, "committedAt": "2026-11-25T22:00:00Z"}
+ZERO_DIGEST = "sha256:" + "0" * 64
+
+
+def record(version: object, digest: object = ZERO_DIGEST) -> dict[str, object]:
+    """A record as the promotion tool writes it; the default digest matches no folder."""
+    entry = {"version": version, "committedAt": "2026-11-25T22:00:00Z"}
+    if digest is not None:
+        entry["digest"] = digest
+    return entry
+
+
+def committed(model: Path, version: int) -> dict[str, object]:
+    """A record whose digest is the version folder's real one (computed by the Python package)."""
+    return record(version, checksums.version_digest(model / str(version)))
 
 
 @pytest.fixture
@@ -136,22 +154,27 @@ def test_without_committed_state_server_args_pass_through_unchanged(
 
 
 def test_committed_models_are_loaded_in_sorted_order_after_server_args(launch: LaunchFn, repo: Path) -> None:
-    add_model(repo, "zeta", [2, 3], pin(3))
-    add_model(repo, "alpha", [1], pin(1))
-    state = write_state(repo / "current.json", {"zeta": record(3), "alpha": record(1)})
+    zeta = add_model(repo, "zeta", [2, 3], pin(3))
+    alpha = add_model(repo, "alpha", [1], pin(1))
+    state = write_state(repo / "current.json", {"zeta": committed(zeta, 3), "alpha": committed(alpha, 1)})
 
     result = launch(*state_options(state, repo))
 
     assert result.returncode == 0, result.stderr
     assert result.server_argv == [*SERVER_ARGS, "--load-model=alpha", "--load-model=zeta"]
-    assert "committed model alpha version 1" in result.stderr
-    assert "committed model zeta version 3" in result.stderr
+    assert (
+        f"committed model alpha version 1: files match {checksums.version_digest(alpha / '1')}"
+        in result.stderr
+    )
+    assert (
+        f"committed model zeta version 3: files match {checksums.version_digest(zeta / '3')}" in result.stderr
+    )
 
 
 def test_committed_model_already_on_command_line_is_not_loaded_twice(launch: LaunchFn, repo: Path) -> None:
-    add_model(repo, "zeta", [3], pin(3))
-    add_model(repo, "alpha", [1], pin(1))
-    state = write_state(repo / "current.json", {"zeta": record(3), "alpha": record(1)})
+    zeta = add_model(repo, "zeta", [3], pin(3))
+    alpha = add_model(repo, "alpha", [1], pin(1))
+    state = write_state(repo / "current.json", {"zeta": committed(zeta, 3), "alpha": committed(alpha, 1)})
     server_args = [*SERVER_ARGS, "--load-model=zeta"]
 
     result = launch(*state_options(state, repo), server_args=server_args)
@@ -241,6 +264,22 @@ def test_missing_config_refuses_naming_the_config(launch: LaunchFn, repo: Path) 
         json.dumps({"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": record(3.0)}}),
         json.dumps({"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": record(True)}}),
         json.dumps({"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": 3}}),
+        json.dumps(
+            {
+                "apiVersion": "tritonops/v1",
+                "kind": "CommittedState",
+                "models": {"m": record(3, "sha256:test")},
+            }
+        ),
+        json.dumps(
+            {
+                "apiVersion": "tritonops/v1",
+                "kind": "CommittedState",
+                "models": {"m": record(3, "md5:" + "0" * 32)},
+            }
+        ),
+        json.dumps({"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": record(3, 42)}}),
+        '{"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": {"vers',
     ],
     ids=[
         "not-json",
@@ -254,6 +293,10 @@ def test_missing_config_refuses_naming_the_config(launch: LaunchFn, repo: Path) 
         "version-float",
         "version-bool",
         "record-not-mapping",
+        "digest-not-hex",
+        "digest-other-algorithm",
+        "digest-not-string",
+        "partially-written",
     ],
 )
 def test_malformed_committed_state_refuses_naming_the_file(
@@ -268,6 +311,148 @@ def test_malformed_committed_state_refuses_naming_the_file(
     assert_refused(result)
     assert result.stderr.startswith("launch: refusing to start:")
     assert str(state) in result.stderr
+
+
+# --- what the record promises: the committed files ---------------------------------------------
+
+
+def test_files_that_do_not_match_the_recorded_digest_refuse_naming_both_digests(
+    launch: LaunchFn, repo: Path
+) -> None:
+    model = add_model(repo, "resnet", [3], pin(3))
+    recorded = checksums.version_digest(model / "3")
+    state = write_state(repo / "current.json", {"resnet": record(3, recorded)})
+    (model / "3" / "model.onnx").write_bytes(b"weights that nobody committed")
+    actual = checksums.version_digest(model / "3")
+
+    result = launch(*state_options(state, repo))
+
+    assert_refused(result)
+    assert result.stderr.startswith(f"launch: refusing to start: {model / '3'}: model resnet version 3:")
+    assert f"hash to {actual} but {state} records {recorded}" in result.stderr
+    assert "Restore the committed files" in result.stderr
+    assert "promote the version again" in result.stderr
+
+
+def test_a_file_added_to_the_committed_version_refuses_to_start(launch: LaunchFn, repo: Path) -> None:
+    model = add_model(repo, "resnet", [3], pin(3))
+    state = write_state(repo / "current.json", {"resnet": committed(model, 3)})
+    (model / "3" / "extra").mkdir()
+    (model / "3" / "extra" / "weights.bin").write_bytes(b"\0")
+
+    assert_refused(launch(*state_options(state, repo)))
+
+
+def test_no_verify_digest_starts_despite_a_mismatch_and_says_so(launch: LaunchFn, repo: Path) -> None:
+    add_model(repo, "resnet", [3], pin(3))
+    state = write_state(repo / "current.json", {"resnet": record(3, ZERO_DIGEST)})
+
+    result = launch(*state_options(state, repo), "--no-verify-digest")
+
+    assert result.returncode == 0, result.stderr
+    assert result.server_argv == [*SERVER_ARGS, "--load-model=resnet"]
+    assert "committed model resnet version 3: files not verified (--no-verify-digest)" in result.stderr
+
+
+def test_record_without_digest_starts_with_a_warning_naming_the_digest_to_record(
+    launch: LaunchFn, repo: Path
+) -> None:
+    # The promotion tool always records a digest; a hand-written record that lacks one starts
+    # (its pin already selects the version) but says that the files are not verified.
+    model = add_model(repo, "resnet", [3], pin(3))
+    state = write_state(repo / "current.json", {"resnet": record(3, digest=None)})
+
+    result = launch(*state_options(state, repo))
+
+    assert result.returncode == 0, result.stderr
+    assert result.server_argv == [*SERVER_ARGS, "--load-model=resnet"]
+    assert f"launch: warning: {state}: models.resnet has no digest" in result.stderr
+    assert f'"digest": "{checksums.version_digest(model / "3")}"' in result.stderr
+    assert "committed model resnet version 3: files not verified (no digest in the record)" in result.stderr
+
+
+def test_wrong_pin_refuses_before_reading_any_model_file(launch: LaunchFn, repo: Path) -> None:
+    # A FIFO that nobody writes blocks whoever opens it: the launcher must refuse on the cheap
+    # checks without hashing the committed files first (a crash-looping pod reads no gigabytes).
+    model = add_model(repo, "resnet", [3], pin(4))
+    os.mkfifo(model / "3" / "weights.fifo")
+    state = write_state(repo / "current.json", {"resnet": record(3)})
+
+    result = launch(*state_options(state, repo))
+
+    assert_refused(result)
+    assert "pins [4]" in result.stderr
+
+
+def test_every_problem_is_named_in_one_refusal(launch: LaunchFn, repo: Path) -> None:
+    add_model(repo, "a", [1], pin(2))
+    add_model(repo, "b", [1], pin(1))
+    state = write_state(repo / "current.json", {"a": record(1), "b": record(2)})
+
+    result = launch(*state_options(state, repo))
+
+    assert_refused(result)
+    assert "pins [2] but the committed state says version 1" in result.stderr
+    assert f"{repo / 'b'}/2: committed version folder is missing" in result.stderr
+    assert "pins [1] but the committed state says version 2" in result.stderr
+
+
+def test_committed_model_folder_missing_refuses_naming_it(launch: LaunchFn, repo: Path) -> None:
+    state = write_state(repo / "current.json", {"gone": record(1)})
+
+    result = launch(*state_options(state, repo))
+
+    assert_refused(result)
+    assert f"{repo / 'gone'}: committed model folder is missing" in result.stderr
+
+
+# --- the pod's local copy of the record ---------------------------------------------------------
+
+
+def test_started_pod_keeps_the_checked_record_as_its_local_copy(
+    launch: LaunchFn, repo: Path, tmp_path: Path
+) -> None:
+    model = add_model(repo, "resnet", [3], pin(3))
+    state = write_state(repo / "current.json", {"resnet": committed(model, 3)})
+    cache = tmp_path / "pod-tmp" / "tritonops" / "committed-state.json"
+
+    result = launch(*state_options(state, repo), f"--state-cache={cache}")
+
+    assert result.returncode == 0, result.stderr
+    assert cache.read_bytes() == state.read_bytes()
+    assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no temporary file left
+
+
+def test_absent_record_keeps_an_empty_local_copy(launch: LaunchFn, repo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "committed-state.json"
+    cache.write_text("a copy from the container's previous start", encoding="utf-8")
+
+    result = launch(*state_options(repo / "current.json", repo), f"--state-cache={cache}")
+
+    assert result.returncode == 0, result.stderr
+    assert committed_state.parse(cache.read_bytes(), str(cache)) == {}
+
+
+def test_refused_start_leaves_the_local_copy_alone(launch: LaunchFn, repo: Path, tmp_path: Path) -> None:
+    add_model(repo, "resnet", [3], pin(4))
+    state = write_state(repo / "current.json", {"resnet": record(3)})
+    cache = tmp_path / "committed-state.json"
+
+    assert_refused(launch(*state_options(state, repo), f"--state-cache={cache}"))
+    assert not cache.exists()
+
+
+def test_unwritable_local_copy_is_a_warning_not_a_refusal(
+    launch: LaunchFn, repo: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    cache = blocker / "committed-state.json"
+
+    result = launch(*state_options(repo / "current.json", repo), f"--state-cache={cache}")
+
+    assert result.returncode == 0, result.stderr
+    assert f"launch: warning: {cache}: cannot keep the local copy" in result.stderr
 
 
 # --- repository API key ---------------------------------------------------------------------
@@ -291,8 +476,8 @@ def test_api_key_file_adds_restricted_http_and_grpc_flags(launch: LaunchFn, tmp_
 def test_committed_models_and_api_key_flags_are_combined(
     launch: LaunchFn, repo: Path, tmp_path: Path
 ) -> None:
-    add_model(repo, "resnet", [3], pin(3))
-    state = write_state(repo / "current.json", {"resnet": record(3)})
+    resnet = add_model(repo, "resnet", [3], pin(3))
+    state = write_state(repo / "current.json", {"resnet": committed(resnet, 3)})
     key_file = tmp_path / "api-key"
     key_file.write_text("k", encoding="utf-8")
 
@@ -388,6 +573,18 @@ def test_nothing_after_double_dash_refuses_to_start() -> None:
             'model_warmup [ { name: "w" inputs { key: "x" value: { dims: [1] } } } ]\n',
             [6],
         ),
+        ('name: "team#7" version_policy { specific { versions: [3] } }', [3]),
+        ("name: 'it\\'s #1' version_policy { specific { versions: 2 } }  # comment", [2]),
+        (
+            'parameters { key: "note" value: { string_value: "version_policy { specific { versions: [9] } }" } }\n'
+            "version_policy { specific { versions: [4] } }\n",
+            [4],
+        ),
+        (
+            'parameters { key: "note" value: { string_value: "version_policy { specific { versions: [9] } }" } }\n'
+            "version_policy { latest { num_versions: 1 } }\n",
+            None,
+        ),
         ("version_policy: { latest: { num_versions: 1 } }", None),
         ("version_policy: { all: { } }", None),
         ('name: "m"\nplatform: "onnxruntime_onnx"\n', None),
@@ -402,6 +599,10 @@ def test_nothing_after_double_dash_refuses_to_start() -> None:
         "scalar",
         "nested-braces-and-comments",
         "other-blocks-around",
+        "hash-inside-a-string",
+        "single-quoted-string-with-escape",
+        "policy-text-inside-a-string-value",
+        "policy-text-inside-a-string-value-then-latest",
         "latest",
         "all",
         "absent",
@@ -431,3 +632,30 @@ def test_committed_state_without_repository_is_a_usage_error(tmp_path):
     assert result.returncode == 2
     assert "--committed-state needs --repository" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the chart passes the launcher what it needs --------------------------------------------------
+
+
+def test_chart_verifies_digests_and_keeps_the_local_copy_on_the_pods_own_tmp(rendered) -> None:
+    item = rendered["prod"]
+    args = launcher_args(item)
+    assert "--verify-digest" in args
+    assert "--state-cache=/tmp/tritonops/committed-state.json" in args
+    # The copy must be pod-local (an emptyDir at /tmp), never on the shared repository.
+    (tmp_mount,) = [m for m in triton_container(item)["volumeMounts"] if m["mountPath"] == "/tmp"]
+    (tmp_volume,) = [v for v in pod_spec(item)["volumes"] if v["name"] == tmp_mount["name"]]
+    assert "emptyDir" in tmp_volume
+
+
+def test_chart_verify_digest_false_passes_no_verify_digest(render_with) -> None:
+    args = launcher_args(render_with("dev", {"server": {"committedState": {"verifyDigest": False}}}))
+    assert "--no-verify-digest" in args
+    assert "--verify-digest" not in args
+
+
+def test_chart_verify_digest_must_be_a_boolean(render_with) -> None:
+    with pytest.raises(
+        errors.ValuesError, match=r"server\.committedState\.verifyDigest: .yes. is not of type boolean"
+    ):
+        render_with("dev", {"server": {"committedState": {"verifyDigest": "yes"}}})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,8 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+from tests.chart.helpers import launcher_args, triton_container
+from tritonops import errors
 
 READY = Path(__file__).resolve().parents[2] / "charts" / "triton" / "files" / "ready.py"
 LIVE = "/v2/health/live"
@@ -99,7 +107,7 @@ def probe(port: int, *options: str) -> Probe:
     return Probe(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
 
 
-def write_state(path: Path, models: dict[str, int]) -> Path:
+def write_state(path: Path, models: dict[str, int], *, parents: bool = False) -> Path:
     document = {
         "apiVersion": "tritonops/v1",
         "kind": "CommittedState",
@@ -108,6 +116,8 @@ def write_state(path: Path, models: dict[str, int]) -> Path:
             for name, version in models.items()
         },
     }
+    if parents:
+        path.parent.mkdir(parents=True)
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
 
@@ -285,3 +295,278 @@ def test_slow_endpoints_fail_within_one_timeout_budget(triton: FakeTriton, tmp_p
     for path in slow:
         assert f"{path} -> " in result.output
     assert "timed out" in result.output
+
+
+# --- the shared record on a stalled or broken NFS: the pod's last good copy -----------------------
+
+
+def _load_ready() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("chart_ready", READY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def stalled_record(tmp_path: Path) -> Iterator[Path]:
+    """A committed-state path whose open() blocks, as a read from a hung `hard` NFS mount does: a
+    FIFO that nobody writes. Afterwards a writer end is opened and closed so that a reader left
+    blocked in this process gets EOF and its thread ends."""
+    path = tmp_path / "current.json"
+    os.mkfifo(path)
+    yield path
+    with contextlib.suppress(OSError):  # ENXIO: no reader is left waiting
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_stalled_record_keeps_the_pod_ready_on_its_local_copy(
+    triton: FakeTriton, stalled_record: Path, tmp_path: Path
+) -> None:
+    cache = write_state(tmp_path / "copy.json", {"m": 2})
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+
+    # The subprocess returning at all shows that the reader blocked in open() does not hold the
+    # probe process open.
+    result = probe(
+        triton.port,
+        "--timeout=3",
+        "--read-timeout=0.5",
+        f"--committed-state={stalled_record}",
+        f"--state-cache={cache}",
+    )
+
+    assert result.returncode == 0, result.output
+    assert result.output.startswith(f"ready: using the last good committed state {cache}")
+    assert f"{stalled_record}: no answer within 0.5 s" in result.output
+    assert "/v2/models/m/versions/2/ready" in triton.requests
+
+
+def test_stalled_record_check_returns_within_the_probe_timeout(
+    triton: FakeTriton, stalled_record: Path, tmp_path: Path
+) -> None:
+    # Timed in-process, so Python's start-up is not part of the measured time: the check itself
+    # must finish inside the kubelet's timeoutSeconds although the read never returns.
+    ready = _load_ready()
+    cache = write_state(tmp_path / "copy.json", {"m": 2})
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+    timeout = 2.0
+
+    started = time.monotonic()
+    code = ready.main(
+        [
+            f"--port={triton.port}",
+            f"--timeout={timeout}",
+            f"--committed-state={stalled_record}",
+            f"--state-cache={cache}",
+        ]
+    )
+
+    assert code == 0
+    assert time.monotonic() - started < timeout
+
+
+def test_stalled_record_without_a_local_copy_is_not_ready(
+    triton: FakeTriton, stalled_record: Path, tmp_path: Path
+) -> None:
+    triton.routes[LIVE] = 200
+    cache = tmp_path / "never-written.json"
+
+    result = probe(
+        triton.port,
+        "--timeout=3",
+        "--read-timeout=0.5",
+        f"--committed-state={stalled_record}",
+        f"--state-cache={cache}",
+    )
+
+    assert result.returncode == 1
+    assert result.output.strip() == (
+        f"not ready: {stalled_record}: no answer within 0.5 s (is the shared repository stalled?); "
+        f"and no last good copy at {cache}"
+    )
+    assert triton.requests == []
+
+
+def test_local_copy_cannot_make_a_pod_without_its_models_ready(
+    triton: FakeTriton, stalled_record: Path, tmp_path: Path
+) -> None:
+    cache = write_state(tmp_path / "copy.json", {"m": 2})
+    triton.routes[LIVE] = 200  # version 2 answers the default 404
+
+    result = probe(
+        triton.port,
+        "--timeout=3",
+        "--read-timeout=0.5",
+        f"--committed-state={stalled_record}",
+        f"--state-cache={cache}",
+    )
+
+    assert result.returncode == 1
+    first, second = result.output.strip().splitlines()
+    assert first == "not ready: /v2/models/m/versions/2/ready -> 404"
+    assert second.startswith(f"(using the last good committed state {cache}")
+
+
+GOOD = {"m": 2}
+UNREADABLE = {
+    "not-json": "{not json",
+    "partially-written": '{"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": {"vers',
+    "wrong-kind": json.dumps({"apiVersion": "tritonops/v1", "kind": "Other", "models": {}}),
+    "version-zero": json.dumps(
+        {"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": {"version": 0}}}
+    ),
+}
+
+
+@pytest.mark.parametrize("content", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_unreadable_record_with_a_good_local_copy_stays_ready_and_says_so(
+    triton: FakeTriton, tmp_path: Path, content: str
+) -> None:
+    state = tmp_path / "current.json"
+    state.write_text(content, encoding="utf-8")
+    cache = write_state(tmp_path / "copy.json", GOOD)
+    before = cache.read_bytes()
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+
+    result = probe(triton.port, f"--committed-state={state}", f"--state-cache={cache}")
+
+    assert result.returncode == 0, result.output
+    assert result.output.startswith(f"ready: using the last good committed state {cache}")
+    assert f": {state}: " in result.output
+    assert cache.read_bytes() == before  # a bad record never replaces the good copy
+
+
+@pytest.mark.parametrize("content", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_unreadable_record_without_a_local_copy_is_not_ready(
+    triton: FakeTriton, tmp_path: Path, content: str
+) -> None:
+    state = tmp_path / "current.json"
+    state.write_text(content, encoding="utf-8")
+    cache = tmp_path / "never-written.json"
+    triton.routes[LIVE] = 200
+
+    result = probe(triton.port, f"--committed-state={state}", f"--state-cache={cache}")
+
+    assert result.returncode == 1
+    assert result.output.startswith(f"not ready: {state}: ")
+    assert result.output.strip().endswith(f"and no last good copy at {cache}")
+    assert triton.requests == []
+
+
+def test_unusable_local_copy_is_named(triton: FakeTriton, stalled_record: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "copy.json"
+    cache.write_text("{truncated", encoding="utf-8")
+    triton.routes[LIVE] = 200
+
+    result = probe(
+        triton.port,
+        "--timeout=3",
+        "--read-timeout=0.5",
+        f"--committed-state={stalled_record}",
+        f"--state-cache={cache}",
+    )
+
+    assert result.returncode == 1
+    assert f"and the last good copy is unusable: {cache}: " in result.output
+
+
+def test_newer_good_record_replaces_the_local_copy(triton: FakeTriton, tmp_path: Path) -> None:
+    cache = write_state(tmp_path / "pod-tmp" / "copy.json", {"m": 1}, parents=True)
+    state = write_state(tmp_path / "current.json", {"m": 2})
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+
+    result = probe(triton.port, f"--committed-state={state}", f"--state-cache={cache}")
+
+    assert result.returncode == 0, result.output
+    assert result.output == ""
+    assert "/v2/models/m/versions/1/ready" not in triton.requests
+    assert cache.read_bytes() == state.read_bytes()
+    assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # written by rename, nothing left
+
+
+def test_unchanged_good_record_marks_the_local_copy_confirmed(triton: FakeTriton, tmp_path: Path) -> None:
+    state = write_state(tmp_path / "current.json", {"m": 2})
+    cache = write_state(tmp_path / "copy.json", {"m": 2})
+    an_hour_ago = time.time() - 3600
+    os.utime(cache, (an_hour_ago, an_hour_ago))
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+
+    result = probe(triton.port, f"--committed-state={state}", f"--state-cache={cache}")
+
+    assert result.returncode == 0, result.output
+    assert cache.stat().st_mtime > an_hour_ago + 1800
+
+
+def test_fallback_says_how_long_ago_the_copy_was_confirmed(
+    triton: FakeTriton, stalled_record: Path, tmp_path: Path
+) -> None:
+    cache = write_state(tmp_path / "copy.json", {"m": 2})
+    two_minutes_ago = time.time() - 120
+    os.utime(cache, (two_minutes_ago, two_minutes_ago))
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+
+    result = probe(
+        triton.port,
+        "--timeout=3",
+        "--read-timeout=0.5",
+        f"--committed-state={stalled_record}",
+        f"--state-cache={cache}",
+    )
+
+    assert result.returncode == 0, result.output
+    assert re.search(
+        rf"using the last good committed state {re.escape(str(cache))} \(confirmed 12\d s ago\)",
+        result.output,
+    )
+
+
+def test_absent_record_is_remembered_as_nothing_committed(triton: FakeTriton, tmp_path: Path) -> None:
+    # No record means nothing is committed yet: a stall after that must not make the pod unready.
+    cache = write_state(tmp_path / "copy.json", {"m": 1})
+    triton.routes[LIVE] = 200
+
+    result = probe(triton.port, f"--committed-state={tmp_path / 'current.json'}", f"--state-cache={cache}")
+
+    assert result.returncode == 0, result.output
+    assert json.loads(cache.read_text(encoding="utf-8"))["models"] == {}
+    assert triton.requests == [LIVE]
+
+
+def test_unwritable_local_copy_does_not_change_the_verdict(triton: FakeTriton, tmp_path: Path) -> None:
+    state = write_state(tmp_path / "current.json", {"m": 2})
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
+
+    result = probe(triton.port, f"--committed-state={state}", f"--state-cache={blocker / 'copy.json'}")
+
+    assert result.returncode == 0, result.output
+
+
+# --- the chart passes the check what it needs -----------------------------------------------------
+
+
+def test_chart_readiness_reads_the_launchers_local_copy_with_a_bound(rendered) -> None:
+    command = triton_container(rendered["prod"])["readinessProbe"]["exec"]["command"]
+    assert "--state-cache=/tmp/tritonops/committed-state.json" in command
+    assert "--read-timeout=1" in command
+    assert "--state-cache=/tmp/tritonops/committed-state.json" in launcher_args(rendered["prod"])
+
+
+def test_chart_read_timeout_comes_from_values(render_with) -> None:
+    item = render_with("dev", {"server": {"committedState": {"readTimeoutSeconds": 0.5}}})
+    assert "--read-timeout=0.5" in triton_container(item)["readinessProbe"]["exec"]["command"]
+
+
+def test_chart_refuses_a_read_timeout_that_leaves_no_time_for_triton(render_with) -> None:
+    with pytest.raises(
+        errors.RenderError, match=r"^server\.committedState\.readTimeoutSeconds: 3 is more than half"
+    ):
+        render_with(
+            "dev",
+            {
+                "server": {"committedState": {"readTimeoutSeconds": 3}},
+                "probes": {"readiness": {"timeoutSeconds": 5}},
+            },
+        )

@@ -15,6 +15,7 @@ import pytest
 
 from tests.runtime.conftest import FAST_PROBES
 from tritonops import errors, onnx_samples, triton
+from tritonops.repository import checksums
 from tritonops.runtime import controlling, workspace
 from tritonops.runtime.supervisor import State
 
@@ -143,7 +144,8 @@ def test_pod_without_its_committed_models_is_kept_unready_until_they_load(start_
     config = repository / "mlp" / "config.pbtxt"
     config.write_text(config.read_text() + "version_policy { specific { versions: [ 1 ] } }\n")
     state = json.loads((repository / "current.json").read_text())
-    state["models"]["mlp"] = {"version": 1, "digest": "sha256:test", "committedAt": "2026-11-25T00:00:00Z"}
+    digest = checksums.version_digest(repository / "mlp" / "1")  # the launcher verifies it at restart
+    state["models"]["mlp"] = {"version": 1, "digest": digest, "committedAt": "2026-11-25T00:00:00Z"}
     (repository / "current.json").write_text(json.dumps(state))
     _wait_for(current.work_dir, lambda s: s.replicas[0].state == State.NOT_READY, 10, "replica not NotReady")
     with _client(current) as client:

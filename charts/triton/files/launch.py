@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,6 +28,10 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     split = argv.index("--")
     parser = argparse.ArgumentParser(prog="launch")
     parser.add_argument("--committed-state")
+    parser.add_argument(
+        "--state-cache", help="the pod-local copy of the last good record (readiness reads it)"
+    )
+    parser.add_argument("--verify-digest", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--repository")
     parser.add_argument("--api-key-file")
     parser.add_argument("--api-header")
@@ -40,17 +45,55 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def _committed_model_args(options: argparse.Namespace, server: list[str]) -> list[str]:
+    """`--load-model` for each committed model, once the repository holds what the record promises:
+    each committed version folder, a config pinning exactly that version and, with
+    `--verify-digest` (the default), files that hash to the record's `digest`. Any disagreement
+    raises CommittedStateError naming the file and what to do. The record just checked becomes
+    the pod's local copy (`--state-cache`, on the pod's own /tmp), which the readiness check uses
+    when the shared repository does not answer."""
     if not options.committed_state:
         return []
-    committed = committed_state.read(options.committed_state)
-    if not committed:
-        _log(f"no committed state at {options.committed_state}: starting with the static list only")
+    path = options.committed_state
+    try:
+        data = committed_state.read_bytes(path)
+    except OSError as error:
+        message = f"cannot read the committed state: {error.strerror or error}"
+        raise committed_state.CommittedStateError([committed_state.Problem("error", path, message)]) from None
+    if data is None:
+        _log(f"no committed state at {path}: starting with the static list only")
+        _keep_copy(options, committed_state.EMPTY_RECORD)
         return []
-    committed_state.check_repository(options.repository, committed)
+    committed = committed_state.parse(data, path)
+    started = time.monotonic()
+    warnings = committed_state.check_repository(
+        options.repository, committed, state_path=path, verify_digest=options.verify_digest
+    )
+    for problem in warnings:
+        _log(f"warning: {problem}")
     already = {arg.split("=", 1)[1] for arg in server if arg.startswith("--load-model=")}
-    for name, version in sorted(committed.items()):
-        _log(f"committed model {name} version {version}")
+    for name, record in sorted(committed.items()):
+        if not options.verify_digest:
+            checked = "files not verified (--no-verify-digest)"
+        elif record.digest is None:
+            checked = "files not verified (no digest in the record)"
+        else:
+            checked = f"files match {record.digest}"
+        _log(f"committed model {name} version {record.version}: {checked}")
+    if options.verify_digest and committed:
+        _log(f"checked the committed files in {time.monotonic() - started:.1f} s")
+    _keep_copy(options, data)
     return [f"--load-model={name}" for name in sorted(committed) if name not in already]
+
+
+def _keep_copy(options: argparse.Namespace, data: bytes | str) -> None:
+    """Keep the record just checked as the pod's last good copy; without it readiness still works
+    while the shared repository answers, so a failure here is a warning, not a refusal."""
+    if not options.state_cache:
+        return
+    try:
+        committed_state.write_copy(options.state_cache, data)
+    except OSError as error:
+        _log(f"warning: {options.state_cache}: cannot keep the local copy of the committed state: {error}")
 
 
 def _restricted_api_args(options: argparse.Namespace) -> list[str]:

@@ -100,6 +100,11 @@ Usage: {{ include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Ch
 {{- printf "%s/%s" (trimSuffix "/" .Values.modelRepository.path) .Values.server.committedState.file }}
 {{- end }}
 
+{{/* The pod's local copy of the last good committed state (on its own /tmp emptyDir): written by the launcher, read by the readiness check when the shared repository does not answer. */}}
+{{- define "triton.committedStateCachePath" -}}
+/tmp/tritonops/committed-state.json
+{{- end }}
+
 {{/* Grace period: the value when set, else preStop sleep + exit timeout + 15 s. */}}
 {{- define "triton.terminationGracePeriodSeconds" -}}
 {{- $minimum := add .Values.rollout.preStopSleepSeconds .Values.server.exitTimeoutSeconds }}
@@ -242,6 +247,8 @@ Usage: {{ include "triton.validate" . }}
 {{- define "triton.launcherArgs" -}}
 {{- if .Values.server.committedState.enabled }}
 - --committed-state={{ include "triton.committedStatePath" . }}
+- --state-cache={{ include "triton.committedStateCachePath" . }}
+- --{{ if not .Values.server.committedState.verifyDigest }}no-{{ end }}verify-digest
 - --repository={{ .Values.modelRepository.path }}
 {{- end }}
 {{- if .Values.repositoryApi.restricted.enabled }}
@@ -258,8 +265,15 @@ Usage: {{ include "triton.validate" . }}
 - {{ include "triton.scriptsDir" . }}/ready.py
 - --port={{ .Values.ports.http }}
 - --timeout={{ .Values.probes.readiness.timeoutSeconds }}
-{{- if .Values.server.committedState.enabled }}
-- --committed-state={{ include "triton.committedStatePath" . }}
+{{- with .Values.server.committedState }}
+{{- if .enabled }}
+{{- if gt (mulf .readTimeoutSeconds 2) (float64 $.Values.probes.readiness.timeoutSeconds) }}
+{{- fail (printf "server.committedState.readTimeoutSeconds: %v is more than half of probes.readiness.timeoutSeconds (%v); lower it or raise the probe timeout, so that the check keeps time to ask Triton" .readTimeoutSeconds $.Values.probes.readiness.timeoutSeconds) }}
+{{- end }}
+- --committed-state={{ include "triton.committedStatePath" $ }}
+- --state-cache={{ include "triton.committedStateCachePath" $ }}
+- --read-timeout={{ .readTimeoutSeconds }}
+{{- end }}
 {{- end }}
 {{- range .Values.server.loadModels }}
 - --model={{ . }}

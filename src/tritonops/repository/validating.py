@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonops import errors, triton
-from tritonops.repository import configs, layout, signatures
+from tritonops.repository import committed_state, configs, layout, signatures
 from tritonops.repository.findings import Finding, FindingSink, Severity
 
 # A queue delay past this adds more latency than batching usually wins back.
@@ -35,6 +35,9 @@ class ValidationReport:
 def validate(root: Path, *, model: str | None = None, gpu_available: bool | None = None) -> ValidationReport:
     """Validate a repository; `gpu_available=False` flags KIND_GPU instance groups.
 
+    A committed state at the root (`current.json`) is checked as the pod's launcher checks it:
+    every repository the launcher refuses to start with fails validation.
+
     Raises InputError when the path itself is unusable (exit 2); everything else is a finding.
     """
     _check_root(root)
@@ -59,6 +62,8 @@ def validate(root: Path, *, model: str | None = None, gpu_available: bool | None
             ensemble_sink = FindingSink(model=folder.name, file=str(ensemble.path))
             _check_ensemble(ensemble, root, ensemble_sink)
             findings += ensemble_sink.findings
+    # What the pod's launcher checks before it starts Triton, with the launcher's own code.
+    findings += committed_state.check(root, model=model)
     return ValidationReport(root, tuple(folder.name for folder in folders), tuple(findings))
 
 

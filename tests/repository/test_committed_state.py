@@ -1,0 +1,352 @@
+"""`repo validate` checks the committed state (current.json) with the launcher's own code: every
+repository the pod's launcher refuses to start with is an error here, and what starts validates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tritonops import environments, onnx_samples, sample_repository
+from tritonops.repository import checksums, committed_state, validating
+from tritonops.repository.findings import Finding, Severity
+
+LAUNCH = environments.CHART_DIR / "files" / "launch.py"
+PIN = "version_policy {{ specific {{ versions: [ {version} ] }} }}\n"
+
+
+@dataclass
+class Launch:
+    returncode: int
+    stderr: str
+    started: bool
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Callable[[Path], Launch]:
+    """Run the chart's real launcher on `<repo>/current.json`, with a stand-in for tritonserver
+    that only records that it was started."""
+    marker = tmp_path / "server-started"
+    server = tmp_path / "tritonserver"
+    server.write_text(f"#!{sys.executable}\nopen({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    server.chmod(0o755)
+
+    def run(repo: Path) -> Launch:
+        command = [
+            sys.executable,
+            str(LAUNCH),
+            f"--committed-state={repo / 'current.json'}",
+            f"--repository={repo}",
+            "--",
+            str(server),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        started = marker.exists()
+        marker.unlink(missing_ok=True)
+        return Launch(result.returncode, result.stderr, started)
+
+    return run
+
+
+def write_state(repo: Path, models: dict[str, object]) -> Path:
+    path = repo / "current.json"
+    document = {"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": models}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def record(repo: Path, model: str, version: int) -> dict[str, object]:
+    """The record the promotion tool writes for a version folder as it is now."""
+    return {
+        "version": version,
+        "digest": checksums.version_digest(repo / model / str(version)),
+        "committedAt": "2026-11-25T22:00:00Z",
+    }
+
+
+@pytest.fixture
+def committed_repo(repo: Path, add_linear) -> Path:
+    """`linear` version 1 committed as the promotion tool leaves it: pinned, recorded, digest set."""
+    model = add_linear()
+    config = model / "config.pbtxt"
+    config.write_text(config.read_text(encoding="utf-8") + PIN.format(version=1), encoding="utf-8")
+    write_state(repo, {"linear": record(repo, "linear", 1)})
+    return repo
+
+
+def _edit_state(repo: Path, change: Callable[[dict[str, object]], None]) -> None:
+    document = json.loads((repo / "current.json").read_text(encoding="utf-8"))
+    change(document["models"]["linear"])
+    (repo / "current.json").write_text(json.dumps(document), encoding="utf-8")
+
+
+def _pin(repo: Path, text: str) -> None:
+    config = repo / "linear" / "config.pbtxt"
+    lines = [line for line in config.read_text(encoding="utf-8").splitlines() if "version_policy" not in line]
+    config.write_text("\n".join(lines) + "\n" + text, encoding="utf-8")
+
+
+def _second_version(repo: Path) -> None:
+    onnx_samples.linear(repo / "linear" / "2" / "model.onnx", in_shape=("batch", 4))
+
+
+# Each case breaks a committed repository the way users (or a half-done promotion) do, and names
+# the finding's field: (break it, field, the file the finding names, relative to the repository).
+REFUSALS: dict[str, tuple[Callable[[Path], None], str | None, str]] = {
+    "missing-model-folder": (
+        lambda repo: write_state(
+            repo,
+            {"linear": record(repo, "linear", 1), "gone": {"version": 1, "digest": "sha256:" + "0" * 64}},
+        ),
+        "models.gone",
+        "gone",
+    ),
+    "missing-version-folder": (
+        lambda repo: (_pin(repo, PIN.format(version=2)), _edit_state(repo, lambda r: r.update(version=2))),
+        "models.linear.version",
+        "linear/2",
+    ),
+    "wrong-pin": (
+        lambda repo: (_second_version(repo), _pin(repo, PIN.format(version=2))),
+        "version_policy",
+        "linear/config.pbtxt",
+    ),
+    "no-pin": (lambda repo: _pin(repo, ""), "version_policy", "linear/config.pbtxt"),
+    "latest-policy": (
+        lambda repo: _pin(repo, "version_policy { latest { num_versions: 1 } }\n"),
+        "version_policy",
+        "linear/config.pbtxt",
+    ),
+    "pin-the-launcher-cannot-read": (
+        lambda repo: _pin(repo, "version_policy { specific { versions: 0x1 } }\n"),
+        "version_policy",
+        "linear/config.pbtxt",
+    ),
+    "missing-config": (
+        lambda repo: (repo / "linear" / "config.pbtxt").unlink(),
+        "version_policy",
+        "linear/config.pbtxt",
+    ),
+    "digest-edited": (
+        lambda repo: _edit_state(repo, lambda r: r.update(digest="sha256:" + "1" * 64)),
+        "models.linear.digest",
+        "linear/1",
+    ),
+    "file-added-after-commit": (
+        lambda repo: (repo / "linear" / "1" / "notes.txt").write_text("added later\n", encoding="utf-8"),
+        "models.linear.digest",
+        "linear/1",
+    ),
+    "malformed-not-json": (
+        lambda repo: (repo / "current.json").write_text("{not json\n", encoding="utf-8"),
+        None,
+        "current.json",
+    ),
+    "malformed-partially-written": (
+        lambda repo: (repo / "current.json").write_text(
+            (repo / "current.json").read_text(encoding="utf-8")[:60], encoding="utf-8"
+        ),
+        None,
+        "current.json",
+    ),
+    "malformed-wrong-kind": (
+        lambda repo: (repo / "current.json").write_text(
+            json.dumps({"apiVersion": "tritonops/v1", "kind": "State", "models": {}}), encoding="utf-8"
+        ),
+        "kind",
+        "current.json",
+    ),
+    "malformed-version": (
+        lambda repo: _edit_state(repo, lambda r: r.update(version="1")),
+        "models.linear.version",
+        "current.json",
+    ),
+    "malformed-digest": (
+        lambda repo: _edit_state(repo, lambda r: r.update(digest="sha256:test")),
+        "models.linear.digest",
+        "current.json",
+    ),
+}
+
+
+def _committed_state_errors(report: validating.ValidationReport, repo: Path, file: str) -> list[Finding]:
+    return [f for f in report.errors if f.file == str(repo / file)]
+
+
+@pytest.mark.parametrize(("breaks", "field", "file"), REFUSALS.values(), ids=REFUSALS.keys())
+def test_every_repository_the_launcher_refuses_fails_validation(
+    committed_repo: Path, launch, breaks, field: str | None, file: str
+) -> None:
+    repo = committed_repo
+    breaks(repo)
+
+    launched = launch(repo)
+    report = validating.validate(repo)
+
+    assert launched.returncode != 0 and not launched.started, launched.stderr
+    assert launched.stderr.startswith("launch: refusing to start: ")
+    assert not report.passed
+    named = _committed_state_errors(report, repo, file)
+    assert named, [str(f) for f in report.findings]
+    # The launcher's refusal and the validator's finding are the same words, from the same code.
+    assert any(f"{finding.file}: {finding.message}" in launched.stderr for finding in named)
+    if field is None:
+        assert all(finding.line == 1 for finding in named)
+    else:
+        assert field in {finding.field for finding in named}
+
+
+def test_committed_repository_starts_and_validates_clean(committed_repo: Path, launch) -> None:
+    launched = launch(committed_repo)
+    report = validating.validate(committed_repo)
+
+    assert launched.returncode == 0 and launched.started, launched.stderr
+    assert report.findings == ()
+
+
+def test_record_without_digest_starts_and_is_a_warning_that_names_the_digest(
+    committed_repo: Path, launch
+) -> None:
+    _edit_state(committed_repo, lambda r: r.pop("digest"))
+    digest = checksums.version_digest(committed_repo / "linear" / "1")
+
+    launched = launch(committed_repo)
+    report = validating.validate(committed_repo)
+
+    assert launched.returncode == 0 and launched.started, launched.stderr
+    assert report.passed
+    (finding,) = report.findings
+    assert finding.severity is Severity.WARNING
+    assert (finding.file, finding.field, finding.model) == (
+        str(committed_repo / "current.json"),
+        "models.linear.digest",
+        "linear",
+    )
+    assert f'"digest": "{digest}"' in finding.message
+    assert f"launch: warning: {finding.file}: {finding.message}" in launched.stderr
+
+
+def test_a_pin_inside_a_string_is_not_taken_for_the_real_one(committed_repo: Path, launch) -> None:
+    # Triton reads the real policy (latest); a parser that took the text inside the parameter's
+    # string for it would let the pod start on whatever version is highest.
+    _pin(
+        committed_repo,
+        'parameters { key: "note" value: { string_value: "version_policy { specific { versions: [1] } }" } }\n'
+        "version_policy { latest { num_versions: 1 } }\n",
+    )
+
+    launched = launch(committed_repo)
+    report = validating.validate(committed_repo)
+
+    assert not launched.started
+    assert "pins nothing" in launched.stderr
+    assert any("pins nothing" in f.message for f in report.errors)
+
+
+def test_launcher_and_triton_reading_a_pin_differently_is_an_error(committed_repo: Path) -> None:
+    _pin(committed_repo, "version_policy { specific { versions: 0x1 } }\n")
+
+    findings = committed_state.check(committed_repo)
+
+    (disagreement,) = [f for f in findings if "the launcher reads the pin as" in f.message]
+    assert disagreement.message.startswith("the launcher reads the pin as [0] but Triton reads [1]")
+    assert disagreement.line is not None
+
+
+def test_model_selection_checks_only_that_models_record(committed_repo: Path, add_linear) -> None:
+    add_linear("other")
+    _edit_state(committed_repo, lambda r: r.update(digest="sha256:" + "1" * 64))
+
+    assert validating.validate(committed_repo, model="other").passed
+    assert not validating.validate(committed_repo, model="linear").passed
+
+
+def test_malformed_record_fails_validation_of_any_single_model(committed_repo: Path, add_linear) -> None:
+    add_linear("other")
+    (committed_repo / "current.json").write_text("[]", encoding="utf-8")
+
+    report = validating.validate(committed_repo, model="other")
+
+    (finding,) = report.errors
+    assert (finding.file, finding.field) == (str(committed_repo / "current.json"), "kind")
+
+
+def test_validate_cli_names_the_digest_finding_and_exits_1(committed_repo: Path, run_cli) -> None:
+    (committed_repo / "linear" / "1" / "notes.txt").write_text("added later\n", encoding="utf-8")
+
+    result = run_cli("repo", "validate", str(committed_repo))
+
+    assert result.returncode == 1
+    assert (
+        f"error: {committed_repo / 'linear' / '1'} [models.linear.digest]: model linear version 1:"
+        in result.stdout
+    )
+    assert "Traceback" not in result.stderr
+
+
+# --- the sample repository ------------------------------------------------------------------------
+
+
+def test_sample_repository_and_its_committed_state_validate_clean() -> None:
+    sample = sample_repository.DEFAULT_OUTPUT
+    assert committed_state.script().read(str(sample / "current.json")) == {"linear": 1}
+    assert committed_state.check(sample) == []
+    assert validating.validate(sample).findings == ()
+
+
+def test_sample_repository_with_a_changed_committed_file_fails(tmp_path: Path) -> None:
+    copy = tmp_path / "sample"
+    shutil.copytree(sample_repository.DEFAULT_OUTPUT, copy)
+    (copy / "linear" / "1" / "model.onnx.bak").write_bytes(b"")
+
+    (finding,) = validating.validate(copy).errors
+
+    assert (finding.file, finding.field) == (str(copy / "linear" / "1"), "models.linear.digest")
+
+
+# --- one digest algorithm, two implementations ------------------------------------------------------
+
+
+def _awkward_version_folder(root: Path) -> Path:
+    """Names whose walk order differs from their sorted path order, nesting, an empty file and
+    folder, a symlinked file, a non-ASCII name and a file just past the hashing chunk."""
+    version = root / "1"
+    (version / "a" / "b").mkdir(parents=True)
+    (version / "a-b").mkdir()
+    (version / "empty-folder").mkdir()
+    (version / "model.onnx").write_bytes(b"\x08\x07onnx")
+    (version / "a" / "z.bin").write_bytes(b"z")
+    (version / "a" / "b" / "deep.bin").write_bytes(b"deep")
+    (version / "a-b" / "x").write_bytes(b"x")
+    (version / "a.txt").write_bytes(b"")
+    (version / "modèle.bin").write_bytes("é".encode())
+    (version / "big.bin").write_bytes(bytes(range(256)) * (4096 + 1))  # 1 MiB + 256 bytes
+    (version / "link.bin").symlink_to(version / "a" / "z.bin")
+    return version
+
+
+@pytest.mark.parametrize(
+    "folder",
+    ["awkward", "sample-linear", "sample-mlp"],
+)
+def test_chart_script_and_package_compute_the_same_version_digest(tmp_path: Path, folder: str) -> None:
+    if folder == "awkward":
+        version = _awkward_version_folder(tmp_path)
+    else:
+        version = sample_repository.DEFAULT_OUTPUT / folder.removeprefix("sample-") / "1"
+    script = committed_state.script()
+
+    assert script.file_digests(str(version)) == checksums.file_digests(version)
+    assert script.version_digest(str(version)) == checksums.version_digest(version)
+
+
+def test_sample_record_holds_the_digest_both_implementations_compute() -> None:
+    sample = sample_repository.DEFAULT_OUTPUT
+    recorded = json.loads((sample / "current.json").read_text(encoding="utf-8"))["models"]["linear"]["digest"]
+    assert committed_state.script().version_digest(str(sample / "linear" / "1")) == recorded
