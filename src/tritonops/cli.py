@@ -27,10 +27,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"tritonops: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _env_default() -> str:
-    return os.environ.get("TRITONOPS_ENV", "dev")
-
-
 def _add_values_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f",
@@ -56,9 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     render = commands.add_parser("render", help="render the chart for an environment")
-    render.add_argument("--env", default=_env_default(), help="dev, prod or local (env TRITONOPS_ENV)")
+    render.add_argument(
+        "--env", help="dev, prod or local (env TRITONOPS_ENV, else dev; stderr says which was used)"
+    )
     _add_values_options(render)
-    render.add_argument("-o", "--output-dir", type=Path, help="write one file per object here, not a stream")
+    render.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        help="write one file per object into this new or empty folder (or one an earlier -o wrote: "
+        "only its own files are replaced), not a stream",
+    )
     render.set_defaults(handler=_render)
 
     lint = commands.add_parser("lint", help="run every static gate on the environments")
@@ -165,15 +169,37 @@ def _add_work_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    result = rendering.render(args.env, extra_files=args.extra_files, set_values=args.set_values)
+    env = _chosen_env(args.env, "render")
+    result = rendering.render(env, extra_files=args.extra_files, set_values=args.set_values)
     if args.output_dir is None:
         sys.stdout.write(result.stream())
         return 0
-    if args.output_dir.exists() and not args.output_dir.is_dir():
-        raise errors.InputError(f"--output-dir {args.output_dir}: exists and is not a directory")
-    written = rendering.write_directory(result, args.output_dir)
-    print(f"wrote {len(written)} objects for {args.env} to {args.output_dir}")
+    done = rendering.write_directory(result, args.output_dir)
+    removed = (
+        f"; removed {len(done.removed)} file(s) it wrote before, of objects that no longer render"
+        if done.removed
+        else ""
+    )
+    print(f"wrote {len(done.written)} objects for {env} to {args.output_dir}{removed}")
     return 0
+
+
+def _chosen_env(given: str | None, command: str) -> str:
+    """The environment given with --env; else TRITONOPS_ENV or dev, said on stderr (stdout stays YAML)."""
+    if given is not None:
+        return given
+    from_env = os.environ.get("TRITONOPS_ENV")
+    if from_env:
+        print(
+            f"tritonops {command}: environment {from_env} (from TRITONOPS_ENV; --env overrides it)",
+            file=sys.stderr,
+        )
+        return from_env
+    print(
+        f"tritonops {command}: environment dev (the default; choose with --env dev|prod|local or TRITONOPS_ENV)",
+        file=sys.stderr,
+    )
+    return "dev"
 
 
 def _lint(args: argparse.Namespace) -> int:
