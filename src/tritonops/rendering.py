@@ -319,7 +319,7 @@ def write_directory(rendering: Rendering, directory: Path) -> DirectoryWrite:
     """
     shown = _display(directory)
     if directory.exists() and not directory.is_dir():
-        raise errors.InputError(f"-o {shown}: exists and is not a folder; pick an empty or new folder")
+        raise errors.InputError(f"-o {shown}: exists and is not a directory; pick an empty or new folder")
     created = _make_directory(directory)
     try:
         own = _own_files(directory, shown)

@@ -95,6 +95,17 @@ def test_rerender_replaces_its_own_files_and_drops_objects_that_no_longer_render
     assert "removed 1 file(s) it wrote before, of objects that no longer render" in second.stdout
 
 
+def test_one_file_per_object_named_by_install_rank_kind_and_name(run_cli, tmp_path):
+    result = run_cli("render", "--env", "prod", "-o", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    files = sorted(_yaml_files(tmp_path / "out"))
+    assert files[0] == "01-serviceaccount-triton.yaml"
+    assert "07-deployment-triton.yaml" in files and "12-prometheusrule-triton.yaml" in files
+    kinds = [yaml.safe_load((tmp_path / "out" / name).read_text())["kind"] for name in files]
+    assert kinds.count("Deployment") == 1 and "HorizontalPodAutoscaler" in kinds
+    assert result.stdout == f"wrote {len(files)} objects for prod to out\n"
+
+
 def test_a_file_added_or_edited_after_a_render_is_never_overwritten(rendered, tmp_path):
     out = tmp_path / "out"
     written = rendering.write_directory(rendered["dev"], out).written
@@ -151,7 +162,7 @@ def test_a_failure_while_writing_leaves_the_folder_as_it_was(rendered, tmp_path,
 def test_a_path_that_is_a_file_is_refused(run_cli, tmp_path):
     (tmp_path / "out").write_text("mine\n")
     result = run_cli("render", "--env", "dev", "-o", "out", cwd=tmp_path)
-    assert result.returncode == 2 and "-o out: exists and is not a folder" in result.stderr
+    assert result.returncode == 2 and "-o out: exists and is not a directory" in result.stderr
     assert (tmp_path / "out").read_text() == "mine\n"
 
 
