@@ -372,6 +372,7 @@ def _repo_checksum(args: argparse.Namespace) -> int:
     if args.agent_block:
         sys.stdout.write(checksums.agent_block(args.path))
         return 0
+    checksums.require_versions(args.path)
     if args.write:
         for path in checksums.write_manifests(args.path):
             print(f"wrote {path}")
@@ -379,8 +380,6 @@ def _repo_checksum(args: argparse.Namespace) -> int:
     results = checksums.verify_manifests(args.path)
     for result in results:
         print(_describe_check(result))
-    if not results:
-        raise errors.InputError(f"{args.path}: no model versions found")
     return 0 if all(result.ok for result in results) else 1
 
 
