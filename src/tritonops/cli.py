@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="summarise what an environment would deploy")
     summary.add_argument("--env", action="append", help="environments to summarise (default: dev and prod)")
+    summary.add_argument("--json", action="store_true", help="print the facts as JSON (a list, one per env)")
     summary.set_defaults(handler=_summary)
 
     demo = commands.add_parser("demo", help="the README's main job: the local runtime, end to end")
@@ -253,8 +254,11 @@ def _report_json(report: gating.GateReport) -> str:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    for name in args.env or ["dev", "prod"]:
-        print(summarizing.summarize(rendering.render(name)))
+    items = [rendering.render(name) for name in args.env or ["dev", "prod"]]
+    if args.json:
+        print(json.dumps([summarizing.describe(item) for item in items], indent=2))
+    else:
+        print("\n\n".join(summarizing.summarize(item) for item in items))
     return 0
 
 
@@ -407,6 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tritonops: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours, and no traceback at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

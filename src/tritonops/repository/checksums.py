@@ -182,9 +182,8 @@ def _why_no_versions(path: Path, *, agent_block: bool) -> str:
         )
     if path.name.isdigit() and layout.read_model_folder(path.parent, FindingSink()).versions:
         return f"a version folder; give its model folder {path.parent}"
-    return (
-        "no model versions found (no <model>/<version>/ or <version>/ folders); give "
-        + ("one model folder" if agent_block else "a model repository or one model folder")
+    return "no model versions found (no <model>/<version>/ or <version>/ folders); give " + (
+        "one model folder" if agent_block else "a model repository or one model folder"
     )
 
 
