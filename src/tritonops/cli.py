@@ -1,6 +1,9 @@
 """The `tritonops` command: thin commands that parse, call one function, print, and pick the exit code.
 
 Exit codes: 0 success, 1 findings (a gate failed), 2 unusable input (bad values, unknown flag).
+`status` says how the local runtime is: 0 every replica Ready, 1 running but some replica not Ready
+(Starting, NotReady, Restarting or Failed), 3 not running (stopped, or its supervisor died), 2 nothing
+was started in that work folder.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from tritonops.repository import checksums, generating, validating
 from tritonops.runtime import controlling, demo, workspace
 
 log = logging.getLogger("tritonops")
+
+STATUS_ALL_READY, STATUS_NOT_ALL_READY, STATUS_NOT_RUNNING = 0, 1, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(handler=_summary)
 
     demo = commands.add_parser("demo", help="the README's main job: the local runtime, end to end")
+    _add_port_offset(demo)
     _add_work_dir(demo)
     demo.set_defaults(handler=_demo)
 
@@ -87,19 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--replicas", type=int, help="replica count (default: the rendered replicaCount)")
     up.add_argument("--repository", type=Path, help="model repository folder (default: a copy of the sample)")
-    up.add_argument(
-        "--port-offset",
-        type=int,
-        default=int(os.environ.get("TRITONOPS_PORT_OFFSET", "0")),
-        help="added to every rendered port; replica i adds 10*i more (env TRITONOPS_PORT_OFFSET)",
-    )
+    _add_port_offset(up)
     up.add_argument(
         "--set", dest="set_values", action="append", default=[], help="override a value: key=value"
     )
     _add_work_dir(up)
     up.set_defaults(handler=_up)
 
-    status = commands.add_parser("status", help="each local replica's state")
+    status = commands.add_parser(
+        "status",
+        help="each local replica's state; exit 0 all Ready, 1 some not Ready, 3 not running",
+    )
     status.add_argument("--json", action="store_true")
     _add_work_dir(status)
     status.set_defaults(handler=_status)
@@ -158,6 +162,25 @@ def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     )
     mode.add_argument("--agent-block", action="store_true", help="print Triton's checksum agent block (MD5)")
     checksum.set_defaults(handler=_repo_checksum)
+
+
+def _add_port_offset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port-offset",
+        type=int,
+        default=None,
+        help="added to every rendered port (8000-8002); replica i adds 10*i more (env TRITONOPS_PORT_OFFSET)",
+    )
+
+
+def _port_offset(given: int | None) -> int:
+    if given is not None:
+        return given
+    text = os.environ.get("TRITONOPS_PORT_OFFSET", "0")
+    try:
+        return int(text)
+    except ValueError:
+        raise errors.InputError(f"TRITONOPS_PORT_OFFSET={text!r}: not a whole number") from None
 
 
 def _add_work_dir(parser: argparse.ArgumentParser) -> None:
@@ -263,7 +286,9 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    return demo.run(args.work_dir, say=print)
+    return demo.run(
+        args.work_dir, say=lambda line: print(line, flush=True), port_offset=_port_offset(args.port_offset)
+    )
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -272,17 +297,14 @@ def _up(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         replicas=args.replicas,
         repository=args.repository,
-        port_offset=args.port_offset,
+        port_offset=_port_offset(args.port_offset),
         set_values=tuple(args.set_values),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(_status_text(current))
     if current.failed:
         for replica in current.failed:
-            print(
-                f"\nreplica {replica.index} failed: {replica.reason}\n"
-                + controlling.logs(args.work_dir, replica.index, 20)
-            )
+            print(f"\n{controlling.failure_text(replica)}")
         print("stop what is left with `tritonops down`")
         return 1
     print("all replicas Ready; stop them with `tritonops down`")
@@ -292,7 +314,9 @@ def _up(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     current = controlling.status(args.work_dir)
     print(json.dumps(controlling.describe(current), indent=2) if args.json else _status_text(current))
-    return 0 if current.running else 3
+    if not current.running:
+        return STATUS_NOT_RUNNING
+    return STATUS_ALL_READY if current.all_ready else STATUS_NOT_ALL_READY
 
 
 def _status_text(current: controlling.RuntimeStatus) -> str:
