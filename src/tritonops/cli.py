@@ -1,6 +1,9 @@
 """The `tritonops` command: thin commands that parse, call one function, print, and pick the exit code.
 
 Exit codes: 0 success, 1 findings (a gate failed), 2 unusable input (bad values, unknown flag).
+`status` says how the local runtime is: 0 every replica Ready, 1 running but some replica not Ready
+(Starting, NotReady, Restarting or Failed), 3 not running (stopped, or its supervisor died), 2 nothing
+was started in that work folder.
 """
 
 from __future__ import annotations
@@ -19,16 +22,14 @@ from tritonops.runtime import controlling, demo, workspace
 
 log = logging.getLogger("tritonops")
 
+STATUS_ALL_READY, STATUS_NOT_ALL_READY, STATUS_NOT_RUNNING = 0, 1, 3
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one clear line, as every other input error does."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"tritonops: error: {message} (see `{self.prog} --help`)\n")
-
-
-def _env_default() -> str:
-    return os.environ.get("TRITONOPS_ENV", "dev")
 
 
 def _add_values_options(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     render = commands.add_parser("render", help="render the chart for an environment")
-    render.add_argument("--env", default=_env_default(), help="dev, prod or local (env TRITONOPS_ENV)")
+    render.add_argument(
+        "--env", help="dev, prod or local (env TRITONOPS_ENV, else dev; stderr says which was used)"
+    )
     _add_values_options(render)
-    render.add_argument("-o", "--output-dir", type=Path, help="write one file per object here, not a stream")
+    render.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        help="write one file per object into this new or empty folder (or one an earlier -o wrote: "
+        "only its own files are replaced), not a stream",
+    )
     render.set_defaults(handler=_render)
 
     lint = commands.add_parser("lint", help="run every static gate on the environments")
@@ -70,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="summarise what an environment would deploy")
     summary.add_argument("--env", action="append", help="environments to summarise (default: dev and prod)")
+    summary.add_argument("--json", action="store_true", help="print the facts as JSON (a list, one per env)")
     summary.set_defaults(handler=_summary)
 
     demo = commands.add_parser("demo", help="the README's main job: the local runtime, end to end")
+    _add_port_offset(demo)
     _add_work_dir(demo)
     demo.set_defaults(handler=_demo)
 
@@ -82,19 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--replicas", type=int, help="replica count (default: the rendered replicaCount)")
     up.add_argument("--repository", type=Path, help="model repository folder (default: a copy of the sample)")
-    up.add_argument(
-        "--port-offset",
-        type=int,
-        default=int(os.environ.get("TRITONOPS_PORT_OFFSET", "0")),
-        help="added to every rendered port; replica i adds 10*i more (env TRITONOPS_PORT_OFFSET)",
-    )
+    _add_port_offset(up)
     up.add_argument(
         "--set", dest="set_values", action="append", default=[], help="override a value: key=value"
     )
     _add_work_dir(up)
     up.set_defaults(handler=_up)
 
-    status = commands.add_parser("status", help="each local replica's state")
+    status = commands.add_parser(
+        "status",
+        help="each local replica's state; exit 0 all Ready, 1 some not Ready, 3 not running",
+    )
     status.add_argument("--json", action="store_true")
     _add_work_dir(status)
     status.set_defaults(handler=_status)
@@ -155,6 +164,25 @@ def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     checksum.set_defaults(handler=_repo_checksum)
 
 
+def _add_port_offset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port-offset",
+        type=int,
+        default=None,
+        help="added to every rendered port (8000-8002); replica i adds 10*i more (env TRITONOPS_PORT_OFFSET)",
+    )
+
+
+def _port_offset(given: int | None) -> int:
+    if given is not None:
+        return given
+    text = os.environ.get("TRITONOPS_PORT_OFFSET", "0")
+    try:
+        return int(text)
+    except ValueError:
+        raise errors.InputError(f"TRITONOPS_PORT_OFFSET={text!r}: not a whole number") from None
+
+
 def _add_work_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--work-dir",
@@ -165,15 +193,37 @@ def _add_work_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    result = rendering.render(args.env, extra_files=args.extra_files, set_values=args.set_values)
+    env = _chosen_env(args.env, "render")
+    result = rendering.render(env, extra_files=args.extra_files, set_values=args.set_values)
     if args.output_dir is None:
         sys.stdout.write(result.stream())
         return 0
-    if args.output_dir.exists() and not args.output_dir.is_dir():
-        raise errors.InputError(f"--output-dir {args.output_dir}: exists and is not a directory")
-    written = rendering.write_directory(result, args.output_dir)
-    print(f"wrote {len(written)} objects for {args.env} to {args.output_dir}")
+    done = rendering.write_directory(result, args.output_dir)
+    removed = (
+        f"; removed {len(done.removed)} file(s) it wrote before, of objects that no longer render"
+        if done.removed
+        else ""
+    )
+    print(f"wrote {len(done.written)} objects for {env} to {args.output_dir}{removed}")
     return 0
+
+
+def _chosen_env(given: str | None, command: str) -> str:
+    """The environment given with --env; else TRITONOPS_ENV or dev, said on stderr (stdout stays YAML)."""
+    if given is not None:
+        return given
+    from_env = os.environ.get("TRITONOPS_ENV")
+    if from_env:
+        print(
+            f"tritonops {command}: environment {from_env} (from TRITONOPS_ENV; --env overrides it)",
+            file=sys.stderr,
+        )
+        return from_env
+    print(
+        f"tritonops {command}: environment dev (the default; choose with --env dev|prod|local or TRITONOPS_ENV)",
+        file=sys.stderr,
+    )
+    return "dev"
 
 
 def _lint(args: argparse.Namespace) -> int:
@@ -227,13 +277,18 @@ def _report_json(report: gating.GateReport) -> str:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    for name in args.env or ["dev", "prod"]:
-        print(summarizing.summarize(rendering.render(name)))
+    items = [rendering.render(name) for name in args.env or ["dev", "prod"]]
+    if args.json:
+        print(json.dumps([summarizing.describe(item) for item in items], indent=2))
+    else:
+        print("\n\n".join(summarizing.summarize(item) for item in items))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    return demo.run(args.work_dir, say=print)
+    return demo.run(
+        args.work_dir, say=lambda line: print(line, flush=True), port_offset=_port_offset(args.port_offset)
+    )
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -242,17 +297,14 @@ def _up(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         replicas=args.replicas,
         repository=args.repository,
-        port_offset=args.port_offset,
+        port_offset=_port_offset(args.port_offset),
         set_values=tuple(args.set_values),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(_status_text(current))
     if current.failed:
         for replica in current.failed:
-            print(
-                f"\nreplica {replica.index} failed: {replica.reason}\n"
-                + controlling.logs(args.work_dir, replica.index, 20)
-            )
+            print(f"\n{controlling.failure_text(replica)}")
         print("stop what is left with `tritonops down`")
         return 1
     print("all replicas Ready; stop them with `tritonops down`")
@@ -262,7 +314,9 @@ def _up(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     current = controlling.status(args.work_dir)
     print(json.dumps(controlling.describe(current), indent=2) if args.json else _status_text(current))
-    return 0 if current.running else 3
+    if not current.running:
+        return STATUS_NOT_RUNNING
+    return STATUS_ALL_READY if current.all_ready else STATUS_NOT_ALL_READY
 
 
 def _status_text(current: controlling.RuntimeStatus) -> str:
@@ -346,6 +400,7 @@ def _repo_checksum(args: argparse.Namespace) -> int:
     if args.agent_block:
         sys.stdout.write(checksums.agent_block(args.path))
         return 0
+    checksums.require_versions(args.path)
     if args.write:
         for path in checksums.write_manifests(args.path):
             print(f"wrote {path}")
@@ -353,8 +408,6 @@ def _repo_checksum(args: argparse.Namespace) -> int:
     results = checksums.verify_manifests(args.path)
     for result in results:
         print(_describe_check(result))
-    if not results:
-        raise errors.InputError(f"{args.path}: no model versions found")
     return 0 if all(result.ok for result in results) else 1
 
 
@@ -382,6 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tritonops: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours, and no traceback at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

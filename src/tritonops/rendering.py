@@ -7,8 +7,10 @@ checked against the chart's schema on its own first, so an error names the file 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -286,25 +288,175 @@ def _display(path: Path) -> str:
     return str(path.resolve()) if relative.startswith("..") else relative
 
 
-def write_directory(rendering: Rendering, directory: Path) -> list[Path]:
-    """Write one file per object into `directory`, replacing it whole or not at all."""
-    directory = directory.resolve()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+# `render -o DIR` records what it wrote in this file (JSON), so that a later render replaces only its
+# own files. No .json/.yaml suffix: `kubectl apply -f DIR` and Argo CD's directory sources read every
+# such file in the folder as a manifest.
+RENDER_MANIFEST = ".tritonops-render"
+# Staging folders and the record's temporary file start with this; an interrupted render leaves
+# nothing else behind, and the next render clears them.
+_TEMPORARY_PREFIX = ".tritonops-render.tmp-"
+_FOREIGN_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class DirectoryWrite:
+    """What `write_directory` did: the files it wrote and its own stale files it removed."""
+
+    directory: Path
+    written: tuple[Path, ...]
+    removed: tuple[Path, ...]
+
+
+def write_directory(rendering: Rendering, directory: Path) -> DirectoryWrite:
+    """Write one file per object into `directory`, touching nothing tritonops did not write.
+
+    `directory` must be new, empty, or hold only what an earlier `write_directory` wrote (listed
+    in its `.tritonops-render` record, unchanged since). Anything else is refused with an InputError
+    before a byte is written. The files are staged in a hidden folder inside `directory`, then each
+    renamed into place (a reader sees a whole old file or a whole new one, never half of one), the
+    record is updated, and this tool's own files that no longer render are removed. A new folder
+    is created with the usual permissions (0777 less the umask).
+    """
+    shown = _display(directory)
+    if directory.exists() and not directory.is_dir():
+        raise errors.InputError(f"-o {shown}: exists and is not a directory; pick an empty or new folder")
+    created = _make_directory(directory)
     try:
-        names = []
-        for index, manifest in enumerate(rendering.manifests, start=1):
-            name = f"{index:02d}-{manifest.kind.lower()}-{manifest.name}.yaml"
-            (staging / name).write_text(manifest.to_yaml(), encoding="utf-8")
-            names.append(name)
-        if directory.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-            directory.rename(retired / directory.name)
-            staging.rename(directory)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(directory)
+        own = _own_files(directory, shown)
+        names = [_file_name(manifest) for manifest in rendering.manifests]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise errors.RenderError(
+                f"the chart rendered two objects with one kind and name: {', '.join(twice)}"
+            )
+        staging = Path(tempfile.mkdtemp(prefix=_TEMPORARY_PREFIX, dir=directory))
+        try:
+            digests = {}
+            for name, manifest in zip(names, rendering.manifests, strict=True):
+                text = manifest.to_yaml()
+                with (staging / name).open("x", encoding="utf-8") as handle:
+                    handle.write(text)
+                digests[name] = _text_digest(text)
+            # Record the union first: whatever happens next, every file of ours in DIR is listed.
+            _write_record(directory, rendering, {**own, **digests})
+            for name in names:
+                os.replace(staging / name, directory / name)
+            stale = sorted(set(own) - set(digests))
+            for name in stale:
+                (directory / name).unlink(missing_ok=True)
+            _write_record(directory, rendering, digests)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only what this call created, and only while still empty
         raise
-    return [directory / name for name in names]
+    return DirectoryWrite(
+        directory, tuple(directory / name for name in names), tuple(directory / name for name in stale)
+    )
+
+
+def _file_name(manifest: Manifest) -> str:
+    """`<install rank>-<kind>-<name>.yaml`: sorts in install order, and stays the same name from one
+    render to the next, so re-rendered folders diff cleanly."""
+    rank, _, _ = _install_order(manifest)
+    return f"{rank + 1:02d}-{manifest.kind.lower()}-{manifest.name}.yaml"
+
+
+def _make_directory(directory: Path) -> list[Path]:
+    """Create `directory` and missing parents (mode 0777 less the umask); the ones created, deepest first."""
+    missing = []
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise errors.InputError(
+            f"-o {_display(directory)}: cannot create the folder: {error.strerror or error}"
+        ) from None
+    return missing
+
+
+def _own_files(directory: Path, shown: str) -> dict[str, str]:
+    """{name: sha256} of the files an earlier render wrote here; InputError if anything else is here."""
+    record, problem = _read_record(directory)
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError as error:
+        raise errors.InputError(f"-o {shown}: cannot list the folder: {error.strerror or error}") from None
+    own, foreign, leftovers = {}, [], []
+    for entry in entries:
+        path = directory / entry
+        if entry == RENDER_MANIFEST:
+            continue
+        if entry.startswith(_TEMPORARY_PREFIX) and not path.is_symlink():
+            leftovers.append(path)  # left by an interrupted render (the prefix is ours alone)
+            continue
+        recorded = record.get(entry)
+        if recorded is None or not path.is_file() or path.is_symlink():
+            foreign.append(entry)
+        elif _file_digest(path) != recorded:
+            foreign.append(f"{entry} (changed since tritonops wrote it)")
+        else:
+            own[entry] = recorded
+    if foreign:
+        listed = ", ".join(foreign[:_FOREIGN_SHOWN])
+        more = f" and {len(foreign) - _FOREIGN_SHOWN} more" if len(foreign) > _FOREIGN_SHOWN else ""
+        raise errors.InputError(
+            f"-o {shown}: holds files tritonops did not write ({listed}{more}){problem}; nothing was "
+            "changed. Pick an empty or new folder (e.g. -o rendered/<env>): tritonops only replaces "
+            "files it wrote there itself"
+        )
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return own
+
+
+def _read_record(directory: Path) -> tuple[dict[str, str], str]:
+    """The record of an earlier render: ({name: sha256}, "") or ({}, why it cannot be used)."""
+    path = directory / RENDER_MANIFEST
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        files = document["files"]
+        record = {str(name): str(digest) for name, digest in files.items()}
+    except FileNotFoundError:
+        return {}, ""
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}, f"; its {RENDER_MANIFEST} is unreadable"
+    # Only plain file names: the record can never point outside the folder or at a hidden file.
+    return {
+        name: digest
+        for name, digest in record.items()
+        if name == os.path.basename(name) and name.endswith(".yaml") and not name.startswith(".")
+    }, ""
+
+
+def _write_record(directory: Path, rendering: Rendering, digests: dict[str, str]) -> None:
+    document = {
+        "writer": "tritonops render -o",
+        "environment": rendering.environment.name,
+        "files": dict(sorted(digests.items())),
+    }
+    target = directory / RENDER_MANIFEST
+    temporary = directory / f"{_TEMPORARY_PREFIX}record-{os.getpid()}"
+    with temporary.open("w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+    os.replace(temporary, target)
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""

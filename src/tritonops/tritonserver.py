@@ -89,12 +89,26 @@ def site_packages() -> list[str]:
     return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
 
 
-def environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The server's environment: `base` (default os.environ) with this interpreter first on PATH and
-    its site-packages first on PYTHONPATH."""
+def search_path_additions() -> dict[str, list[str]]:
+    """All the local server needs on top of the environment it starts in, as entries to put first:
+
+    - PATH: this interpreter's scripts folder (the venv's bin), because the Python backend stub takes
+      its prefix from the first `python3` on PATH;
+    - PYTHONPATH: this interpreter's site-packages, where numpy and onnxruntime live for model.py.
+
+    The backends folder reaches the server as `--backend-directory`, so no LD_LIBRARY_PATH is needed.
+    """
+    return {"PATH": [sysconfig.get_path("scripts")], "PYTHONPATH": site_packages()}
+
+
+def environment(
+    base: dict[str, str] | None = None, additions: dict[str, list[str]] | None = None
+) -> dict[str, str]:
+    """The server's environment: `base` (default os.environ) with `additions` (default
+    `search_path_additions()`) put first on their search paths."""
     env = dict(os.environ if base is None else base)
-    env["PATH"] = _prepend([sysconfig.get_path("scripts")], env.get("PATH", os.defpath))
-    env["PYTHONPATH"] = _prepend(site_packages(), env.get("PYTHONPATH", ""))
+    for name, entries in (search_path_additions() if additions is None else additions).items():
+        env[name] = _prepend(list(entries), env.get(name, os.defpath if name == "PATH" else ""))
     return env
 
 

@@ -107,22 +107,6 @@ def test_unknown_flag_exits_2_with_one_line(run_cli):
     assert result.stderr.strip().startswith("tritonops: error: unrecognized arguments")
 
 
-def test_render_to_directory_writes_one_file_per_object_and_replaces_it_whole(run_cli, tmp_path):
-    out = tmp_path / "out"
-    first = run_cli("render", "--env", "prod", "-o", str(out))
-    assert first.returncode == 0, first.stderr
-    files = sorted(p.name for p in out.iterdir())
-    assert files[0] == "01-serviceaccount-triton.yaml"
-    assert "06-deployment-triton.yaml" in files and "11-prometheusrule-triton.yaml" in files
-    kinds = [yaml.safe_load(p.read_text())["kind"] for p in sorted(out.iterdir())]
-    assert kinds.count("Deployment") == 1 and "HorizontalPodAutoscaler" in kinds
-    (out / "stale.yaml").write_text("old")
-    second = run_cli("render", "--env", "local", "-o", str(out))
-    assert second.returncode == 0
-    assert not (out / "stale.yaml").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")], "no staging folder left behind"
-
-
 def test_failed_render_leaves_the_output_directory_untouched(run_cli, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -98,3 +98,15 @@ def test_unreadable_model_folder_is_one_finding(repo, add_linear):
     findings = json.loads(result.stdout)
     assert [f["model"] for f in findings] == ["locked"]
     assert findings[0]["message"].startswith("cannot list folder: Permission denied")
+
+
+def test_model_file_with_a_text_suffix_is_read_as_binary_onnx_like_triton(repo, add_linear):
+    # onnx.load would pick a text parser from a .txt/.json/.pbtxt suffix and raise its own ParseError;
+    # Triton's ONNX Runtime backend reads the bytes as a binary model whatever the name.
+    model = add_linear()
+    (model / "1" / "model.onnx").rename(model / "1" / "model.txt")
+    config = (model / "config.pbtxt").read_text() + 'default_model_filename: "model.txt"\n'
+    (model / "config.pbtxt").write_text(config)
+    assert validating.validate(repo).findings == ()
+    (model / "1" / "model.txt").write_text('ir_version: 8\nname: "not binary"\n')
+    assert "not a readable ONNX model" in _model_error(repo).message

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from tritonops.repository import checksums
 
 
@@ -67,3 +69,31 @@ def test_corrupt_manifest_and_missing_path_exit_2(run_cli, repo, add_linear):
     assert corrupt.returncode == 2 and "1.sha256:1: not a sha256sum line" in corrupt.stderr
     missing = run_cli("repo", "checksum", str(repo / "absent"), "--verify")
     assert missing.returncode == 2 and "no such model repository or model folder" in missing.stderr
+
+
+def test_agent_block_on_a_repository_root_names_its_models_and_exits_2(run_cli, repo, add_linear):
+    add_linear("linear")
+    add_linear("other")
+    result = run_cli("repo", "checksum", str(repo), "--agent-block")
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"{repo}: a model repository (models: linear, other), not one model folder" in result.stderr
+    assert f"`tritonops repo checksum {repo / 'linear'} --agent-block`" in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["--agent-block", "--write", "--verify"])
+@pytest.mark.parametrize("where", ["empty-folder", "version-folder"])
+def test_a_path_without_versions_is_refused_and_nothing_is_written(run_cli, repo, add_linear, mode, where):
+    model = add_linear()
+    path = repo / "empty" if where == "empty-folder" else model / "1"
+    path.mkdir(exist_ok=True)
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+    result = run_cli("repo", "checksum", str(path), mode)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    expected = (
+        "no model versions found"
+        if where == "empty-folder"
+        else f"a version folder; give its model folder {model}"
+    )
+    assert result.stderr.startswith(f"tritonops: {path}: {expected}")
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before

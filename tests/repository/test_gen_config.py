@@ -81,3 +81,29 @@ def test_cli_writes_next_to_the_version_and_refuses_to_overwrite(run_cli, repo):
     broken.write_bytes(b"garbage")
     bad = run_cli("repo", "gen-config", str(broken), "-o", "-")
     assert bad.returncode == 2 and "broken.onnx" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _wrong_inputs(repo):
+    """Paths a new user gives gen-config instead of an ONNX file, each with what the error must say."""
+    model = repo / "linear"
+    onnx_models.linear(model / "1" / "model.onnx")
+    (model / "config.pbtxt").write_text('name: "linear"\n')
+    (repo / "README.txt").write_text("my notes\n")
+    return {
+        "pbtxt": (model / "config.pbtxt", "a Triton model config (.pbtxt), not an ONNX model"),
+        "folder": (model, "is a folder"),
+        "missing": (model / "2" / "model.onnx", "no such file"),
+        "not-onnx-suffix": (repo / "README.txt", "a .txt file, not an ONNX model"),
+    }
+
+
+@pytest.mark.parametrize("case", ["pbtxt", "folder", "missing", "not-onnx-suffix"])
+def test_cli_wrong_file_is_a_clear_error_naming_it(run_cli, repo, case):
+    path, fragment = _wrong_inputs(repo)[case]
+    result = run_cli("repo", "gen-config", str(path), "-o", "-")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.startswith(f"tritonops: {path}: {fragment}")
+    assert "gen-config reads an .onnx model file" in result.stderr
+    # Points at the model file that is there.
+    assert str(repo / "linear" / "1" / "model.onnx") in result.stderr

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import sysconfig
+from pathlib import Path
+
+import pytest
+
 from tests.runtime.conftest import free_port_offset
+from tritonops import rendering, tritonserver
+
+SECRET = "s3cret-value-that-must-not-reach-disk"
 
 
-def test_up_status_logs_down(run_cli, tmp_path):
+def _process_env(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode(errors="replace").split("=", 1) for entry in raw if b"=" in entry)
+
+
+def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITONOPS_TEST_API_TOKEN", SECRET)  # what a shell may hold: never on disk
     work = str(tmp_path / "work")
     offset = str(free_port_offset(1))
     try:
@@ -14,6 +31,20 @@ def test_up_status_logs_down(run_cli, tmp_path):
         assert "replica 0: Ready" in up.stderr and "all replicas Ready" in up.stdout
         status = run_cli("status", "--work-dir", work, "--json")
         assert status.returncode == 0 and '"state": "Ready"' in status.stdout
+
+        plan_text = (Path(work) / "plan.json").read_text()
+        assert SECRET not in plan_text and "TRITONOPS_TEST_API_TOKEN" not in plan_text
+        plan = json.loads(plan_text)
+        assert "env" not in plan
+        assert plan["search_path_prepend"] == tritonserver.search_path_additions()
+        pod_env = rendering.render("local").one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+        assert set(plan["replicas"][0]["env"]) == {e["name"] for e in pod_env.get("env", [])}
+        # The supervisor builds the server's env at start: its own, the recorded paths, the pod's env.
+        (replica,) = json.loads(status.stdout)
+        server_env = _process_env(replica["pid"])
+        assert server_env["PATH"].split(os.pathsep)[0] == sysconfig.get_path("scripts")
+        assert {k: server_env[k] for k in plan["replicas"][0]["env"]} == plan["replicas"][0]["env"]
+
         logs = run_cli("logs", "0", "--work-dir", work, "-n", "200")
         assert "successfully loaded 'linear'" in logs.stdout
         bad = run_cli("logs", "7", "--work-dir", work)
@@ -23,6 +54,39 @@ def test_up_status_logs_down(run_cli, tmp_path):
     assert down.returncode == 0 and down.stdout.startswith("stopped")
     after = run_cli("status", "--work-dir", work)
     assert after.returncode == 3 and "stopped" in after.stdout
+
+
+def test_failed_up_shows_the_log_line_that_says_why_and_status_exits_1(run_cli, tmp_path):
+    work = str(tmp_path / "failing")
+    offset = str(free_port_offset(1))
+    try:
+        up = run_cli(
+            "up", "--work-dir", work, "--port-offset", offset, "--set", "server.extraArgs={--bogus-flag=1}"
+        )
+        assert up.returncode == 1, up.stdout + up.stderr
+        assert "replica 0 failed:" in up.stdout
+        assert "its log says: " in up.stdout and "unrecognized option '--bogus-flag=1'" in up.stdout
+        assert f"full log: {Path(work).resolve() / 'replicas' / '0' / 'triton.log'}" in up.stdout
+        assert "Print usage" not in up.stdout  # Triton's option list stays in the log
+        status = run_cli("status", "--work-dir", work)
+        assert status.returncode == 1 and "Failed" in status.stdout, status.stdout + status.stderr
+    finally:
+        run_cli("down", "--work-dir", work)
+
+
+def test_up_on_ports_in_use_says_so_and_how_to_move(run_cli, tmp_path):
+    work = str(tmp_path / "busy")
+    offset = free_port_offset(1)
+    with socket.socket() as holder:
+        holder.bind((tritonserver.LOOPBACK, 8000 + offset))
+        holder.listen()
+        try:
+            up = run_cli("up", "--work-dir", work, "--port-offset", str(offset))
+        finally:
+            run_cli("down", "--work-dir", work)
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert f"'{tritonserver.LOOPBACK}:{8000 + offset}' already in use" in up.stdout
+    assert "pick other ports with --port-offset N (env TRITONOPS_PORT_OFFSET)" in up.stdout
 
 
 def test_up_refuses_zero_replicas(run_cli, tmp_path):
@@ -37,26 +101,45 @@ def test_commands_before_up_say_what_to_do(run_cli, tmp_path):
     assert run_cli("down", "--work-dir", str(tmp_path / "never")).returncode == 0
 
 
-def test_demo_runs_end_to_end_and_leaves_the_server_running(run_cli, tmp_path):
+def test_demo_runs_end_to_end_on_shifted_ports_and_leaves_the_server_running(run_cli, tmp_path, monkeypatch):
     work = str(tmp_path / "demo")
+    offset = free_port_offset(1)
+    monkeypatch.setenv("TRITONOPS_PORT_OFFSET", str(offset))  # the demo's only way off 8000-8002 before
     try:
-        # The demo uses the rendered ports (8000-8002); skip cleanly if something else holds them.
-        import socket
-
-        for port in (8000, 8001, 8002):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    import pytest
-
-                    pytest.skip(f"port {port} is in use on this machine")
         demo = run_cli("demo", "--work-dir", work)
         assert demo.returncode == 0, demo.stdout + demo.stderr
+        http, grpc, metrics = (port + offset for port in (8000, 8001, 8002))
+        url = f"http://{tritonserver.LOOPBACK}:{http}"
+        assert (
+            f"serving on HTTP {url}, gRPC {tritonserver.LOOPBACK}:{grpc}, "
+            f"metrics http://{tritonserver.LOOPBACK}:{metrics}/metrics"
+        ) in demo.stdout
+        assert f"curl {url}/v2/health/ready" in demo.stdout
         assert "matches onnxruntime" in demo.stdout
         assert "nv_inference_request_success{model=linear}: 0 -> 1" in demo.stdout
         assert "stop it with `tritonops down`" in demo.stdout
         assert run_cli("status", "--work-dir", work).returncode == 0
     finally:
         run_cli("down", "--work-dir", work)
+
+
+def test_a_bad_port_offset_variable_is_an_input_error(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITONOPS_PORT_OFFSET", "eight")
+    for command in ("up", "demo"):
+        result = run_cli(command, "--work-dir", str(tmp_path / command))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "TRITONOPS_PORT_OFFSET='eight': not a whole number" in result.stderr
+        assert not (tmp_path / command).exists()
+
+
+def test_port_offset_flag_wins_over_the_variable(monkeypatch):
+    from tritonops import cli
+
+    monkeypatch.setenv("TRITONOPS_PORT_OFFSET", "300")
+    for command in ("up", "demo"):
+        parsed = cli.build_parser().parse_args([command, "--port-offset", "500"])
+        assert cli._port_offset(parsed.port_offset) == 500
+        assert cli._port_offset(cli.build_parser().parse_args([command]).port_offset) == 300
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -105,3 +188,79 @@ def test_ctrl_c_during_up_leaves_no_process_behind(tmp_path):
     assert "interrupted" in stderr
     time.sleep(0.5)
     assert _processes_mentioning(str(work)) == []
+
+
+def _triton_log(tmp_path: Path, name: str, *args: str) -> Path:
+    """What the real tritonserver writes when started with `args` (it exits at once)."""
+    import subprocess
+
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as sink:
+        subprocess.run(
+            [str(tritonserver.binary()), *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=tritonserver.environment(),
+            timeout=60,
+            check=False,
+        )
+    return log
+
+
+@pytest.mark.parametrize("log_format", ["default", "ISO8601"])
+def test_first_error_line_skips_the_option_table_and_the_no_gpu_noise(tmp_path, log_format):
+    from tritonops.runtime import controlling
+
+    unknown = _triton_log(tmp_path, "unknown-flag", "--bogus-flag=1", f"--log-format={log_format}")
+    assert "Print usage" in unknown.read_text()
+    assert controlling.first_error_line(unknown).endswith(
+        "tritonserver: unrecognized option '--bogus-flag=1'"
+    )
+    absent = tmp_path / "absent"
+    missing = _triton_log(
+        tmp_path, "missing-repository", f"--model-repository={absent}", f"--log-format={log_format}"
+    )
+    text = missing.read_text()
+    assert "CudaDriverHelper has not been initialized" in text  # an E line to skip on this machine
+    assert "| server_version" in text  # the option table, before the line that says why
+    assert controlling.first_error_line(missing) == (
+        f"error: creating server: Internal - failed to stat file {absent}"
+    )
+
+
+def test_first_error_line_reads_triton_errors_in_either_log_format(tmp_path):
+    from tritonops.runtime import controlling
+
+    log = tmp_path / "busy.log"
+    for line in (
+        '2026-11-26T10:31:08Z E 4902 main.cc:257] "failed to start HTTP service: in use "',
+        'E1126 10:31:08.260090 4902 main.cc:257] "failed to start HTTP service: in use "',
+    ):
+        log.write_text(
+            '2026-11-26T10:31:08Z E 4902 server.cc:241] "CudaDriverHelper has not been initialized."\n'
+            'E1126 10:31:08.198287 4902 server.cc:241] "CudaDriverHelper has not been initialized."\n'
+            "Error: Failed to initialize NVML\n"
+            '2026-11-26T10:31:08Z I 4902 http_server.cc:4713] "Started HTTPService at 127.0.0.1:8000"\n'
+            f"{line}\n"
+            "I1126 10:31:09.546355 4966 pb_stub.cc:2145]  Non-graceful termination detected.\n"
+        )
+        assert controlling.first_error_line(log) == line
+
+
+def test_first_error_line_reads_only_the_latest_start(tmp_path):
+    from tritonops.runtime import controlling
+
+    log = tmp_path / "triton.log"
+    log.write_text(
+        f"{controlling.START_MARKER} 2026-01-01T00:00:00 ---\n"
+        "error: creating server: the first start's reason\n"
+        f"{controlling.START_MARKER} 2026-01-01T00:00:05 ---\n"
+        "launch: committed model linear version 1\n"
+        "launch: refusing to start: linear/config.pbtxt does not pin version 1\n"
+    )
+    assert controlling.first_error_line(log) == (
+        "launch: refusing to start: linear/config.pbtxt does not pin version 1"
+    )
+    log.write_text('I1126 10:26:55.412950 26210 server.cc:302] "Started"\n')
+    assert controlling.first_error_line(log) is None
+    assert controlling.first_error_line(tmp_path / "absent.log") is None

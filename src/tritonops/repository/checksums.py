@@ -113,6 +113,8 @@ def agent_block(model_dir: Path) -> str:
     rendered by Triton's own ModelConfig protobuf so it pastes into config.pbtxt as is."""
     _check_path(model_dir)
     folder = layout.read_model_folder(model_dir, FindingSink())
+    if not folder.versions:
+        raise errors.InputError(f"{model_dir}: {_why_no_versions(model_dir, agent_block=True)}")
     parameters = {
         f"MD5:{version_dir.name}/{name}": digest
         for version_dir in folder.versions.values()
@@ -156,6 +158,33 @@ def atomic_write(target: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def require_versions(path: Path) -> list[tuple[str, int, Path]]:
+    """`versions(path)`, or an InputError saying why `path` holds none and what to give instead."""
+    found = versions(path)
+    if not found:
+        raise errors.InputError(f"{path}: {_why_no_versions(path, agent_block=False)}")
+    return found
+
+
+def _why_no_versions(path: Path, *, agent_block: bool) -> str:
+    models = [
+        folder.name
+        for folder in layout.model_folders(path, FindingSink())
+        if layout.read_model_folder(folder, FindingSink()).versions
+    ]
+    if agent_block and models:
+        return (
+            f"a model repository (models: {', '.join(models)}), not one model folder; --agent-block "
+            "takes one model folder, because the block goes into that model's config.pbtxt: e.g. "
+            f"`tritonops repo checksum {path / models[0]} --agent-block`"
+        )
+    if path.name.isdigit() and layout.read_model_folder(path.parent, FindingSink()).versions:
+        return f"a version folder; give its model folder {path.parent}"
+    return "no model versions found (no <model>/<version>/ or <version>/ folders); give " + (
+        "one model folder" if agent_block else "a model repository or one model folder"
+    )
 
 
 def _check_path(path: Path) -> None:

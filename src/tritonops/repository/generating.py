@@ -33,6 +33,7 @@ def default_name(model_file: Path) -> str:
 
 def generate(model_file: Path, options: GenerateOptions) -> str:
     """The text of a config.pbtxt for an ONNX model; bad options or an unreadable model raise InputError."""
+    check_model_file(model_file)
     try:
         signature = signatures.onnx_signature(model_file)
     except signatures.SignatureError as error:
@@ -75,6 +76,40 @@ def generate(model_file: Path, options: GenerateOptions) -> str:
             'platform: "onnxruntime_onnx"\n', 'platform: "onnxruntime_onnx"\nmax_batch_size: 0\n', 1
         )
     return header + body
+
+
+def check_model_file(model_file: Path) -> None:
+    """InputError unless `model_file` is an existing `.onnx` file; the message says which file to give."""
+    wanted = "gen-config reads an .onnx model file"
+    if model_file.is_dir():
+        raise errors.InputError(f"{model_file}: is a folder; {wanted}{_suggest(model_file)}")
+    if not model_file.exists():
+        raise errors.InputError(f"{model_file}: no such file; {wanted}{_suggest(model_file.parent)}")
+    if model_file.suffix.lower() != ".onnx":
+        what = (
+            "a Triton model config (.pbtxt)"
+            if model_file.suffix == ".pbtxt"
+            else f"a {model_file.suffix or 'suffix-less'} file"
+        )
+        raise errors.InputError(
+            f"{model_file}: {what}, not an ONNX model; {wanted} and writes the config.pbtxt from its "
+            f"graph{_suggest(model_file.parent)}"
+        )
+
+
+def _suggest(folder: Path) -> str:
+    """The .onnx files at most two levels below `folder`, to name in the message, or an example path."""
+    folder = next((f for f in (folder, *folder.parents) if f.is_dir()), Path("."))
+    if folder.resolve() == Path(folder.resolve().anchor):
+        return ", e.g. models/NAME/1/model.onnx"  # never search a whole file system
+    try:
+        found = sorted({*folder.glob("*.onnx"), *folder.glob("*/*.onnx"), *folder.glob("*/*/*.onnx")})
+    except OSError:
+        found = []
+    if not found:
+        return f" (none found in {folder}), e.g. models/NAME/1/model.onnx"
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return "; .onnx files there: " + ", ".join(str(path) for path in found[:3]) + more
 
 
 def _check_options(

@@ -73,7 +73,9 @@ def onnx_signature(path: Path) -> Signature:
     if size == 0:
         raise SignatureError("empty file; re-export the model")
     try:
-        model = onnx.load(str(model_file), load_external_data=False)
+        # Always binary protobuf, as Triton's ONNX Runtime backend reads it: onnx would otherwise
+        # pick a text parser from the suffix (.pbtxt, .json, .txt) and raise its own errors.
+        model = onnx.load(str(model_file), format="protobuf", load_external_data=False)
     except (DecodeError, ValueError, OSError, RuntimeError) as error:
         raise SignatureError(
             f"not a readable ONNX model ({type(error).__name__}: {error}); re-export it"

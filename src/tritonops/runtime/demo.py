@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
-from tritonops import errors, triton
+from tritonops import errors, triton, tritonserver
 from tritonops.runtime import controlling, workspace
 
 SMOKE_INPUTS = {
@@ -24,31 +24,37 @@ SMOKE_INPUTS = {
 }
 
 
-def run(work_dir: Path, *, say: Callable[[str], None]) -> int:
-    """The demo; on any failure the runtime is stopped so nothing is left behind."""
+def run(work_dir: Path, *, say: Callable[[str], None], port_offset: int = 0) -> int:
+    """The demo on the rendered ports + `port_offset`; on any failure the runtime is stopped so
+    nothing is left behind."""
     try:
-        return _run(work_dir, say)
+        return _run(work_dir, say, port_offset)
     except BaseException:
         controlling.down(work_dir)
         raise
 
 
-def _run(work_dir: Path, say: Callable[[str], None]) -> int:
+def _run(work_dir: Path, say: Callable[[str], None], port_offset: int) -> int:
     started = time.monotonic()
     say("1/5 rendering the chart for `local` and starting the runtime (the rendered pod, real tritonserver)")
-    current = controlling.up("local", work_dir=work_dir, progress=lambda line: say(f"    {line}"))
+    current = controlling.up(
+        "local", work_dir=work_dir, port_offset=port_offset, progress=lambda line: say(f"    {line}")
+    )
     if current.failed:
-        say(controlling.logs(work_dir, current.failed[0].index, 20))
-        raise errors.ServerError(f"replica {current.failed[0].index} failed: {current.failed[0].reason}")
+        raise errors.ServerError(controlling.failure_text(current.failed[0]))
     replica = current.replicas[0]
     address = replica.url.removeprefix("http://")
+    metrics_url = f"http://{tritonserver.LOOPBACK}:{replica.ports['metrics']}/metrics"
+    say(
+        f"    serving on HTTP {replica.url}, gRPC {tritonserver.LOOPBACK}:{replica.ports['grpc']}, "
+        f"metrics {metrics_url}"
+    )
     repository = Path(workspace.Workspace(current.work_dir).read_plan()["repository"])
     with triton.Client(address, api_header=current.api_header, api_key=current.api_key()) as client:
         say(f"2/5 loading `mlp` through the repository API (header {current.api_header})")
         _check_restricted(address)
         client.load("mlp")
         say(f"    /v2/models/mlp/ready: {'200 ready' if client.model_ready('mlp') else 'NOT ready'}")
-        metrics_url = f"http://127.0.0.1:{replica.ports['metrics']}/metrics"
         before = triton.scrape_metrics(metrics_url)
         say("3/5 smoke inferences, checked against onnxruntime in-process")
         for model, batch in SMOKE_INPUTS.items():

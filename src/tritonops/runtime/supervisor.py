@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tritonops import tritonserver
 from tritonops.runtime import probes, workspace
 from tritonops.runtime.podspec import ReplicaPlan
 
@@ -246,8 +247,10 @@ class Replica:
 def run(work_dir: Path) -> int:
     """Run the replicas until SIGTERM/SIGINT, then stop them all and record that."""
     space = workspace.Workspace(work_dir)
-    plans = [ReplicaPlan.from_dict(data) for data in json.loads(space.plan_file.read_text())["replicas"]]
-    base_env = json.loads(space.plan_file.read_text())["env"]
+    recorded = json.loads(space.plan_file.read_text())
+    plans = [ReplicaPlan.from_dict(data) for data in recorded["replicas"]]
+    # The process env: this environment, the search paths `up` recorded, then the pod spec's env.
+    base_env = tritonserver.environment(additions=recorded.get("search_path_prepend", {}))
     replicas = [Replica(plan, {**base_env, **plan.env}) for plan in plans]
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,56 @@
+"""`tritonops summary`: human text by default (no Python reprs), the same facts as JSON with --json."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tritonops import summarizing
+
+PYTHON_REPR = re.compile(r"[{\[]'|'[}\]]|': ")
+
+
+def test_text_is_key_value_lines_without_python_reprs(rendered):
+    for name in ("dev", "prod", "local"):
+        text = summarizing.summarize(rendered[name])
+        assert not PYTHON_REPR.search(text), text
+        head, *lines = text.splitlines()
+        assert head == f"{name}: release triton in namespace triton-{name}"
+        facts = [line for line in lines if not line.startswith("    ")]
+        assert all(re.fullmatch(r"  [a-z][a-z ]*( \(\d+\))?:( +\S.*)?", line) for line in facts), facts
+
+
+def test_text_spells_out_budgets_gpus_and_objects(rendered):
+    prod = summarizing.summarize(rendered["prod"])
+    pdb = rendered["prod"].one("PodDisruptionBudget")["spec"]
+    (key,) = [k for k in pdb if k != "selector"]
+    assert re.search(rf"^  disruption: +{key} {pdb[key]}$", prod, re.MULTILINE)
+    gpus = rendered["prod"].values["gpu"]
+    assert re.search(
+        rf"^  scheduling: +GPU {re.escape(gpus['resourceName'])} {gpus['count']}\b", prod, re.MULTILINE
+    )
+    listed = re.findall(r"^    (\S+) +(\S+)$", prod, re.MULTILINE)
+    assert listed == [(m.kind, m.name) for m in rendered["prod"].manifests]
+    dev = summarizing.summarize(rendered["dev"])
+    assert re.search(r"^  disruption: +no PodDisruptionBudget$", dev, re.MULTILINE)
+
+
+def test_json_lists_each_environment_with_the_same_facts(run_cli, rendered):
+    result = run_cli("summary", "--json")
+    assert result.returncode == 0, result.stderr
+    documents = json.loads(result.stdout)
+    assert [d["environment"] for d in documents] == ["dev", "prod"]
+    prod = documents[1]
+    assert prod == json.loads(json.dumps(summarizing.describe(rendered["prod"])))
+    assert prod["namespace"] == "triton-prod"
+    assert prod["objects"] == [{"kind": m.kind, "name": m.name} for m in rendered["prod"].manifests]
+    pdb = rendered["prod"].one("PodDisruptionBudget")["spec"]
+    assert prod["disruption_budget"] == {k: v for k, v in pdb.items() if k != "selector"}
+    assert prod["replicas"]["autoscaled"]["max"] == rendered["prod"].values["autoscaling"]["maxReplicas"]
+
+
+def test_text_cli_separates_environments_with_a_blank_line(run_cli):
+    result = run_cli("summary", "--env", "dev", "--env", "local")
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.rstrip("\n").split("\n\n")
+    assert [block.split(":", 1)[0] for block in blocks] == ["dev", "local"]
