@@ -59,8 +59,8 @@ release: {{ .Release.Name }}
 {{- toYaml (merge $fixed (deepCopy .Values.podLabels) (deepCopy .Values.commonLabels)) }}
 {{- end }}
 
-{{/* Standard labels for every object's metadata. */}}
-{{- define "triton.labels" -}}
+{{/* Standard and platform labels for every object's metadata. */}}
+{{- define "triton.standardLabels" -}}
 helm.sh/chart: {{ include "triton.chart" . }}
 {{ include "triton.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -68,9 +68,11 @@ app.kubernetes.io/component: inference-server
 app.kubernetes.io/part-of: tritonops
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ include "triton.platformLabels" . }}
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
 {{- end }}
+
+{{/* Labels for every object's metadata: the standard ones win over commonLabels (never a duplicate key). */}}
+{{- define "triton.labels" -}}
+{{- toYaml (merge (include "triton.standardLabels" . | fromYaml) (deepCopy .Values.commonLabels)) }}
 {{- end }}
 
 {{/* ServiceAccount name. */}}
