@@ -198,9 +198,10 @@ def _container_command(
     args = [str(word) for word in container.get("args", [])]
     if not entrypoint or not args or entrypoint[0] in MAPPED_BINARIES:
         return mapper.command([*entrypoint, *args], env), []
-    if shutil.which(_expand(entrypoint[0], env)) is None:
+    local = [mapper.path(_expand(word, env)) for word in entrypoint]
+    if shutil.which(local[0]) is None:
         return mapper.command(args, env), entrypoint
-    return [*(mapper.path(_expand(word, env)) for word in entrypoint), *mapper.command(args, env)], []
+    return [*local, *mapper.command(args, env)], []
 
 
 def _probe(probe: dict[str, Any] | None, mapper: _Mapper, env: dict[str, str]) -> ProbeSpec | None:
