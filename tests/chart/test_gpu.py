@@ -23,7 +23,7 @@ def test_gpu_on_requests_gpus_and_tolerates_the_gpu_taint(render_with):
     assert resources["limits"]["nvidia.com/gpu"] == 1
     assert resources["requests"]["nvidia.com/gpu"] == 1
     spec = pod_spec(item)
-    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert "nodeSelector" not in spec, "node selection is opt-in: the GPU request places the pod (K2)"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
 
 
@@ -46,7 +46,6 @@ def test_sku_pool_and_runtime_class(render_with):
     )
     spec = pod_spec(item)
     assert spec["nodeSelector"] == {
-        "nvidia.com/gpu.present": "true",
         "nvidia.com/gpu.product": "NVIDIA-L4",
         "pool": "inference",
     }

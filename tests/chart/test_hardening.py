@@ -84,7 +84,7 @@ def test_unrestricted_repository_api_drops_key_and_flags(render_with):
 def test_network_policy_admits_chosen_sources_per_port(rendered):
     policy = rendered["prod"].one("NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress"]
-    inference, metrics = policy["ingress"]
+    inference, _helm_test, metrics = policy["ingress"]
     assert [p["port"] for p in inference["ports"]] == ["http", "grpc"]
     assert inference["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "inference-gateway"}}}
@@ -96,7 +96,9 @@ def test_network_policy_admits_chosen_sources_per_port(rendered):
 
 
 def test_network_policy_defaults_to_the_release_namespace_never_everyone(render_with):
-    policy = render_with("dev", {"networkPolicy": {"metricsFrom": []}}).one("NetworkPolicy")["spec"]
+    item = render_with("dev", {"networkPolicy": {"metricsFrom": []}, "helmTest": {"enabled": False}})
+    policy = item.one("NetworkPolicy")["spec"]
+    assert len(policy["ingress"]) == 2
     for rule in policy["ingress"]:
         assert rule["from"] == [{"podSelector": {}}]
 

@@ -467,8 +467,8 @@ def test_api_key_file_adds_restricted_http_and_grpc_flags(launch: LaunchFn, tmp_
     assert result.returncode == 0, result.stderr
     assert result.server_argv == [
         *SERVER_ARGS,
-        "--http-restricted-api=model-repository:X-Repo-Key=s3cr3t-key",
-        "--grpc-restricted-protocol=model-repository:X-Repo-Key=s3cr3t-key",
+        "--http-restricted-api=model-repository,logging,shared-memory,trace:X-Repo-Key=s3cr3t-key",
+        "--grpc-restricted-protocol=model-repository,logging,shared-memory,trace:X-Repo-Key=s3cr3t-key",
     ]
     assert "s3cr3t-key" not in result.stderr
 
@@ -487,8 +487,8 @@ def test_committed_models_and_api_key_flags_are_combined(
     assert result.server_argv == [
         *SERVER_ARGS,
         "--load-model=resnet",
-        "--http-restricted-api=model-repository:H=k",
-        "--grpc-restricted-protocol=model-repository:H=k",
+        "--http-restricted-api=model-repository,logging,shared-memory,trace:H=k",
+        "--grpc-restricted-protocol=model-repository,logging,shared-memory,trace:H=k",
     ]
 
 

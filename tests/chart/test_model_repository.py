@@ -26,7 +26,7 @@ def test_nfs_creates_a_bound_read_write_many_volume_mounted_read_only(rendered):
     pv = dev.one("PersistentVolume")
     pvc = dev.one("PersistentVolumeClaim")
     assert pv["spec"]["nfs"] == {
-        "server": "nfs-dev.storage.svc.cluster.local",
+        "server": "10.0.40.10",
         "path": "/exports/triton-dev/models",
     }
     assert pv["spec"]["accessModes"] == ["ReadWriteMany"] == pvc["spec"]["accessModes"]

@@ -38,7 +38,7 @@ def test_readiness_checks_committed_versions_and_static_models(rendered):
 
 def test_launcher_loads_the_committed_state_from_the_shared_repository(rendered):
     container = triton_container(rendered["dev"])
-    assert container["command"] == ["python3", "/opt/tritonops/launch.py"]
+    assert container["args"][:2] == ["python3", "/opt/tritonops/launch.py"]
     assert "--committed-state=/models/current.json" in launcher_args(rendered["dev"])
     assert "--repository=/models" in launcher_args(rendered["dev"])
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from tests.chart.helpers import server_args, triton_container
+from tritonops import environments
+
+APP_VERSION = yaml.safe_load((environments.CHART_DIR / "Chart.yaml").read_text())["appVersion"]
 
 
 def test_default_command_line_for_dev(rendered):
@@ -111,13 +115,13 @@ def test_named_ports_on_container_and_service(rendered):
 @pytest.mark.parametrize(
     ("image", "expected"),
     [
-        ({}, "nvcr.io/nvidia/tritonserver:24.10-py3"),
+        ({}, f"nvcr.io/nvidia/tritonserver:{APP_VERSION}"),
         ({"tag": "24.09-py3"}, "nvcr.io/nvidia/tritonserver:24.09-py3"),
         (
             {"digest": "sha256:" + "a" * 64, "tag": "24.09-py3"},
             "nvcr.io/nvidia/tritonserver@sha256:" + "a" * 64,
         ),
-        ({"repository": "registry.local/triton"}, "registry.local/triton:24.10-py3"),
+        ({"repository": "registry.local/triton"}, f"registry.local/triton:{APP_VERSION}"),
     ],
     ids=["tag-defaults-to-appVersion", "explicit-tag", "digest-wins", "mirror"],
 )

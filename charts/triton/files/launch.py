@@ -1,8 +1,9 @@
 """Start tritonserver with the committed models and the repository API key.
 
-Runs as the Triton container's entrypoint:
+Runs in the Triton container, after the image's entrypoint:
 
-    python3 launch.py [--committed-state FILE --repository DIR] [--api-key-file F --api-header H] -- tritonserver ...
+    python3 launch.py [--committed-state FILE --repository DIR]
+                      [--api-key-file F --api-header H [--api-protocols P1,P2,...]] -- tritonserver ...
 
 It adds `--load-model` for every committed model (after checking that each config pins its
 committed version, so a restart never loads a staged or failed one) and the restricted-API flags
@@ -21,6 +22,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import committed_state  # noqa: E402
 
+# Triton's restricted API groups (src/restricted_features.h), less `health`: the probes use it.
+RESTRICTABLE_PROTOCOLS = (
+    "metadata",
+    "inference",
+    "shared-memory",
+    "model-config",
+    "model-repository",
+    "statistics",
+    "trace",
+    "logging",
+)
+# Open, these let anyone who reaches the port load code, change logging, register memory or trace.
+DEFAULT_PROTOCOLS = ("model-repository", "logging", "shared-memory", "trace")
+
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if "--" not in argv:
@@ -35,6 +50,11 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--repository")
     parser.add_argument("--api-key-file")
     parser.add_argument("--api-header")
+    parser.add_argument(
+        "--api-protocols",
+        default=",".join(DEFAULT_PROTOCOLS),
+        help="comma-separated Triton API groups that need the key (never 'health': probes use it)",
+    )
     options = parser.parse_args(argv[:split])
     if options.committed_state and not options.repository:
         parser.error("--committed-state needs --repository (the folder the committed models live in)")
@@ -106,7 +126,14 @@ def _restricted_api_args(options: argparse.Namespace) -> list[str]:
         raise SystemExit(f"launch: {options.api_key_file}: cannot read the repository API key: {error}")
     if not key or not options.api_header:
         raise SystemExit(f"launch: {options.api_key_file}: empty key or missing --api-header")
-    grant = f"model-repository:{options.api_header}={key}"
+    protocols = [name.strip() for name in options.api_protocols.split(",") if name.strip()]
+    unknown = [name for name in protocols if name not in RESTRICTABLE_PROTOCOLS]
+    if not protocols or unknown:
+        raise SystemExit(
+            f"launch: --api-protocols={options.api_protocols}: name one or more of "
+            f"{', '.join(RESTRICTABLE_PROTOCOLS)} ('health' stays open for the probes)"
+        )
+    grant = f"{','.join(protocols)}:{options.api_header}={key}"
     return [f"--http-restricted-api={grant}", f"--grpc-restricted-protocol={grant}"]
 
 

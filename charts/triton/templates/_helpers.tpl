@@ -35,8 +35,32 @@ env: {{ .Values.environment | quote }}
 release: {{ .Release.Name }}
 {{- end }}
 
-{{/* Standard labels for every object's metadata. */}}
-{{- define "triton.labels" -}}
+{{/*
+What the ServiceMonitor selects Services by: labels Argo CD's label tracking leaves alone. Argo CD
+sets app.kubernetes.io/instance on every object it manages to the Application's name (K3), so the
+instance label is not part of it; `release` (the platform label) tells releases apart instead.
+*/}}
+{{- define "triton.serviceMonitorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "triton.name" . }}
+app.kubernetes.io/component: inference-server
+release: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of the helm test pod the NetworkPolicy admits; none that Argo CD rewrites. */}}
+{{- define "triton.helmTestSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "triton.name" . }}
+app.kubernetes.io/component: helm-test
+release: {{ .Release.Name }}
+{{- end }}
+
+{{/* Pod template labels: selector and platform labels win over podLabels, which win over commonLabels. */}}
+{{- define "triton.podLabels" -}}
+{{- $fixed := merge (include "triton.selectorLabels" . | fromYaml) (include "triton.platformLabels" . | fromYaml) }}
+{{- toYaml (merge $fixed (deepCopy .Values.podLabels) (deepCopy .Values.commonLabels)) }}
+{{- end }}
+
+{{/* Standard and platform labels for every object's metadata. */}}
+{{- define "triton.standardLabels" -}}
 helm.sh/chart: {{ include "triton.chart" . }}
 {{ include "triton.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -44,9 +68,11 @@ app.kubernetes.io/component: inference-server
 app.kubernetes.io/part-of: tritonops
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ include "triton.platformLabels" . }}
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
 {{- end }}
+
+{{/* Labels for every object's metadata: the standard ones win over commonLabels (never a duplicate key). */}}
+{{- define "triton.labels" -}}
+{{- toYaml (merge (include "triton.standardLabels" . | fromYaml) (deepCopy .Values.commonLabels)) }}
 {{- end }}
 
 {{/* ServiceAccount name. */}}
@@ -115,6 +141,41 @@ Usage: {{ include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Ch
 {{- end }}
 {{- end }}
 
+{{/* Startup budget in seconds: how long the startup probe lets the startup models load. */}}
+{{- define "triton.startupBudgetSeconds" -}}
+{{- mul .Values.probes.startup.periodSeconds .Values.probes.startup.failureThreshold }}
+{{- end }}
+
+{{/* Progress deadline: the value when set, else the startup budget + 600 s for pulling the image. */}}
+{{- define "triton.progressDeadlineSeconds" -}}
+{{- if kindIs "invalid" .Values.rollout.progressDeadlineSeconds }}
+{{- add (include "triton.startupBudgetSeconds" . | int) 600 }}
+{{- else }}
+{{- .Values.rollout.progressDeadlineSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* Where Triton downloads an object-store repository before loading it (its own emptyDir). */}}
+{{- define "triton.objectStoreCacheDir" -}}
+/var/lib/tritonops/object-store
+{{- end }}
+
+{{/*
+One topology spread constraint over the pods of the same rollout.
+Usage: {{ include "triton.topologySpreadConstraint" (dict "spread" .Values.topologySpread.zone "key" "topology.kubernetes.io/zone" "context" .) }}
+*/}}
+{{- define "triton.topologySpreadConstraint" -}}
+- maxSkew: {{ .spread.maxSkew }}
+  topologyKey: {{ .key }}
+  whenUnsatisfiable: {{ .spread.whenUnsatisfiable }}
+  labelSelector:
+    matchLabels:
+      {{- include "triton.selectorLabels" .context | nindent 6 }}
+  # Count only pods of the same rollout: old and new ReplicaSets are spread separately.
+  matchLabelKeys:
+    - pod-template-hash
+{{- end }}
+
 {{/* Number of model-repository sources switched on. */}}
 {{- define "triton.repositorySourceCount" -}}
 {{- $count := 0 }}
@@ -145,6 +206,10 @@ Usage: {{ include "triton.validate" . }}
 {{- if and $repo.pvc.nfs.server (not $repo.pvc.nfs.path) }}
 {{- fail "modelRepository.pvc.nfs.path: required with nfs.server" }}
 {{- end }}
+{{- $nfsServer := lower (trimSuffix "." $repo.pvc.nfs.server) }}
+{{- if or (hasSuffix ".svc" $nfsServer) (contains ".svc." $nfsServer) }}
+{{- fail (printf "modelRepository.pvc.nfs.server: %q is a cluster DNS name, but the kubelet mounts NFS with the node's resolver, which cannot resolve *.svc names (K4); use an IP address or a name the nodes' resolver knows" $repo.pvc.nfs.server) }}
+{{- end }}
 {{- end }}
 {{- if and $repo.objectStore.enabled (not $repo.objectStore.uri) }}
 {{- fail "modelRepository.objectStore.uri: required when objectStore is enabled (s3://, gs:// or as://)" }}
@@ -164,6 +229,10 @@ Usage: {{ include "triton.validate" . }}
 {{- $minimumGrace := add .Values.rollout.preStopSleepSeconds .Values.server.exitTimeoutSeconds }}
 {{- if le (int (include "triton.terminationGracePeriodSeconds" .)) (int $minimumGrace) }}
 {{- fail (printf "rollout.terminationGracePeriodSeconds: must exceed rollout.preStopSleepSeconds + server.exitTimeoutSeconds (%d), or in-flight requests are killed during rollouts" (int $minimumGrace)) }}
+{{- end }}
+{{- $startupBudget := include "triton.startupBudgetSeconds" . | int }}
+{{- if le (include "triton.progressDeadlineSeconds" . | int) $startupBudget }}
+{{- fail (printf "rollout.progressDeadlineSeconds: %d must exceed the startup budget, probes.startup.periodSeconds x failureThreshold (%d s), plus time to pull the image; or leave it unset (%d s + 600 s)" (include "triton.progressDeadlineSeconds" . | int) $startupBudget $startupBudget) }}
 {{- end }}
 {{- $pdb := .Values.podDisruptionBudget }}
 {{- if $pdb.enabled }}
@@ -254,6 +323,7 @@ Usage: {{ include "triton.validate" . }}
 {{- if .Values.repositoryApi.restricted.enabled }}
 - --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}
 - --api-header={{ .Values.repositoryApi.restricted.header }}
+- --api-protocols={{ join "," .Values.repositoryApi.restricted.protocols }}
 {{- end }}
 - --
 {{ include "triton.serverArgs" . }}

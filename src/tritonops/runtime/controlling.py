@@ -97,6 +97,11 @@ def up(
         backends=backends,
     )
     for plan in plans[:1]:
+        if progress and plan.skipped_entrypoint:
+            progress(
+                f"entrypoint {' '.join(plan.skipped_entrypoint)} skipped: it does not exist on this "
+                "machine; the container's args run directly"
+            )
         for init in plan.init:
             if progress and not init.runnable:
                 progress(f"init container {init.name} skipped: {init.reason}")

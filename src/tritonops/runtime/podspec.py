@@ -4,6 +4,9 @@ ports and probes, with its volumes mapped to local folders and its ports shifted
 Nothing here is invented: every argument comes from the rendered Deployment. Only the image is
 swapped (`tritonserver` -> the wheel's binary plus a backends folder, `python3` -> this Python),
 container paths are replaced by the folders they are mounted from, and servers bind to loopback.
+An image entrypoint that wraps the arguments (the container's `command`, such as NGC's
+`/opt/nvidia/nvidia_entrypoint.sh`) runs only where it exists; elsewhere it is skipped and the plan
+says so, as it does for init containers that cannot run here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 from tritonops import errors, rendering, tritonserver
 
 PORT_FLAGS = {"http": "--http-port=", "grpc": "--grpc-port=", "metrics": "--metrics-port="}
+# Words the mapper replaces with their local equivalents: never an entrypoint to look up.
+MAPPED_BINARIES = ("python3", "python", "tritonserver")
 VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -61,6 +66,8 @@ class ReplicaPlan:
     grace_s: float = 30.0
     init: tuple[InitSpec, ...] = ()
     skipped_mounts: tuple[str, ...] = field(default_factory=tuple)
+    # The container's entrypoint (`command`) when it does not exist here and its args run directly.
+    skipped_entrypoint: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +81,7 @@ class ReplicaPlan:
         data["init"] = tuple(
             InitSpec(**{**spec, "command": tuple(spec["command"])}) for spec in data.get("init", ())
         )
-        for key in ("command", "pre_stop", "skipped_mounts"):
+        for key in ("command", "pre_stop", "skipped_mounts", "skipped_entrypoint"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
 
@@ -105,7 +112,7 @@ def plan_replicas(
         env = {
             e["name"]: mapper.path(str(e.get("value", ""))) for e in container.get("env", []) if "value" in e
         }
-        command = mapper.command([*container.get("command", []), *container.get("args", [])], env)
+        command, skipped_entrypoint = _container_command(container, mapper, env)
         plans.append(
             ReplicaPlan(
                 index=index,
@@ -120,6 +127,7 @@ def plan_replicas(
                 grace_s=float(pod.get("terminationGracePeriodSeconds", 30)),
                 init=tuple(_init(c, volumes, mapper, env) for c in pod.get("initContainers", [])),
                 skipped_mounts=tuple(skipped),
+                skipped_entrypoint=tuple(skipped_entrypoint),
             )
         )
     return plans
@@ -175,6 +183,25 @@ class _Mapper:
                 f"probe port {port!r} is not a named container port ({sorted(self.ports)})"
             )
         return self.ports[port]
+
+
+def _container_command(
+    container: dict[str, Any], mapper: _Mapper, env: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """The local command line, and the entrypoint left out because it does not exist here.
+
+    With both `command` and `args`, `command` is an image entrypoint that wraps the args (K1: NGC's
+    nvidia_entrypoint.sh execs them). Where it exists it runs first; where it does not, the args
+    run directly. Anything else (`python3`, `tritonserver`) is mapped to its local equivalent.
+    """
+    entrypoint = [str(word) for word in container.get("command", [])]
+    args = [str(word) for word in container.get("args", [])]
+    if not entrypoint or not args or entrypoint[0] in MAPPED_BINARIES:
+        return mapper.command([*entrypoint, *args], env), []
+    local = [mapper.path(_expand(word, env)) for word in entrypoint]
+    if shutil.which(local[0]) is None:
+        return mapper.command(args, env), entrypoint
+    return [*local, *mapper.command(args, env)], []
 
 
 def _probe(probe: dict[str, Any] | None, mapper: _Mapper, env: dict[str, str]) -> ProbeSpec | None:
