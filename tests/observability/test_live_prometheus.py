@@ -1,16 +1,22 @@
 """Live: a real Prometheus on loopback scrapes the local runtime's replicas with a configuration
 derived from the rendered ServiceMonitor and loads the rendered PrometheusRule. Traffic flows;
 the recording rules and every dashboard query return data; stopping a replica and unloading a
-model make the matching alerts go pending, then firing."""
+model make the matching alerts go pending, then firing.
+
+There is no Kubernetes here, so a stand-in for kube-state-metrics serves the pod series the rules
+read (Ready condition, phase, the Triton container's start time), derived on every scrape from the
+runtime's own kubelet-like state: the readiness probe's verdict and the replica process's start."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import signal
 import statistics
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,7 @@ from tests.runtime.conftest import free_port_offset
 from tritonops import dashboards, monitoring, onnx_samples, rendering, sample_repository, triton, tritonserver
 from tritonops.repository import generating
 from tritonops.runtime import controlling
+from tritonops.runtime.supervisor import State
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="prometheus is not installed (make setup)"
@@ -27,6 +34,71 @@ pytestmark = pytest.mark.skipif(
 
 LIVE_VALUES = Path(__file__).parent / "resources" / "live-values.yaml"
 NAMESPACE = "triton-local"
+
+
+def pod_name(index: int) -> str:
+    """The pod name of replica `index`, shaped like a Deployment's pods (the rules select
+    kube-state-metrics series of this release by that shape)."""
+    return f"triton-local-{index}"
+
+
+def _process_start(pid: int) -> float:
+    """When process `pid` started, in unix seconds (what the kubelet reports as the container's
+    `state.running.startedAt`)."""
+    after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(after_name[19])  # field 22, starttime, in clock ticks since boot
+    boot = next(
+        int(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime")
+    )
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def kube_state_metrics(work_dir: Path) -> str:
+    """The kube-state-metrics series the rules read, for every replica of the runtime in `work_dir`."""
+    lines = []
+    for replica in controlling.status(work_dir).replicas:
+        labels = f'namespace="{NAMESPACE}",pod="{pod_name(replica.index)}"'
+        pid = replica.pid  # None while the replica waits to restart: no running container
+        ready = pid is not None and replica.state == State.READY
+        lines.append(f'kube_pod_status_ready{{{labels},condition="true"}} {int(ready)}')
+        lines.append(f'kube_pod_status_phase{{{labels},phase="Running"}} {int(pid is not None)}')
+        try:
+            started = _process_start(pid) if pid is not None else None
+        except OSError:  # exited since the status was read
+            started = None
+        if started is not None:
+            lines.append(f'kube_pod_container_state_started{{{labels},container="triton"}} {started:.0f}')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def kube_state() -> Iterator[tuple[str, list[Path]]]:
+    """The stand-in's address on loopback, and a slot for the runtime folder it reports on."""
+    work_dirs: list[Path] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = kube_state_metrics(work_dirs[0]).encode() if work_dirs else b""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((tritonserver.LOOPBACK, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{tritonserver.LOOPBACK}:{server.server_address[1]}", work_dirs
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def _eventually(check: Callable[[], object], timeout_s: float, what: str) -> object:
@@ -41,8 +113,9 @@ def _eventually(check: Callable[[], object], timeout_s: float, what: str) -> obj
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """Two replicas on the sample repository plus a compute-heavy model, and Prometheus on them."""
+def stack(tmp_path_factory, kube_state):
+    """Two replicas on the sample repository plus a compute-heavy model, and Prometheus on them
+    and on the kube-state-metrics stand-in."""
     root = tmp_path_factory.mktemp("live")
     repository = root / "models"
     shutil.copytree(sample_repository.DEFAULT_OUTPUT, repository)
@@ -50,6 +123,8 @@ def stack(tmp_path_factory):
     options = generating.GenerateOptions(name="heavy", max_batch_size=8, instances=1)
     (repository / "heavy" / "config.pbtxt").write_text(generating.generate(heavy, options))
     runtime_dir = root / "runtime"
+    kube_state_address, reported = kube_state
+    reported.append(runtime_dir)
     current = controlling.up(
         "local",
         work_dir=runtime_dir,
@@ -64,10 +139,19 @@ def stack(tmp_path_factory):
         assert current.all_ready, controlling.describe(current)
         item = rendering.render("local", extra_files=[LIVE_VALUES])
         targets = [
-            monitoring.Target(f"triton-{r.index}", f"127.0.0.1:{r.ports['metrics']}")
-            for r in current.replicas
+            monitoring.Target(pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}") for r in current.replicas
         ]
         config = monitoring.prometheus_config(item, targets, root / "rules.yaml")
+        # As kube-prometheus-stack scrapes kube-state-metrics: its namespace and pod labels are the pods'.
+        config["scrape_configs"].append(
+            {
+                "job_name": "kube-state-metrics",
+                "honor_labels": True,
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "static_configs": [{"targets": [kube_state_address]}],
+            }
+        )
         (port,) = tritonserver.free_ports(1)
         prometheus = monitoring.Prometheus(config, root / "prometheus", port)
         prometheus.wait_ready()
@@ -88,7 +172,8 @@ def _client(current, replica: int = 0) -> triton.Client:
 
 def test_scrape_job_is_derived_from_the_service_monitor(stack):
     _, prometheus, config = stack
-    job = config["scrape_configs"][0]
+    job, kube_state_job = config["scrape_configs"]
+    assert kube_state_job["job_name"] == "kube-state-metrics"
     assert job["metrics_path"] == "/metrics" and job["scrape_interval"] == "1s"
     assert {c["labels"]["job"] for c in job["static_configs"]} == {"triton"}
     assert {c["labels"]["namespace"] for c in job["static_configs"]} == {NAMESPACE}
@@ -145,31 +230,61 @@ def test_every_dashboard_query_returns_data(stack):
     assert any(needs_gpu for _, _, needs_gpu in queries), "GPU panels exist and are marked"
 
 
-def test_stopping_a_replica_fires_target_down_after_pending(stack):
+def _ready_in_prometheus(prometheus, pod: str) -> bool:
+    ready = f'kube_pod_status_ready{{namespace="{NAMESPACE}", pod="{pod}", condition="true"}} == 1'
+    return bool(prometheus.query(ready))
+
+
+def test_stopping_a_ready_replica_fires_target_down_after_pending(stack):
     current, prometheus, _ = stack
     victim = current.replicas[1]
+    # TargetDown counts only pods that are ready or past their startup budget: this one is ready.
+    _eventually(lambda: _ready_in_prometheus(prometheus, pod_name(1)), 20, "replica 1 ready in Prometheus")
     os.kill(victim.pid, signal.SIGSTOP)  # hung: the scrape times out, liveness has not acted yet
     try:
-        states = _alert_states(prometheus, "TritonTargetDown", {"pod": "triton-1"}, timeout_s=30)
+        states = _alert_states(prometheus, "TritonTargetDown", {"pod": pod_name(1)}, timeout_s=30)
     finally:
         os.kill(victim.pid, signal.SIGCONT)
     assert states[:2] == ["pending", "firing"], states
 
 
-def test_unloading_a_model_fires_model_unavailable_after_pending(stack):
+def _loaded_on(prometheus, model: str) -> set[str]:
+    """The pods Prometheus last scraped `model` from."""
+    result = prometheus.query(f'nv_inference_exec_count{{namespace="{NAMESPACE}", model="{model}"}}')
+    return {sample["metric"]["pod"] for sample in result}
+
+
+def test_unloading_a_model_fires_load_failing_per_pod_then_model_unavailable(stack):
     current, prometheus, _ = stack
-    with _client(current) as client:
-        client.infer("linear", {"input": np.ones((1, 4), dtype=np.float32)})
-        time.sleep(2)  # scraped while loaded
-        client.unload("linear")
+    pods = {pod_name(r.index) for r in current.replicas}
+    _eventually(lambda: _loaded_on(prometheus, "linear") == pods, 20, "linear scraped on every replica")
+    _eventually(
+        lambda: all(_ready_in_prometheus(prometheus, pod) for pod in pods), 30, "every replica ready again"
+    )
     try:
-        states = _alert_states(
-            prometheus, "TritonModelUnavailable", {"model": "linear", "pod": "triton-0"}, timeout_s=30
+        # One replica loses a committed model: the readiness check takes it out (that pod's alert);
+        # the model still serves on the other replica, so nothing fires for the model.
+        with _client(current, 0) as client:
+            client.unload("linear")
+        _eventually(
+            lambda: _loaded_on(prometheus, "linear") == pods - {pod_name(0)}, 20, "linear gone from 0"
         )
+        states = _alert_states(prometheus, "TritonModelLoadFailing", {"pod": pod_name(0)}, timeout_s=30)
         assert states[:2] == ["pending", "firing"], states
+        assert not [a for a in prometheus.alerts() if a["labels"]["alertname"] == "TritonModelUnavailable"]
+        # Gone from every replica: the model is unavailable (one alert per model, no pod label).
+        with _client(current, 1) as client:
+            client.unload("linear")
+        states = _alert_states(prometheus, "TritonModelUnavailable", {"model": "linear"}, timeout_s=30)
+        assert states[:2] == ["pending", "firing"], states
+        (unavailable,) = [
+            a for a in prometheus.alerts() if a["labels"]["alertname"] == "TritonModelUnavailable"
+        ]
+        assert "pod" not in unavailable["labels"]
     finally:
-        with _client(current) as client:
-            client.load("linear")
+        for replica in (0, 1):
+            with _client(current, replica) as client:
+                client.load("linear")
 
 
 def test_prometheus_reports_rule_evaluation_cost(stack):
