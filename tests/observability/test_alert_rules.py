@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from tritonops import monitoring, rendering
 
 PROMTOOL = shutil.which("promtool")
@@ -534,6 +535,22 @@ def test_every_alert_is_covered_by_a_unit_test():
     }
     tested = {case["alertname"] for group in alert_tests() for case in group.get("alert_rule_test", [])}
     assert alerts == tested
+
+
+def test_every_alert_has_a_runbook_section_and_the_kube_state_metrics_need_is_written_down():
+    alerts = {
+        rule["alert"]
+        for group in monitoring.rule_file(rendering.render("dev"))["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text(encoding="utf-8")
+    sections = dict((part.split("\n", 1)[0].strip(), part) for part in runbooks.split("\n## ")[1:])
+    assert set(sections) == alerts
+    assert "kube-state-metrics" in sections["TritonTargetDown"]
+    values = (ROOT / "charts" / "triton" / "values.yaml").read_text(encoding="utf-8")
+    target_down = values[values.index("      targetDown:") : values.index("      metricsMissing:")]
+    assert "kube-state-metrics" in target_down and "TritonMetricsMissing" in target_down
 
 
 def test_every_alert_carries_severity_namespace_summary_and_runbook():
