@@ -3,30 +3,28 @@ derived from the rendered ServiceMonitor and loads the rendered PrometheusRule. 
 the recording rules and every dashboard query return data; stopping a replica and unloading a
 model make the matching alerts go pending, then firing.
 
-There is no Kubernetes here, so a stand-in for kube-state-metrics serves the pod series the rules
-read (Ready condition, phase, the Triton container's start time), derived on every scrape from the
-runtime's own kubelet-like state: the readiness probe's verdict and the replica process's start."""
+There is no Kubernetes here, so a stand-in for kube-state-metrics (tests/observability/kube_state.py)
+serves the pod series the rules read (Ready condition, phase, the Triton container's start time),
+derived on every scrape from the runtime's own kubelet-like state."""
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import signal
 import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.observability import kube_state
 from tests.runtime.conftest import free_port_offset
 from tritonops import dashboards, monitoring, onnx_samples, rendering, sample_repository, triton, tritonserver
 from tritonops.repository import generating
 from tritonops.runtime import controlling
-from tritonops.runtime.supervisor import State
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="prometheus is not installed (make setup)"
@@ -34,71 +32,6 @@ pytestmark = pytest.mark.skipif(
 
 LIVE_VALUES = Path(__file__).parent / "resources" / "live-values.yaml"
 NAMESPACE = "triton-local"
-
-
-def pod_name(index: int) -> str:
-    """The pod name of replica `index`, shaped like a Deployment's pods (the rules select
-    kube-state-metrics series of this release by that shape)."""
-    return f"triton-local-{index}"
-
-
-def _process_start(pid: int) -> float:
-    """When process `pid` started, in unix seconds (what the kubelet reports as the container's
-    `state.running.startedAt`)."""
-    after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(after_name[19])  # field 22, starttime, in clock ticks since boot
-    boot = next(
-        int(line.split()[1])
-        for line in Path("/proc/stat").read_text().splitlines()
-        if line.startswith("btime")
-    )
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
-
-
-def kube_state_metrics(work_dir: Path) -> str:
-    """The kube-state-metrics series the rules read, for every replica of the runtime in `work_dir`."""
-    lines = []
-    for replica in controlling.status(work_dir).replicas:
-        labels = f'namespace="{NAMESPACE}",pod="{pod_name(replica.index)}"'
-        pid = replica.pid  # None while the replica waits to restart: no running container
-        ready = pid is not None and replica.state == State.READY
-        lines.append(f'kube_pod_status_ready{{{labels},condition="true"}} {int(ready)}')
-        lines.append(f'kube_pod_status_phase{{{labels},phase="Running"}} {int(pid is not None)}')
-        try:
-            started = _process_start(pid) if pid is not None else None
-        except OSError:  # exited since the status was read
-            started = None
-        if started is not None:
-            lines.append(f'kube_pod_container_state_started{{{labels},container="triton"}} {started:.0f}')
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(scope="module")
-def kube_state() -> Iterator[tuple[str, list[Path]]]:
-    """The stand-in's address on loopback, and a slot for the runtime folder it reports on."""
-    work_dirs: list[Path] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = kube_state_metrics(work_dirs[0]).encode() if work_dirs else b""
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((tritonserver.LOOPBACK, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{tritonserver.LOOPBACK}:{server.server_address[1]}", work_dirs
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _eventually(check: Callable[[], object], timeout_s: float, what: str) -> object:
@@ -113,7 +46,7 @@ def _eventually(check: Callable[[], object], timeout_s: float, what: str) -> obj
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, kube_state):
+def stack(tmp_path_factory):
     """Two replicas on the sample repository plus a compute-heavy model, and Prometheus on them
     and on the kube-state-metrics stand-in."""
     root = tmp_path_factory.mktemp("live")
@@ -123,8 +56,6 @@ def stack(tmp_path_factory, kube_state):
     options = generating.GenerateOptions(name="heavy", max_batch_size=8, instances=1)
     (repository / "heavy" / "config.pbtxt").write_text(generating.generate(heavy, options))
     runtime_dir = root / "runtime"
-    kube_state_address, reported = kube_state
-    reported.append(runtime_dir)
     current = controlling.up(
         "local",
         work_dir=runtime_dir,
@@ -137,25 +68,18 @@ def stack(tmp_path_factory, kube_state):
     prometheus = None
     try:
         assert current.all_ready, controlling.describe(current)
-        item = rendering.render("local", extra_files=[LIVE_VALUES])
-        targets = [
-            monitoring.Target(pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}") for r in current.replicas
-        ]
-        config = monitoring.prometheus_config(item, targets, root / "rules.yaml")
-        # As kube-prometheus-stack scrapes kube-state-metrics: its namespace and pod labels are the pods'.
-        config["scrape_configs"].append(
-            {
-                "job_name": "kube-state-metrics",
-                "honor_labels": True,
-                "scrape_interval": "1s",
-                "scrape_timeout": "1s",
-                "static_configs": [{"targets": [kube_state_address]}],
-            }
-        )
-        (port,) = tritonserver.free_ports(1)
-        prometheus = monitoring.Prometheus(config, root / "prometheus", port)
-        prometheus.wait_ready()
-        yield current, prometheus, config
+        with kube_state.serve(runtime_dir, NAMESPACE) as stand_in:
+            item = rendering.render("local", extra_files=[LIVE_VALUES])
+            targets = [
+                monitoring.Target(kube_state.pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}")
+                for r in current.replicas
+            ]
+            config = monitoring.prometheus_config(item, targets, root / "rules.yaml")
+            config["scrape_configs"].append(kube_state.scrape_job(stand_in))
+            (port,) = tritonserver.free_ports(1)
+            prometheus = monitoring.Prometheus(config, root / "prometheus", port)
+            prometheus.wait_ready()
+            yield current, prometheus, config
     finally:
         if prometheus is not None:
             prometheus.stop()
@@ -239,10 +163,12 @@ def test_stopping_a_ready_replica_fires_target_down_after_pending(stack):
     current, prometheus, _ = stack
     victim = current.replicas[1]
     # TargetDown counts only pods that are ready or past their startup budget: this one is ready.
-    _eventually(lambda: _ready_in_prometheus(prometheus, pod_name(1)), 20, "replica 1 ready in Prometheus")
+    _eventually(
+        lambda: _ready_in_prometheus(prometheus, kube_state.pod_name(1)), 20, "replica 1 ready in Prometheus"
+    )
     os.kill(victim.pid, signal.SIGSTOP)  # hung: the scrape times out, liveness has not acted yet
     try:
-        states = _alert_states(prometheus, "TritonTargetDown", {"pod": pod_name(1)}, timeout_s=30)
+        states = _alert_states(prometheus, "TritonTargetDown", {"pod": kube_state.pod_name(1)}, timeout_s=30)
     finally:
         os.kill(victim.pid, signal.SIGCONT)
     assert states[:2] == ["pending", "firing"], states
@@ -256,7 +182,7 @@ def _loaded_on(prometheus, model: str) -> set[str]:
 
 def test_unloading_a_model_fires_load_failing_per_pod_then_model_unavailable(stack):
     current, prometheus, _ = stack
-    pods = {pod_name(r.index) for r in current.replicas}
+    pods = {kube_state.pod_name(r.index) for r in current.replicas}
     _eventually(lambda: _loaded_on(prometheus, "linear") == pods, 20, "linear scraped on every replica")
     _eventually(
         lambda: all(_ready_in_prometheus(prometheus, pod) for pod in pods), 30, "every replica ready again"
@@ -267,9 +193,13 @@ def test_unloading_a_model_fires_load_failing_per_pod_then_model_unavailable(sta
         with _client(current, 0) as client:
             client.unload("linear")
         _eventually(
-            lambda: _loaded_on(prometheus, "linear") == pods - {pod_name(0)}, 20, "linear gone from 0"
+            lambda: _loaded_on(prometheus, "linear") == pods - {kube_state.pod_name(0)},
+            20,
+            "linear gone from 0",
         )
-        states = _alert_states(prometheus, "TritonModelLoadFailing", {"pod": pod_name(0)}, timeout_s=30)
+        states = _alert_states(
+            prometheus, "TritonModelLoadFailing", {"pod": kube_state.pod_name(0)}, timeout_s=30
+        )
         assert states[:2] == ["pending", "firing"], states
         assert not [a for a in prometheus.alerts() if a["labels"]["alertname"] == "TritonModelUnavailable"]
         # Gone from every replica: the model is unavailable (one alert per model, no pod label).
