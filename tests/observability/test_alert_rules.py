@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from tritonops import monitoring, rendering
 
 PROMTOOL = shutil.which("promtool")
@@ -21,7 +22,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 NS = "triton-dev"
-BASE = {"namespace": NS, "job": "triton", "pod": "triton-0", "instance": "10.0.0.1:8002", "service": "triton"}
+# Pods of a Deployment are named <deployment>-<pod-template-hash>-<suffix>; the rules select this
+# release's pods by that shape in kube-state-metrics' series.
+POD_A = "triton-7d9f8c6b5-a1b2c"
+POD_B = "triton-7d9f8c6b5-d3e4f"
+BASE = {"namespace": NS, "job": "triton", "pod": POD_A, "instance": "10.0.0.1:8002", "service": "triton"}
+INSTANCE_B = "10.0.0.2:8002"
+# The chart's default startup budget (probes.startup: 10 s x 60): Triton's metrics port opens only
+# after its startup models load, so a pod may be down and not ready for this long.
+STARTUP_BUDGET_S = 600
 
 
 def series(metric: str, values: str, **labels: str) -> dict[str, str]:
@@ -34,12 +43,45 @@ def model_series(metric: str, values: str, model: str = "linear", **labels: str)
     return series(metric, values, model=model, version="1", **labels)
 
 
+def target(pod: str, instance: str, values: str) -> dict[str, str]:
+    """The ServiceMonitor's `up` series of one pod."""
+    return series("up", values, pod=pod, instance=instance)
+
+
+def kube_state(metric: str, values: str, pod: str, **labels: str) -> dict[str, str]:
+    text = ",".join(f'{key}="{value}"' for key, value in {"namespace": NS, "pod": pod, **labels}.items())
+    return {"series": f"{metric}{{{text}}}", "values": values}
+
+
+def pod_state(pod: str, *, ready: str, started: str, running: str) -> list[dict[str, str]]:
+    """What kube-state-metrics says about one pod: its Ready condition, phase Running, and the start
+    time of its Triton container (unix seconds; promtool's clock starts at 0, so `0x..` is a container
+    started when the test starts and `-3600x..` one that has run for an hour)."""
+    return [
+        kube_state("kube_pod_status_ready", ready, pod, condition="true"),
+        kube_state("kube_pod_status_phase", running, pod, phase="Running"),
+        kube_state("kube_pod_container_state_started", started, pod, container="triton"),
+    ]
+
+
 def alert(name: str, at: str, expected: list[dict[str, str]]) -> dict[str, Any]:
     return {
         "eval_time": at,
         "alertname": name,
         "exp_alerts": [{"exp_labels": {"alertname": name, "namespace": NS, **labels}} for labels in expected],
     }
+
+
+def silent(names: tuple[str, ...], *times: str) -> list[dict[str, Any]]:
+    """Each of `names` fires nothing at each of `times`."""
+    return [alert(name, at, []) for name in names for at in times]
+
+
+def target_down(pod: str = POD_A, instance: str = BASE["instance"]) -> dict[str, str]:
+    return {"severity": "critical", "pod": pod, "instance": instance, "job": "triton", "service": "triton"}
+
+
+STARTING = ("TritonTargetDown", "TritonMetricsMissing", "TritonModelLoadFailing")
 
 
 def traffic(
@@ -67,41 +109,90 @@ def traffic(
     ]
 
 
+def slow_start(
+    minutes: int, *, pods: tuple[str, ...] = (POD_A, POD_B), steps: int = 120
+) -> list[dict[str, str]]:
+    """A first start whose models take `minutes` to load, at a 15 s step: the target is scraped and
+    down (prometheus-operator scrapes pods that are not ready), the pod is Running and not ready,
+    then the metrics port opens and the pod turns ready one readiness period later."""
+    loading = minutes * 4
+    out: list[dict[str, str]] = []
+    for index, pod in enumerate(pods):
+        out.append(target(pod, f"10.0.0.{index + 1}:8002", f"0x{loading - 1} 1x{steps - loading}"))
+        out += pod_state(
+            pod, ready=f"0x{loading} 1x{steps - loading - 1}", started=f"0x{steps}", running=f"1x{steps}"
+        )
+    return out
+
+
 def alert_tests() -> list[dict[str, Any]]:
     """One promtool test group per behaviour; defaults: dev values (see charts/triton/values.yaml)."""
     return [
         {
-            "name": "target down fires after 5m; a healthy target stays silent",
+            "name": "7-minute first start: no target down, metrics missing or load failing",
+            "interval": "15s",
+            "input_series": slow_start(7),
+            "alert_rule_test": silent(STARTING, "6m30s", "12m", "19m"),
+        },
+        {
+            "name": "a ready pod whose target goes down fires after `for`; a healthy one stays silent",
             "interval": "15s",
             "input_series": [
-                series("up", "1x4 0x60", pod="triton-0"),
-                series("up", "1x64", pod="triton-1", instance="10.0.0.2:8002"),
+                target(POD_A, BASE["instance"], "0x3 1x7 0x69"),
+                target(POD_B, INSTANCE_B, "0x3 1x77"),
+                *pod_state(POD_A, ready="0x3 1x77", started="0x81", running="1x81"),
+                *pod_state(POD_B, ready="0x3 1x77", started="0x81", running="1x81"),
             ],
             "alert_rule_test": [
-                alert("TritonTargetDown", "3m", []),
-                alert(
-                    "TritonTargetDown",
-                    "12m",
-                    [
-                        {
-                            "severity": "critical",
-                            "pod": "triton-0",
-                            "instance": "10.0.0.1:8002",
-                            "job": "triton",
-                            "service": "triton",
-                        }
-                    ],
-                ),
-                alert("TritonMetricsMissing", "12m", []),
+                # Down from 3m; the containers are younger than the startup budget: readiness counts.
+                alert("TritonTargetDown", "7m30s", []),
+                alert("TritonTargetDown", "9m", [target_down()]),
+                alert("TritonMetricsMissing", "9m", []),
             ],
         },
         {
-            "name": "metrics missing fires when no target is up at all, and when none exists",
+            "name": "past its startup budget, a pod whose target is down fires, ready or not",
+            "interval": "30s",
+            "input_series": [
+                target(POD_A, BASE["instance"], "0x60"),
+                *pod_state(POD_A, ready="0x60", started="0x60", running="1x60"),
+            ],
+            "alert_rule_test": [
+                alert("TritonTargetDown", "15m", []),
+                alert("TritonTargetDown", "16m", [target_down()]),
+                alert("TritonMetricsMissing", "15m", []),
+                alert("TritonMetricsMissing", "16m", [{"severity": "critical"}]),
+                alert("TritonModelLoadFailing", "20m", []),
+                alert(
+                    "TritonModelLoadFailing",
+                    "21m",
+                    [{"severity": "critical", "pod": POD_A, "condition": "true"}],
+                ),
+            ],
+        },
+        {
+            "name": "scale-down: a deleted pod's series (down, not ready, then stale) fire nothing",
+            "interval": "15s",
+            "input_series": [
+                target(POD_A, BASE["instance"], "1x19 0x3 stale"),
+                target(POD_B, INSTANCE_B, "1x100"),
+                *pod_state(POD_A, ready="1x19 0x3 stale", started="-3600x22 stale", running="1x22 stale"),
+                *pod_state(POD_B, ready="1x100", started="-3600x100", running="1x100"),
+                kube_state(
+                    "kube_pod_container_status_restarts_total", "2x22 stale", POD_A, container="triton"
+                ),
+                kube_state("kube_pod_container_status_restarts_total", "0x100", POD_B, container="triton"),
+            ],
+            "alert_rule_test": silent((*STARTING, "TritonPodCrashLooping"), "6m", "10m", "15m"),
+        },
+        {
+            "name": "without kube-state-metrics target down stays silent; metrics missing fires when none is up",
             "interval": "15s",
             "input_series": [series("up", "0x60")],
             "alert_rule_test": [
                 alert("TritonMetricsMissing", "3m", []),
                 alert("TritonMetricsMissing", "10m", [{"severity": "critical"}]),
+                alert("TritonTargetDown", "14m", []),
             ],
         },
         {
@@ -109,6 +200,15 @@ def alert_tests() -> list[dict[str, Any]]:
             "interval": "15s",
             "input_series": [{"series": 'unrelated_metric{job="other"}', "values": "1x60"}],
             "alert_rule_test": [alert("TritonMetricsMissing", "10m", [{"severity": "critical"}])],
+        },
+        {
+            "name": "ready pods but no target scraped (a broken ServiceMonitor): metrics missing fires",
+            "interval": "15s",
+            "input_series": pod_state(POD_A, ready="0x3 1x36", started="0x40", running="1x40"),
+            "alert_rule_test": [
+                alert("TritonMetricsMissing", "5m30s", []),
+                alert("TritonMetricsMissing", "7m", [{"severity": "critical"}]),
+            ],
         },
         {
             "name": "per-request latency: 300 ms per request at batch 8 fires (37.5 ms per item would not)",
@@ -194,19 +294,50 @@ def alert_tests() -> list[dict[str, Any]]:
             "alert_rule_test": [alert("TritonErrorRatioHigh", "15m", [])],
         },
         {
-            "name": "a model that disappears from a pod fires model unavailable",
+            "name": "scale-down: one of two pods goes away, its models still load elsewhere: nothing fires",
             "interval": "15s",
             "input_series": [
-                model_series("nv_inference_exec_count", "0+1x20 stale"),
-                model_series("nv_inference_exec_count", "0+1x60", model="mlp"),
+                model_series("nv_inference_exec_count", "0+1x100", pod=POD_A),
+                model_series("nv_inference_exec_count", "0+1x19 stale", pod=POD_B, instance=INSTANCE_B),
+            ],
+            "alert_rule_test": silent(("TritonModelUnavailable",), "8m", "12m", "18m"),
+        },
+        {
+            "name": "rollout: every pod replaced by one with a new name, the model on the new ones: nothing fires",
+            "interval": "15s",
+            "input_series": [
+                model_series("nv_inference_exec_count", "0+1x40 stale", pod=POD_A),
+                model_series("nv_inference_exec_count", "0+1x40 stale", pod=POD_B, instance=INSTANCE_B),
+                model_series(
+                    "nv_inference_exec_count",
+                    "_x31 0+1x67",
+                    pod="triton-5c6b7d8f9-g5h6j",
+                    instance="10.0.0.3:8002",
+                ),
+                model_series(
+                    "nv_inference_exec_count",
+                    "_x33 0+1x65",
+                    pod="triton-5c6b7d8f9-k7l8m",
+                    instance="10.0.0.4:8002",
+                ),
+            ],
+            "alert_rule_test": silent(("TritonModelUnavailable",), "9m", "12m", "20m"),
+        },
+        {
+            "name": "a model gone from every pod fires (per model, no pod); an intentional unload stops after the lookback",
+            "interval": "15s",
+            "input_series": [
+                model_series("nv_inference_exec_count", "0+1x20 stale", pod=POD_A),
+                model_series("nv_inference_exec_count", "0+1x20 stale", pod=POD_B, instance=INSTANCE_B),
+                model_series("nv_inference_exec_count", "0+1x100", model="mlp", pod=POD_A),
+                model_series(
+                    "nv_inference_exec_count", "0+1x100", model="mlp", pod=POD_B, instance=INSTANCE_B
+                ),
             ],
             "alert_rule_test": [
-                alert("TritonModelUnavailable", "4m", []),
-                alert(
-                    "TritonModelUnavailable",
-                    "12m",
-                    [{"severity": "critical", "model": "linear", "pod": "triton-0"}],
-                ),
+                alert("TritonModelUnavailable", "8m", []),
+                alert("TritonModelUnavailable", "12m", [{"severity": "critical", "model": "linear"}]),
+                alert("TritonModelUnavailable", "22m", []),
             ],
         },
         {
@@ -221,25 +352,16 @@ def alert_tests() -> list[dict[str, Any]]:
             ],
         },
         {
-            "name": "a running pod that is not ready (committed models not serving) fires model load failing",
+            "name": "a started pod that is not ready (committed models not serving) fires model load failing",
             "interval": "15s",
             "input_series": [
-                {
-                    "series": f'kube_pod_status_ready{{namespace="{NS}",pod="triton-7d9f-abcde",condition="true"}}',
-                    "values": "0x80",
-                },
-                {
-                    "series": f'kube_pod_status_phase{{namespace="{NS}",pod="triton-7d9f-abcde",phase="Running"}}',
-                    "values": "1x80",
-                },
-                {
-                    "series": f'kube_pod_status_ready{{namespace="{NS}",pod="triton-7d9f-fghij",condition="true"}}',
-                    "values": "1x80",
-                },
-                {
-                    "series": f'kube_pod_status_phase{{namespace="{NS}",pod="triton-7d9f-fghij",phase="Running"}}',
-                    "values": "1x80",
-                },
+                # Triton is up (its startup models loaded), a committed version does not serve.
+                target("triton-7d9f-abcde", BASE["instance"], "1x80"),
+                *pod_state("triton-7d9f-abcde", ready="0x80", started="0x80", running="1x80"),
+                target("triton-7d9f-fghij", INSTANCE_B, "1x80"),
+                *pod_state("triton-7d9f-fghij", ready="1x80", started="0x80", running="1x80"),
+                # Another release in the namespace is not this release's business.
+                *pod_state("triton-canary-7d9f-klmno", ready="0x80", started="-3600x80", running="1x80"),
             ],
             "alert_rule_test": [
                 alert("TritonModelLoadFailing", "5m", []),
@@ -251,24 +373,42 @@ def alert_tests() -> list[dict[str, Any]]:
             ],
         },
         {
-            "name": "restarts every few minutes fire crash looping",
+            "name": "restarts every few minutes fire crash looping; a looping pod deleted in a rollout stops at once",
             "interval": "1m",
             "input_series": [
-                {
-                    "series": f'kube_pod_container_status_restarts_total{{namespace="{NS}",pod="triton-a",container="triton"}}',
-                    "values": "0+1x30",
-                },
-                {
-                    "series": f'kube_pod_container_status_restarts_total{{namespace="{NS}",pod="triton-b",container="triton"}}',
-                    "values": "0x30",
-                },
+                kube_state(
+                    "kube_pod_container_status_restarts_total",
+                    "0+1x30",
+                    "triton-7d9f-aaaaa",
+                    container="triton",
+                ),
+                kube_state(
+                    "kube_pod_container_status_restarts_total",
+                    "0x30",
+                    "triton-7d9f-bbbbb",
+                    container="triton",
+                ),
+                kube_state(
+                    "kube_pod_container_status_restarts_total",
+                    "0+1x10 stale",
+                    "triton-7d9f-ccccc",
+                    container="triton",
+                ),
             ],
             "alert_rule_test": [
                 alert("TritonPodCrashLooping", "2m", []),
                 alert(
                     "TritonPodCrashLooping",
-                    "20m",
-                    [{"severity": "critical", "pod": "triton-a", "container": "triton"}],
+                    "9m",
+                    [
+                        {"severity": "critical", "pod": "triton-7d9f-aaaaa", "container": "triton"},
+                        {"severity": "critical", "pod": "triton-7d9f-ccccc", "container": "triton"},
+                    ],
+                ),
+                alert(
+                    "TritonPodCrashLooping",
+                    "13m",
+                    [{"severity": "critical", "pod": "triton-7d9f-aaaaa", "container": "triton"}],
                 ),
             ],
         },
@@ -285,7 +425,7 @@ def alert_tests() -> list[dict[str, Any]]:
                 alert(
                     "TritonGPUMemoryCritical",
                     "8m",
-                    [{"severity": "critical", "pod": "triton-0", "gpu_uuid": "GPU-a"}],
+                    [{"severity": "critical", "pod": POD_A, "gpu_uuid": "GPU-a"}],
                 )
             ],
         },
@@ -320,14 +460,30 @@ def alert_tests() -> list[dict[str, Any]]:
     ]
 
 
+def write_rule_file(item: rendering.Rendering, path: Path) -> Path:
+    """`item`'s rules without annotations (prose, covered below): promtool compares annotations
+    exactly; the firing logic is untouched."""
+    path.write_text(yaml.safe_dump(monitoring.rule_file(item, annotations=False), sort_keys=False))
+    return path
+
+
+def promtool_test(rule_file: Path, groups: list[dict[str, Any]], scratch: Path) -> str:
+    """Run `promtool test rules` on `groups` against `rule_file`; its output, asserted successful."""
+    tests = {"rule_files": [str(rule_file)], "evaluation_interval": "30s", "tests": groups}
+    test_file = scratch / "triton-rules.test.yaml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    return result.stdout
+
+
 @pytest.fixture(scope="module")
 def rule_file(tmp_path_factory) -> Path:
-    """The dev render's rules; annotations (prose, covered below) are dropped for promtool's
-    exact-match comparison, the firing logic is untouched."""
-    rules = monitoring.rule_file(rendering.render("dev"), annotations=False)
-    path = tmp_path_factory.mktemp("rules") / "triton-rules.yaml"
-    path.write_text(yaml.safe_dump(rules, sort_keys=False))
-    return path
+    """The dev render's rules."""
+    return write_rule_file(rendering.render("dev"), tmp_path_factory.mktemp("rules") / "triton-rules.yaml")
 
 
 def test_promtool_checks_the_rendered_rules(rule_file):
@@ -339,17 +495,35 @@ def test_promtool_checks_the_rendered_rules(rule_file):
 
 
 def test_every_alert_fires_when_it_should_and_only_then(rule_file, tmp_path):
-    tests = {"rule_files": [str(rule_file)], "evaluation_interval": "30s", "tests": alert_tests()}
-    test_file = tmp_path / "triton-rules.test.yaml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    groups = alert_tests()
     start = time.perf_counter()
-    result = subprocess.run(
-        [PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, check=False
-    )
-    elapsed = time.perf_counter() - start
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
-    print(f"promtool test rules: {len(tests['tests'])} groups in {elapsed:.2f} s")
+    promtool_test(rule_file, groups, tmp_path)
+    print(f"promtool test rules: {len(groups)} groups in {time.perf_counter() - start:.2f} s")
+
+
+def test_the_startup_budget_follows_the_startup_probe(render_with_rules, tmp_path):
+    """A 25-minute startup budget (10 s x 150): a 22-minute first start fires nothing, where the
+    default 10-minute budget would page three times over."""
+    item = render_with_rules({"probes": {"startup": {"periodSeconds": 10, "failureThreshold": 150}}})
+    exprs = {
+        rule["alert"]: " ".join(rule["expr"].split())
+        for group in monitoring.rule_file(item)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    assert 'container="triton"} > 1500' in exprs["TritonTargetDown"]
+    assert 'container="triton"} <= 1500' in exprs["TritonMetricsMissing"]
+    assert 'container="triton"} > 1500' in exprs["TritonModelLoadFailing"]
+    start = {
+        "name": "22-minute first start inside a 25-minute startup budget",
+        "interval": "15s",
+        "input_series": slow_start(22, steps=140),
+        "alert_rule_test": silent(STARTING, "16m", "21m30s", "30m"),
+    }
+    promtool_test(write_rule_file(item, tmp_path / "long-budget.yaml"), [start], tmp_path)
+    # The same start under the default budget: the case above is not one that passes anyway.
+    with pytest.raises(AssertionError, match="TritonTargetDown"):
+        promtool_test(write_rule_file(rendering.render("dev"), tmp_path / "default.yaml"), [start], tmp_path)
 
 
 def test_every_alert_is_covered_by_a_unit_test():
@@ -361,6 +535,22 @@ def test_every_alert_is_covered_by_a_unit_test():
     }
     tested = {case["alertname"] for group in alert_tests() for case in group.get("alert_rule_test", [])}
     assert alerts == tested
+
+
+def test_every_alert_has_a_runbook_section_and_the_kube_state_metrics_need_is_written_down():
+    alerts = {
+        rule["alert"]
+        for group in monitoring.rule_file(rendering.render("dev"))["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text(encoding="utf-8")
+    sections = dict((part.split("\n", 1)[0].strip(), part) for part in runbooks.split("\n## ")[1:])
+    assert set(sections) == alerts
+    assert "kube-state-metrics" in sections["TritonTargetDown"]
+    values = (ROOT / "charts" / "triton" / "values.yaml").read_text(encoding="utf-8")
+    target_down = values[values.index("      targetDown:") : values.index("      metricsMissing:")]
+    assert "kube-state-metrics" in target_down and "TritonMetricsMissing" in target_down
 
 
 def test_every_alert_carries_severity_namespace_summary_and_runbook():

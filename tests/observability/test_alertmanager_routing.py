@@ -1,10 +1,12 @@
 """The platform's Alertmanager routing: each environment's alerts reach only that environment's
-receivers (amtool on the committed file), and inhibition works in a real Alertmanager."""
+receivers (amtool on the committed file), and inhibition works in a real Alertmanager: per pod for
+a target that is down, per namespace when every target is gone."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import subprocess
 import time
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.observability.test_alert_rules import alert_tests
 
 CONFIG = ROOT / "monitoring" / "alertmanager.yaml"
 DEV = {"triton-dev"}
@@ -33,6 +36,7 @@ SYMPTOMS = (
 )
 NAMESPACES = ("triton-dev", "triton-prod", "triton-staging", "monitoring", "default", None)
 SEVERITIES = ("critical", "warning", "info", None)
+PER_POD = ("TritonModelLoadFailing", "TritonGPUMemoryCritical")
 ALERTNAMES = ("TritonTargetDown", "TritonHighMeanLatency", "TritonPodCrashLooping", "KubePodNotReady")
 START_TIMEOUT_S = 15.0
 INHIBIT_TIMEOUT_S = 10.0
@@ -248,29 +252,51 @@ def alertmanager(alertmanager_binary: str, tmp_path: Path) -> Iterator[str]:
             process.wait(timeout=10)
 
 
-def _alert(alertname: str, namespace: str, severity: str, model: str | None = None) -> dict[str, Any]:
+def _alert(
+    alertname: str, namespace: str, severity: str, model: str | None = None, pod: str | None = None
+) -> dict[str, Any]:
     labels = {"alertname": alertname, "namespace": namespace, "severity": severity}
     if model:
         labels["model"] = model
+    if pod:
+        labels["pod"] = pod
     return {"labels": labels, "annotations": {"summary": "posted by the inhibition test"}}
 
 
-def _key(alert: dict[str, Any]) -> tuple[str, str, str, str]:
+def _key(alert: dict[str, Any]) -> tuple[str, str, str, str, str]:
     labels = alert["labels"]
-    return (labels["alertname"], labels["namespace"], labels["severity"], labels.get("model", ""))
+    return (
+        labels["alertname"],
+        labels["namespace"],
+        labels["severity"],
+        labels.get("model", ""),
+        labels.get("pod", ""),
+    )
 
 
-def test_target_down_inhibits_its_namespaces_symptoms_and_critical_inhibits_warning(alertmanager):
-    dev_down = _alert("TritonTargetDown", "triton-dev", "critical")
+def test_target_down_inhibits_only_its_pods_alerts_and_metrics_missing_its_namespace(alertmanager):
+    pod_a, pod_b = "triton-7d9f8c6b5-a1b2c", "triton-7d9f8c6b5-d3e4f"
+    dev_down = _alert("TritonTargetDown", "triton-dev", "critical", pod=pod_a)
     staging_missing = _alert("TritonMetricsMissing", "triton-staging", "critical")
+    prod_down_no_pod = _alert("TritonTargetDown", "triton-prod", "critical")
     prod_queue_critical = _alert("TritonQueueTimeHigh", "triton-prod", "critical", "linear")
     # Each posted alert, and the alert that must inhibit it (None: it must stay active).
     cases: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
         (dev_down, None),
-        *[(_alert(name, "triton-dev", "warning", "linear"), dev_down) for name in SYMPTOMS],
-        (_alert("TritonPodCrashLooping", "triton-dev", "warning", "linear"), None),
+        # Pod A's target down leaves every model-level alert of its namespace active...
+        *[(_alert(name, "triton-dev", "warning", "linear"), None) for name in SYMPTOMS],
+        (_alert("TritonErrorRatioHigh", "triton-dev", "critical", "mlp"), None),
+        # ...mutes pod A's own alerts, and leaves pod B's active.
+        *[(_alert(name, "triton-dev", "critical", pod=pod_a), dev_down) for name in PER_POD],
+        *[(_alert(name, "triton-dev", "critical", pod=pod_b), None) for name in PER_POD],
+        (_alert("TritonPodCrashLooping", "triton-dev", "critical", pod=pod_a), None),
+        # Every target gone: the namespace's model-level symptoms wait, its per-pod alerts do not.
         (staging_missing, None),
-        (_alert("TritonHighP99Latency", "triton-staging", "warning", "linear"), staging_missing),
+        *[(_alert(name, "triton-staging", "warning", "linear"), staging_missing) for name in SYMPTOMS],
+        (_alert("TritonGPUMemoryCritical", "triton-staging", "critical", pod=pod_a), None),
+        # A target-down alert without a pod (labels missing on both sides are "equal") mutes nothing.
+        (prod_down_no_pod, None),
+        (_alert("TritonGPUMemoryCritical", "triton-prod", "critical"), None),
         (_alert("TritonHighMeanLatency", "triton-prod", "warning", "linear"), None),
         (prod_queue_critical, None),
         (_alert("TritonQueueTimeHigh", "triton-prod", "warning", "linear"), prod_queue_critical),
@@ -295,3 +321,48 @@ def test_target_down_inhibits_its_namespaces_symptoms_and_critical_inhibits_warn
         else:
             assert status["state"] == "suppressed", _key(alert)
             assert status["inhibitedBy"] == [alerts[_key(source)]["fingerprint"]], _key(alert)
+
+
+def _inhibit_rule(source: str) -> dict[str, Any]:
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    (rule,) = [r for r in config["inhibit_rules"] if f'alertname="{source}"' in r["source_matchers"]]
+    return dict(rule)
+
+
+def _target_alertnames(rule: dict[str, Any]) -> set[str]:
+    (names,) = [
+        match.group(1) for m in rule["target_matchers"] if (match := re.fullmatch(r'alertname=~"(.*)"', m))
+    ]
+    return set(names.split("|"))
+
+
+def _fired_labels() -> dict[str, list[dict[str, str]]]:
+    """The exact label sets each alert fires with, from the promtool cases (promtool checks them)."""
+    fired: dict[str, list[dict[str, str]]] = {}
+    for group in alert_tests():
+        for case in group.get("alert_rule_test", []):
+            fired.setdefault(case["alertname"], []).extend(a["exp_labels"] for a in case["exp_alerts"])
+    return fired
+
+
+def test_per_pod_inhibition_reaches_only_alerts_that_always_carry_a_pod():
+    rule = _inhibit_rule("TritonTargetDown")
+    assert rule["equal"] == ["namespace", "pod"]
+    assert 'pod=~".+"' in rule["source_matchers"]
+    fired = _fired_labels()
+    targets = _target_alertnames(rule)
+    assert targets == set(PER_POD)
+    for name in ("TritonTargetDown", *targets):
+        assert fired[name] and all(labels.get("pod") for labels in fired[name]), name
+    model_level = {name for name, sets in fired.items() if sets and not any("pod" in s for s in sets)}
+    assert {"TritonErrorRatioHigh", "TritonErrorBudgetBurn", "TritonHighMeanLatency"} <= model_level
+    assert model_level.isdisjoint(targets)
+
+
+def test_metrics_missing_inhibits_the_model_level_symptoms_of_its_namespace():
+    rule = _inhibit_rule("TritonMetricsMissing")
+    assert rule["equal"] == ["namespace"]
+    fired = _fired_labels()
+    assert _target_alertnames(rule) == set(SYMPTOMS)
+    for name in SYMPTOMS:
+        assert fired[name] and not any("pod" in labels for labels in fired[name]), name

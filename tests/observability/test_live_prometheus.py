@@ -1,7 +1,11 @@
 """Live: a real Prometheus on loopback scrapes the local runtime's replicas with a configuration
 derived from the rendered ServiceMonitor and loads the rendered PrometheusRule. Traffic flows;
 the recording rules and every dashboard query return data; stopping a replica and unloading a
-model make the matching alerts go pending, then firing."""
+model make the matching alerts go pending, then firing.
+
+There is no Kubernetes here, so a stand-in for kube-state-metrics (tests/observability/kube_state.py)
+serves the pod series the rules read (Ready condition, phase, the Triton container's start time),
+derived on every scrape from the runtime's own kubelet-like state."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.observability import kube_state
 from tests.runtime.conftest import free_port_offset
 from tritonops import dashboards, monitoring, onnx_samples, rendering, sample_repository, triton, tritonserver
 from tritonops.repository import generating
@@ -42,7 +47,8 @@ def _eventually(check: Callable[[], object], timeout_s: float, what: str) -> obj
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """Two replicas on the sample repository plus a compute-heavy model, and Prometheus on them."""
+    """Two replicas on the sample repository plus a compute-heavy model, and Prometheus on them
+    and on the kube-state-metrics stand-in."""
     root = tmp_path_factory.mktemp("live")
     repository = root / "models"
     shutil.copytree(sample_repository.DEFAULT_OUTPUT, repository)
@@ -62,16 +68,18 @@ def stack(tmp_path_factory):
     prometheus = None
     try:
         assert current.all_ready, controlling.describe(current)
-        item = rendering.render("local", extra_files=[LIVE_VALUES])
-        targets = [
-            monitoring.Target(f"triton-{r.index}", f"127.0.0.1:{r.ports['metrics']}")
-            for r in current.replicas
-        ]
-        config = monitoring.prometheus_config(item, targets, root / "rules.yaml")
-        (port,) = tritonserver.free_ports(1)
-        prometheus = monitoring.Prometheus(config, root / "prometheus", port)
-        prometheus.wait_ready()
-        yield current, prometheus, config
+        with kube_state.serve(runtime_dir, NAMESPACE) as stand_in:
+            item = rendering.render("local", extra_files=[LIVE_VALUES])
+            targets = [
+                monitoring.Target(kube_state.pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}")
+                for r in current.replicas
+            ]
+            config = monitoring.prometheus_config(item, targets, root / "rules.yaml")
+            config["scrape_configs"].append(kube_state.scrape_job(stand_in))
+            (port,) = tritonserver.free_ports(1)
+            prometheus = monitoring.Prometheus(config, root / "prometheus", port)
+            prometheus.wait_ready()
+            yield current, prometheus, config
     finally:
         if prometheus is not None:
             prometheus.stop()
@@ -88,7 +96,8 @@ def _client(current, replica: int = 0) -> triton.Client:
 
 def test_scrape_job_is_derived_from_the_service_monitor(stack):
     _, prometheus, config = stack
-    job = config["scrape_configs"][0]
+    job, kube_state_job = config["scrape_configs"]
+    assert kube_state_job["job_name"] == "kube-state-metrics"
     assert job["metrics_path"] == "/metrics" and job["scrape_interval"] == "1s"
     assert {c["labels"]["job"] for c in job["static_configs"]} == {"triton"}
     assert {c["labels"]["namespace"] for c in job["static_configs"]} == {NAMESPACE}
@@ -145,31 +154,67 @@ def test_every_dashboard_query_returns_data(stack):
     assert any(needs_gpu for _, _, needs_gpu in queries), "GPU panels exist and are marked"
 
 
-def test_stopping_a_replica_fires_target_down_after_pending(stack):
+def _ready_in_prometheus(prometheus, pod: str) -> bool:
+    ready = f'kube_pod_status_ready{{namespace="{NAMESPACE}", pod="{pod}", condition="true"}} == 1'
+    return bool(prometheus.query(ready))
+
+
+def test_stopping_a_ready_replica_fires_target_down_after_pending(stack):
     current, prometheus, _ = stack
     victim = current.replicas[1]
+    # TargetDown counts only pods that are ready or past their startup budget: this one is ready.
+    _eventually(
+        lambda: _ready_in_prometheus(prometheus, kube_state.pod_name(1)), 20, "replica 1 ready in Prometheus"
+    )
     os.kill(victim.pid, signal.SIGSTOP)  # hung: the scrape times out, liveness has not acted yet
     try:
-        states = _alert_states(prometheus, "TritonTargetDown", {"pod": "triton-1"}, timeout_s=30)
+        states = _alert_states(prometheus, "TritonTargetDown", {"pod": kube_state.pod_name(1)}, timeout_s=30)
     finally:
         os.kill(victim.pid, signal.SIGCONT)
     assert states[:2] == ["pending", "firing"], states
 
 
-def test_unloading_a_model_fires_model_unavailable_after_pending(stack):
+def _loaded_on(prometheus, model: str) -> set[str]:
+    """The pods Prometheus last scraped `model` from."""
+    result = prometheus.query(f'nv_inference_exec_count{{namespace="{NAMESPACE}", model="{model}"}}')
+    return {sample["metric"]["pod"] for sample in result}
+
+
+def test_unloading_a_model_fires_load_failing_per_pod_then_model_unavailable(stack):
     current, prometheus, _ = stack
-    with _client(current) as client:
-        client.infer("linear", {"input": np.ones((1, 4), dtype=np.float32)})
-        time.sleep(2)  # scraped while loaded
-        client.unload("linear")
+    pods = {kube_state.pod_name(r.index) for r in current.replicas}
+    _eventually(lambda: _loaded_on(prometheus, "linear") == pods, 20, "linear scraped on every replica")
+    _eventually(
+        lambda: all(_ready_in_prometheus(prometheus, pod) for pod in pods), 30, "every replica ready again"
+    )
     try:
+        # One replica loses a committed model: the readiness check takes it out (that pod's alert);
+        # the model still serves on the other replica, so nothing fires for the model.
+        with _client(current, 0) as client:
+            client.unload("linear")
+        _eventually(
+            lambda: _loaded_on(prometheus, "linear") == pods - {kube_state.pod_name(0)},
+            20,
+            "linear gone from 0",
+        )
         states = _alert_states(
-            prometheus, "TritonModelUnavailable", {"model": "linear", "pod": "triton-0"}, timeout_s=30
+            prometheus, "TritonModelLoadFailing", {"pod": kube_state.pod_name(0)}, timeout_s=30
         )
         assert states[:2] == ["pending", "firing"], states
+        assert not [a for a in prometheus.alerts() if a["labels"]["alertname"] == "TritonModelUnavailable"]
+        # Gone from every replica: the model is unavailable (one alert per model, no pod label).
+        with _client(current, 1) as client:
+            client.unload("linear")
+        states = _alert_states(prometheus, "TritonModelUnavailable", {"model": "linear"}, timeout_s=30)
+        assert states[:2] == ["pending", "firing"], states
+        (unavailable,) = [
+            a for a in prometheus.alerts() if a["labels"]["alertname"] == "TritonModelUnavailable"
+        ]
+        assert "pod" not in unavailable["labels"]
     finally:
-        with _client(current) as client:
-            client.load("linear")
+        for replica in (0, 1):
+            with _client(current, replica) as client:
+                client.load("linear")
 
 
 def test_prometheus_reports_rule_evaluation_cost(stack):

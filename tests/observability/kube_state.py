@@ -1,0 +1,95 @@
+"""A stand-in for kube-state-metrics over the local runtime, for the live checks (there is no
+Kubernetes here). It serves the pod series the rules read, derived on every scrape from the
+runtime's own kubelet-like state, the way kube-state-metrics derives them from the pod status:
+`kube_pod_status_ready` from the readiness probe's verdict, `kube_pod_status_phase` Running while
+the replica's process runs, and `kube_pod_container_state_started` from that process's start (the
+container's current run, reset by a restart)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tritonops import tritonserver
+from tritonops.runtime import controlling
+from tritonops.runtime.supervisor import State
+
+
+def pod_name(index: int) -> str:
+    """The pod name of replica `index`, shaped like a Deployment's pods (<name>-<hash>-<suffix>):
+    the rules select this release's kube-state-metrics series by that shape."""
+    return f"triton-local-{index}"
+
+
+def process_start(pid: int) -> float:
+    """When process `pid` started, in unix seconds."""
+    after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(after_name[19])  # field 22, starttime, in clock ticks since boot
+    boot = next(
+        int(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime")
+    )
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def metrics(work_dir: Path, namespace: str) -> str:
+    """The series for every replica of the runtime in `work_dir`, in Prometheus' text format."""
+    lines = []
+    for replica in controlling.status(work_dir).replicas:
+        labels = f'namespace="{namespace}",pod="{pod_name(replica.index)}"'
+        pid = replica.pid  # None while the replica waits to restart: no running container
+        ready = pid is not None and replica.state == State.READY
+        lines.append(f'kube_pod_status_ready{{{labels},condition="true"}} {int(ready)}')
+        lines.append(f'kube_pod_status_phase{{{labels},phase="Running"}} {int(pid is not None)}')
+        try:
+            started = process_start(pid) if pid is not None else None
+        except OSError:  # exited since the status was read
+            started = None
+        if started is not None:
+            lines.append(f'kube_pod_container_state_started{{{labels},container="triton"}} {started:.0f}')
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def serve(work_dir: Path, namespace: str) -> Iterator[str]:
+    """Serve `metrics(work_dir, namespace)` on a free loopback port; yields host:port."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = metrics(work_dir, namespace).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((tritonserver.LOOPBACK, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{tritonserver.LOOPBACK}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def scrape_job(address: str, interval: str = "1s") -> dict[str, Any]:
+    """A scrape job for the stand-in, as kube-prometheus-stack scrapes kube-state-metrics
+    (honor_labels: the series' namespace and pod labels are the pods', not the exporter's)."""
+    return {
+        "job_name": "kube-state-metrics",
+        "honor_labels": True,
+        "scrape_interval": interval,
+        "scrape_timeout": interval,
+        "static_configs": [{"targets": [address]}],
+    }
