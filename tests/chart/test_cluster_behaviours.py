@@ -324,3 +324,17 @@ def test_k8_filesystem_repositories_get_no_object_store_volume(rendered):
 def test_k8_tmp_size_is_a_value(render_with):
     volumes = {v["name"]: v for v in pod_spec(render_with("dev", {"tmp": {"sizeLimit": "12Gi"}}))["volumes"]}
     assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "12Gi"}
+
+
+def test_k6_no_selector_of_the_release_picks_the_helm_test_pod(rendered):
+    # A test pod matching name + instance would count in the PDB and in the HPA's pod metrics.
+    for env in ("dev", "prod"):
+        item = rendered[env]
+        labels = item.one("Pod")["metadata"]["labels"]
+        selectors = [
+            item.one("Deployment")["spec"]["selector"]["matchLabels"],
+            item.one("Service")["spec"]["selector"],
+            item.one("ServiceMonitor")["spec"]["selector"]["matchLabels"],
+        ]
+        selectors += [m.body["spec"]["selector"]["matchLabels"] for m in item.of_kind("PodDisruptionBudget")]
+        assert selectors and not any(matches(selector, labels) for selector in selectors), env

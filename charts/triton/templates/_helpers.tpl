@@ -46,9 +46,12 @@ app.kubernetes.io/component: inference-server
 release: {{ .Release.Name }}
 {{- end }}
 
-{{/* Labels of the helm test pod the NetworkPolicy admits; none that Argo CD rewrites. */}}
+{{/*
+Labels of the helm test pod the NetworkPolicy admits; none that Argo CD rewrites. Its name differs
+from the server's, so no selector of the release (Deployment, Service, PDB, HPA) picks the test pod.
+*/}}
 {{- define "triton.helmTestSelectorLabels" -}}
-app.kubernetes.io/name: {{ include "triton.name" . }}
+app.kubernetes.io/name: {{ include "triton.name" . }}-test
 app.kubernetes.io/component: helm-test
 release: {{ .Release.Name }}
 {{- end }}
