@@ -209,11 +209,11 @@ def _triton_log(tmp_path: Path, name: str, *args: str) -> Path:
 
 @pytest.mark.parametrize("log_format", ["default", "ISO8601"])
 def test_first_error_line_skips_the_option_table_and_the_no_gpu_noise(tmp_path, log_format):
-    from tritonops.runtime import controlling
+    from tritonops.runtime import replica_logs
 
     unknown = _triton_log(tmp_path, "unknown-flag", "--bogus-flag=1", f"--log-format={log_format}")
     assert "Print usage" in unknown.read_text()
-    assert controlling.first_error_line(unknown).endswith(
+    assert replica_logs.first_error_line(unknown).endswith(
         "tritonserver: unrecognized option '--bogus-flag=1'"
     )
     absent = tmp_path / "absent"
@@ -223,13 +223,13 @@ def test_first_error_line_skips_the_option_table_and_the_no_gpu_noise(tmp_path, 
     text = missing.read_text()
     assert "CudaDriverHelper has not been initialized" in text  # an E line to skip on this machine
     assert "| server_version" in text  # the option table, before the line that says why
-    assert controlling.first_error_line(missing) == (
+    assert replica_logs.first_error_line(missing) == (
         f"error: creating server: Internal - failed to stat file {absent}"
     )
 
 
 def test_first_error_line_reads_triton_errors_in_either_log_format(tmp_path):
-    from tritonops.runtime import controlling
+    from tritonops.runtime import replica_logs
 
     log = tmp_path / "busy.log"
     for line in (
@@ -244,23 +244,23 @@ def test_first_error_line_reads_triton_errors_in_either_log_format(tmp_path):
             f"{line}\n"
             "I1126 10:31:09.546355 4966 pb_stub.cc:2145]  Non-graceful termination detected.\n"
         )
-        assert controlling.first_error_line(log) == line
+        assert replica_logs.first_error_line(log) == line
 
 
 def test_first_error_line_reads_only_the_latest_start(tmp_path):
-    from tritonops.runtime import controlling
+    from tritonops.runtime import replica_logs
 
     log = tmp_path / "triton.log"
     log.write_text(
-        f"{controlling.START_MARKER} 2026-01-01T00:00:00 ---\n"
+        f"{replica_logs.START_MARKER} 2026-01-01T00:00:00 ---\n"
         "error: creating server: the first start's reason\n"
-        f"{controlling.START_MARKER} 2026-01-01T00:00:05 ---\n"
+        f"{replica_logs.START_MARKER} 2026-01-01T00:00:05 ---\n"
         "launch: committed model linear version 1\n"
         "launch: refusing to start: linear/config.pbtxt does not pin version 1\n"
     )
-    assert controlling.first_error_line(log) == (
+    assert replica_logs.first_error_line(log) == (
         "launch: refusing to start: linear/config.pbtxt does not pin version 1"
     )
     log.write_text('I1126 10:26:55.412950 26210 server.cc:302] "Started"\n')
-    assert controlling.first_error_line(log) is None
-    assert controlling.first_error_line(tmp_path / "absent.log") is None
+    assert replica_logs.first_error_line(log) is None
+    assert replica_logs.first_error_line(tmp_path / "absent.log") is None

@@ -204,6 +204,8 @@ def test_failing_replica_is_reported_failed_with_its_reason(start_runtime, tmp_p
     current = start_runtime(repository=broken)
     assert current.failed
     assert "refusing to start" in (Path(current.replicas[0].log).read_text())
+    # The reason quotes the line that says why, not whatever the log ended with.
+    assert "refusing to start" in current.replicas[0].reason
 
 
 def _group_alive(pgid: int) -> bool:

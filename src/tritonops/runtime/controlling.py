@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonops import environments, errors, rendering, tritonserver
-from tritonops.runtime import podspec, workspace
+from tritonops.runtime import podspec, replica_logs, workspace
 from tritonops.runtime.supervisor import State
 
 log = logging.getLogger(__name__)
@@ -168,58 +167,11 @@ def logs(work_dir: Path = Path(workspace.DEFAULT_DIR), replica: int | None = Non
     return "\n".join(parts)
 
 
-# What the supervisor writes before each start of a replica (the log keeps every start).
-START_MARKER = "--- tritonops: start"
-# Triton's log lines, `--log-format=default` and `ISO8601`; the group names the severity:
-#   E1126 10:26:55.405697 26210 server.cc:241] "message"
-#   2026-11-26T10:31:08Z E 4902 main.cc:257] "message"
-_GLOG = re.compile(
-    r"^(?:(?P<glog>[IWEF])\d{4} \d\d:\d\d:\d\d\.\d+|\d{4}-\d\d-\d\dT[\d:.]+Z (?P<iso>[IWEF]))\s+\d+ \S+\] "
-)
-# `error: creating server: ...`, `launch: error: ...`, and getopt's complaints before its usage table.
-_ERROR = re.compile(
-    r"(^|: )error: |: (unrecognized|invalid) option|: option .* (requires|doesn't allow) an argument",
-    re.IGNORECASE,
-)
-# Every server started without a GPU logs these and carries on (see tritonserver's docstring).
-_NO_GPU_NOISE = (
-    "Failed to initialize NVML",
-    "DCGM unable to start",
-    "CudaDriverHelper has not been initialized",
-)
-_LINE_MAX = 400
-
-
-def first_error_line(log_path: Path) -> str | None:
-    """The line of a replica's latest start that says why it failed: the first error Triton (or the
-    launcher) logged, skipping the harmless no-GPU errors; else the last line before Triton's usage
-    text or option table when it is not a routine Triton line. None when nothing says why."""
-    try:
-        text = Path(log_path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    lines = text.split(START_MARKER)[-1].splitlines()[1:] if START_MARKER in text else text.splitlines()
-    fallback = None
-    for raw in lines:
-        line = raw.strip()
-        if line.startswith("Usage:"):
-            break  # getopt's option list follows: the line before it said why
-        if not line or line.startswith(("+", "|")):
-            continue  # Triton's option table
-        fallback = line
-        glog = _GLOG.match(line)
-        severe = (glog["glog"] or glog["iso"]) in "EF" if glog else bool(_ERROR.search(line))
-        if severe and not any(noise in line for noise in _NO_GPU_NOISE):
-            return line[:_LINE_MAX]
-    # A launcher's exit message or a Python traceback's last line; never a routine Triton line.
-    return fallback[:_LINE_MAX] if fallback and not _GLOG.match(fallback) else None
-
-
 def failure_text(replica: ReplicaStatus) -> str:
     """Why a replica failed: the supervisor's reason, the log line that says why (not Triton's option
     table), what to do about ports in use, and where the whole log is."""
     lines = [f"replica {replica.index} failed: {replica.reason}"]
-    why = first_error_line(Path(replica.log))
+    why = replica_logs.first_error_line(Path(replica.log))
     if why:
         lines.append(f"  its log says: {why}")
         if "already in use" in why:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonops import tritonserver
-from tritonops.runtime import probes, workspace
+from tritonops.runtime import probes, replica_logs, workspace
 from tritonops.runtime.podspec import ReplicaPlan
 
 log = logging.getLogger("tritonops.supervisor")
@@ -75,7 +75,7 @@ class Replica:
             return
         log.info("replica %d: starting %s", self.plan.index, " ".join(self.plan.command))
         with self.log_path.open("ab") as sink:
-            sink.write(f"--- tritonops: start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
+            sink.write(f"{replica_logs.START_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
             sink.flush()
             self.process = subprocess.Popen(
                 list(self.plan.command),
@@ -196,7 +196,7 @@ class Replica:
     def _exited(self, code: int, now: float) -> None:
         self.process = None
         self._restart(
-            f"exited with code {code}; last log line: {self._last_log_line()}",
+            f"exited with code {code}: {self._why_it_exited()}",
             now,
             start_failure=not self.ready,
             already_stopped=True,
@@ -224,12 +224,16 @@ class Replica:
             log.info("replica %d: %s (%s)", self.plan.index, state, reason)
         self.state, self.reason = state, reason
 
-    def _last_log_line(self) -> str:
+    def _why_it_exited(self) -> str:
+        """The log line that says why (not Triton's option table), else the log's last line."""
+        why = replica_logs.first_error_line(self.log_path)
+        if why:
+            return why
         try:
             lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         except OSError:
             return "(no log)"
-        return lines[-1][-300:] if lines else "(empty log)"
+        return f"last log line: {lines[-1][-300:]}" if lines else "(empty log)"
 
     def snapshot(self) -> dict[str, Any]:
         return {
