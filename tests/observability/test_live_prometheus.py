@@ -92,12 +92,11 @@ def test_scrape_job_is_derived_from_the_service_monitor(stack):
     assert job["metrics_path"] == "/metrics" and job["scrape_interval"] == "1s"
     assert {c["labels"]["job"] for c in job["static_configs"]} == {"triton"}
     assert {c["labels"]["namespace"] for c in job["static_configs"]} == {NAMESPACE}
-    up = _eventually(
+    _eventually(
         lambda: len(prometheus.query(f'up{{namespace="{NAMESPACE}", job="triton"}} == 1')) == 2,
         20,
         "both targets up",
     )
-    assert up
 
 
 def test_recording_rules_match_what_the_client_measured(stack):
@@ -135,14 +134,17 @@ def test_recording_rules_match_what_the_client_measured(stack):
 def test_every_dashboard_query_returns_data(stack):
     _, prometheus, _ = stack
     queries = dashboards.panel_queries(dashboards.build())
-    empty = []
-    for title, expr, needs_gpu in queries:
-        if needs_gpu:
-            continue  # no GPU on this machine: these panels are checked by the dashboard tests only
-        if not _eventually(lambda expr=expr: prometheus.query(expr), 20, f"data for {title!r}"):
-            empty.append(title)
-    assert not empty
-    assert any(needs_gpu for _, _, needs_gpu in queries), "GPU panels exist and are marked"
+    # No GPU on this machine: the GPU panels are checked by the dashboard tests only.
+    checked = [(title, expr) for title, expr, needs_gpu in queries if not needs_gpu]
+    assert checked and len(checked) < len(queries), "GPU panels exist and are marked"
+    # One deadline for all: each query returns data by then, or the failure names its panel.
+    pending = dict(enumerate(checked))
+    deadline = time.monotonic() + 20
+    while pending and time.monotonic() < deadline:
+        pending = {index: query for index, query in pending.items() if not prometheus.query(query[1])}
+        if pending:
+            time.sleep(0.5)
+    assert not pending, f"no data within 20 s for {sorted(title for title, _ in pending.values())}"
 
 
 def test_stopping_a_replica_fires_target_down_after_pending(stack):
@@ -160,7 +162,13 @@ def test_unloading_a_model_fires_model_unavailable_after_pending(stack):
     current, prometheus, _ = stack
     with _client(current) as client:
         client.infer("linear", {"input": np.ones((1, 4), dtype=np.float32)})
-        time.sleep(2)  # scraped while loaded
+        _eventually(
+            lambda: prometheus.query(
+                f'nv_inference_exec_count{{namespace="{NAMESPACE}", pod="triton-0", model="linear"}} > 0'
+            ),
+            20,
+            "linear scraped on triton-0 while loaded",
+        )
         client.unload("linear")
     try:
         states = _alert_states(
@@ -177,7 +185,9 @@ def test_prometheus_reports_rule_evaluation_cost(stack):
     groups = {group["name"]: group for group in prometheus.rule_groups()}
     assert set(groups) == {"triton.recording", "triton.alerts"}
     for name, group in groups.items():
-        assert group["evaluationTime"] >= 0 and group["lastEvaluation"], name
+        # Prometheus reports Go's zero time, a non-empty string, for a group it never evaluated.
+        assert group["rules"] and not group["lastEvaluation"].startswith("0001-01-01"), name
+        assert group["evaluationTime"] >= 0, name
         print(f"{name}: {len(group['rules'])} rules evaluated in {group['evaluationTime'] * 1000:.2f} ms")
 
 
