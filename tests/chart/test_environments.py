@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import pytest
 
 from tests.chart.helpers import pod_spec, triton_container
-from tritonops import environments
+from tritonops import environments, rendering
 
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
@@ -56,7 +59,8 @@ def test_selectors_carry_only_name_and_instance(rendered, env):
 @pytest.mark.parametrize("env", ["dev", "prod", "local"])
 def test_pod_template_carries_platform_labels_for_the_seed_platform(rendered, env):
     labels = rendered[env].one("Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert {labels["app"], labels["env"], labels["release"]} == {"triton", env}
+    # Compared key by key: a set of the values would accept swapped labels (app=dev, env=triton).
+    assert (labels["app"], labels["env"], labels["release"]) == ("triton", env, "triton")
 
 
 def test_dev_is_one_cpu_replica_scraped_by_the_dev_prometheus(rendered):
@@ -89,13 +93,27 @@ def test_local_profile_maps_the_repository_to_a_claim_the_runtime_replaces(rende
     assert not local.of_kind("Pod"), "no helm test pod for the embedded runtime"
 
 
-def test_config_changes_roll_the_pods(render_with):
+def _scripts_checksum(item) -> str:
+    return item.one("Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/scripts"]
+
+
+def test_config_changes_roll_the_pods(render_with, tmp_path):
+    """A changed script (the scripts ConfigMap) changes `checksum/scripts`, which rolls the pods;
+    a values change that leaves the scripts alone leaves the checksum alone."""
     before = render_with("dev", {})
-    after = render_with("dev", {"server": {"committedState": {"file": "state.json"}}})
-    annotation = "checksum/scripts"
-    assert annotation in before.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
-    # The scripts ConfigMap is the same, the args differ: a pod-template change rolls the pods anyway.
-    assert before.one("Deployment")["spec"]["template"] != after.one("Deployment")["spec"]["template"]
+    args_only = render_with("dev", {"server": {"committedState": {"file": "state.json"}}})
+    assert _scripts_checksum(args_only) == _scripts_checksum(before)
+    assert before.one("Deployment")["spec"]["template"] != args_only.one("Deployment")["spec"]["template"]
+
+    chart = tmp_path / "chart"
+    shutil.copytree(environments.CHART_DIR, chart)
+    ready = chart / "files" / "ready.py"
+    ready.write_text(ready.read_text(encoding="utf-8") + "# changed\n", encoding="utf-8")
+    edited = rendering.render("dev", chart_dir=chart)
+    (scripts,) = [m.body for m in edited.of_kind("ConfigMap") if m.name == "triton-scripts"]
+    assert scripts["data"]["ready.py"].endswith("# changed\n")
+    assert re.fullmatch(r"[0-9a-f]{64}", _scripts_checksum(edited))
+    assert _scripts_checksum(edited) != _scripts_checksum(before)
 
 
 def test_notes_say_how_to_reach_and_check_the_server(rendered):

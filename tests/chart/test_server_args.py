@@ -44,11 +44,8 @@ def test_gpu_metrics_follow_gpu_scheduling(rendered):
             ["--log-verbose=2", "--log-format=default"],
         ),
         (
-            {"server": {"metrics": {"summaryLatencies": True, "summaryQuantiles": "0.5:0.05,0.99:0.001"}}},
-            [
-                "--metrics-config=summary_latencies=true",
-                "--metrics-config=summary_quantiles=0.5:0.05,0.99:0.001",
-            ],
+            {"server": {"metrics": {"summaryQuantiles": "0.5:0.05,0.99:0.001"}}},
+            ["--metrics-config=summary_quantiles=0.5:0.05,0.99:0.001"],
         ),
         (
             {
@@ -78,7 +75,7 @@ def test_gpu_metrics_follow_gpu_scheduling(rendered):
     ],
     ids=[
         "log",
-        "summary-latencies",
+        "summary-quantiles",
         "rate-limit",
         "response-cache",
         "exit-timeout",
@@ -91,6 +88,13 @@ def test_server_flags_come_from_values(render_with, overrides, expected):
     args = server_args(render_with("dev", overrides))
     for flag in expected:
         assert flag in args
+
+
+def test_summary_latencies_follow_the_value(rendered, render_with):
+    # values/base.yaml turns summaries on, so an override to true proves nothing: turn them off.
+    assert "--metrics-config=summary_latencies=true" in server_args(rendered["dev"])
+    off = server_args(render_with("dev", {"server": {"metrics": {"summaryLatencies": False}}}))
+    assert [arg for arg in off if arg.startswith("--metrics-config")] == []
 
 
 def test_metrics_off_removes_the_port_everywhere(render_with):

@@ -64,8 +64,10 @@ def test_set_override_errors_name_the_set_flag(run_cli):
 def test_missing_required_value_names_the_merged_values(run_cli):
     result = run_cli("render", "--env", "dev", "--set", "resources.limits=null")
     assert result.returncode == 2
-    assert "resources: missing property 'limits'" in result.stderr or "resources" in result.stderr
-    assert "values/dev.yaml" in result.stderr
+    # The exact "path: problem" line, not any mention of "resources" (Helm's raw text has that too).
+    assert (
+        "values/base.yaml <- values/dev.yaml <- --set): resources: missing property 'limits'" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 

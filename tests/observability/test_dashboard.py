@@ -158,9 +158,12 @@ def test_requests_per_second_survives_absent_failure_series(panels):
 
 
 def test_rate_windows_use_the_rate_interval(panels):
+    windows = 0
     for title, target in _targets(panels):
         for window in re.findall(r"rate\([^\[]*\[([^\]]+)\]", target["expr"]):
             assert window == "$__rate_interval", title
+            windows += 1
+    assert windows, "no rate() window found: the pattern no longer matches the queries"
 
 
 def test_panels_have_descriptions_and_units(panels):
@@ -311,6 +314,8 @@ def test_queries_compute_per_request_figures_on_synthetic_triton_series(promtool
         expected = EXPECTED[title][index]
         samples = [{"labels": labels, "value": value} for labels, value in expected.items()]
         tests.append({"expr": expr, "eval_time": "150s", "exp_samples": samples})
+    # Every expected target is evaluated: a panel that lost a target must not pass unnoticed.
+    assert {title: index + 1 for title, index in position.items()} == {t: len(v) for t, v in EXPECTED.items()}
     test_file = tmp_path / "dashboard-test.yaml"
     test_file.write_text(
         yaml.safe_dump(

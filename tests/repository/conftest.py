@@ -28,14 +28,14 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def add_linear(repo: Path):
-    """Add a linear ONNX model `name` with `config` (default: a correct batching config)."""
+    """Add a linear ONNX model `name` with `config` (default: a correct batching config); a test
+    that needs no config.pbtxt removes it."""
 
     def add(name: str = "linear", config: str | None = None, *, in_shape=("batch", 4), versions=(1,)) -> Path:
         for version in versions:
             onnx_models.linear(repo / name / str(version) / "model.onnx", in_shape=in_shape)
-        if config is not None or config is None:
-            text = LINEAR_CONFIG.format(name=name) if config is None else config
-            (repo / name / "config.pbtxt").write_text(text)
+        text = LINEAR_CONFIG.format(name=name) if config is None else config
+        (repo / name / "config.pbtxt").write_text(text)
         return repo / name
 
     return add

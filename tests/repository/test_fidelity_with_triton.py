@@ -1,6 +1,19 @@
 """The verdicts agree with the real Triton (2.51 from the nvidia-pytriton wheel, with our
 Python-based onnxruntime backend): every bad case that Triton rejects at load time is reported by
-`repo validate` and fails to load; every good case validates clean, loads and infers correctly."""
+`repo validate` and fails to load, for the reason the case names; every good case validates clean,
+loads and infers correctly.
+
+Who refuses a bad case matters: the wheel has no ONNX Runtime backend, so the cases marked
+`LOCAL_BACKEND` are refused by our own backend (src/tritonops/backends/onnxruntime/model.py, which
+raises `TritonModelException`), not by Triton's core. Those verdicts hold for a production pod only
+as far as our backend mirrors NVIDIA's, whose checks are in triton-inference-server/onnxruntime_backend
+src/onnxruntime.cc (`ModelInstanceState::ValidateInputs`, `ModelInstanceState::ValidateOutputs`: input
+count and data types, dims via `CompareDimsSupported` in src/onnxruntime_utils.cc, exact for outputs)
+and, for unknown tensor names, `CheckAllowedModelInput`/`CheckAllowedModelOutput` in
+triton-inference-server/backend src/backend_common.cc (read at onnxruntime_backend 00fd3e8 and
+backend 3f57fb9). The error texts below are theirs. Cases marked
+`CORE` are refused by tritonserver itself (config parsing, the repository poll, the version policy,
+instance groups) before any backend code runs."""
 
 from __future__ import annotations
 
@@ -37,37 +50,104 @@ def _linear_config(
     )
 
 
-# (id, in_shape of the linear graph, config text or a callable that prepares the folder)
+CORE = "core"
+LOCAL_BACKEND = "local-ort-backend"
+
+# (id, who refuses it, in_shape of the linear graph, config text, words of the refusal)
 BAD_CASES = [
-    ("classic-1x4-as-4", (1, 4), _linear_config(0, "[4]", "[1, 2]")),
-    ("batch-dim-written-out", ("batch", 4), _linear_config(8, "[1, 4]", "[1, 2]")),
-    ("fixed-first-dim-with-batching", (1, 4), _linear_config(8, "[4]", "[2]")),
-    ("wrong-input-name", ("batch", 4), _linear_config().replace('name: "input"', 'name: "x"')),
-    ("wrong-input-type", ("batch", 4), _linear_config(dtype="TYPE_INT32")),
-    ("wrong-size", ("batch", 4), _linear_config(in_dims="[5]")),
-    ("fixed-output-dim-of-a-variable-graph-dim", ("batch", 4), _linear_config(0, "[1, 4]", "[1, 2]")),
-    ("unknown-field", ("batch", 4), _linear_config(extra="bogus_field: 1\n")),
-    ("bad-enum", ("batch", 4), _linear_config(dtype="TYPE_FP33")),
-    ("name-mismatch", ("batch", 4), 'name: "someone_else"\n' + _linear_config()),
+    (
+        "classic-1x4-as-4",
+        LOCAL_BACKEND,
+        (1, 4),
+        _linear_config(0, "[4]", "[1, 2]"),
+        "tensor 'input': the model expects 2 dimensions (shape [1,4]) but the model configuration "
+        "specifies 1 dimensions (shape [4])",
+    ),
+    (
+        "batch-dim-written-out",
+        LOCAL_BACKEND,
+        ("batch", 4),
+        _linear_config(8, "[1, 4]", "[1, 2]"),
+        "tensor 'input': the model expects 2 dimensions (shape [-1,4])",
+    ),
+    (
+        "fixed-first-dim-with-batching",
+        LOCAL_BACKEND,
+        (1, 4),
+        _linear_config(8, "[4]", "[2]"),
+        "the first dimension must be -1; but shape expected by the model is [1,4]",
+    ),
+    (
+        "wrong-input-name",
+        LOCAL_BACKEND,
+        ("batch", 4),
+        _linear_config().replace('name: "input"', 'name: "x"'),
+        "unexpected inference input 'x', allowed inputs are: input",
+    ),
+    (
+        "wrong-input-type",
+        LOCAL_BACKEND,
+        ("batch", 4),
+        _linear_config(dtype="TYPE_INT32"),
+        "configuration expects datatype TYPE_INT32 for input 'input', model provides TYPE_FP32",
+    ),
+    (
+        "wrong-size",
+        LOCAL_BACKEND,
+        ("batch", 4),
+        _linear_config(in_dims="[5]"),
+        "making complete shape [-1,5]",
+    ),
+    (
+        "fixed-output-dim-of-a-variable-graph-dim",
+        LOCAL_BACKEND,
+        ("batch", 4),
+        _linear_config(0, "[1, 4]", "[1, 2]"),
+        "tensor 'output': the model expects 2 dimensions (shape [-1,2]) but the model configuration "
+        "specifies 2 dimensions (shape [1,2])",
+    ),
+    (
+        "unknown-field",
+        CORE,
+        ("batch", 4),
+        _linear_config(extra="bogus_field: 1\n"),
+        "failed to read text proto",
+    ),
+    ("bad-enum", CORE, ("batch", 4), _linear_config(dtype="TYPE_FP33"), "failed to read text proto"),
+    (
+        "name-mismatch",
+        CORE,
+        ("batch", 4),
+        'name: "someone_else"\n' + _linear_config(),
+        "directory name must equal model name",
+    ),
     (
         "preferred-above-max",
+        CORE,
         ("batch", 4),
         _linear_config(extra="dynamic_batching { preferred_batch_size: [16] }\n"),
+        "dynamic batching preferred size must be <= max batch size",
     ),
     (
         "missing-data-type",
+        CORE,
         ("batch", 4),
         _linear_config().replace(" data_type: TYPE_FP32 dims: [4]", " dims: [4]"),
+        "model input 'input' must specify 'data_type'",
     ),
     (
         "policy-pins-absent-version",
+        CORE,
         ("batch", 4),
         _linear_config(extra="version_policy { specific { versions: [3] } }\n"),
+        "at least one version must be available under the version policy",
     ),
     (
         "kind-gpu-without-gpu",
+        CORE,
         ("batch", 4),
         _linear_config(extra="instance_group [{ kind: KIND_GPU count: 1 }]\n"),
+        "has kind KIND_GPU but no GPUs are available",
     ),
 ]
 
@@ -105,8 +185,23 @@ def _load(server: tritonserver.Server, name: str) -> tuple[int, str]:
     return status, str(body.get("error", ""))
 
 
-@pytest.mark.parametrize(("case", "in_shape", "config"), BAD_CASES, ids=[c[0] for c in BAD_CASES])
-def test_bad_case_is_reported_and_triton_refuses_it(server, triton_repo, case, in_shape, config):
+def _refusal(server: tritonserver.Server, name: str, error: str) -> str:
+    """Why Triton refused `name`: its answer, or for a repository poll failure (500, which only says
+    "failed to poll") the poll's own line in the server log."""
+    if "failed to poll from model repository" not in error:
+        return error
+    lines = server.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(line for line in lines if f"Poll failed for model directory '{name}'" in line)
+
+
+@pytest.mark.parametrize(
+    ("case", "refused_by", "in_shape", "config", "reason"),
+    BAD_CASES,
+    ids=[f"{case[0]}-by-{case[1]}" for case in BAD_CASES],
+)
+def test_bad_case_is_reported_and_triton_refuses_it(
+    server, triton_repo, case, refused_by, in_shape, config, reason
+):
     name = case.replace("-", "_")
     onnx_models.linear(triton_repo / name / "1" / "model.onnx", in_shape=in_shape)
     (triton_repo / name / "config.pbtxt").write_text(config)
@@ -117,6 +212,10 @@ def test_bad_case_is_reported_and_triton_refuses_it(server, triton_repo, case, i
     assert status in (400, 500), (
         f"Triton loaded {case}, which validate rejects: {[str(f) for f in report.errors]}"
     )
+    refusal = _refusal(server, name, error)
+    assert reason in refusal, refusal
+    # Our Python-based backend raises TritonModelException; Triton's core never does.
+    assert ("TritonModelException" in refusal) == (refused_by == LOCAL_BACKEND), refusal
 
 
 def test_warning_cases_load_in_triton(server, triton_repo):
@@ -196,6 +295,8 @@ def test_good_case_validates_loads_and_infers_like_onnxruntime(server, triton_re
     }
     status, body = _post(f"{server.url}/v2/models/{name}/infer", request)
     assert status == 200, body
+    # Every graph output comes back (the loop below would pass on an empty list).
+    assert sorted(output["name"] for output in body["outputs"]) == sorted(expected), body
     for output in body["outputs"]:
         want = expected[output["name"]]
         got = np.array(output["data"]).reshape(output["shape"])

@@ -121,20 +121,36 @@ def test_metrics_counters_rise_after_inference(pair):
     assert success == 3 and items == 6, "3 requests of 2 items each"
 
 
-def test_failed_candidate_load_keeps_replica_ready_and_serving_the_old_version(pair):
-    repository = _repository(pair)
+def _readiness_probes(server_log: Path) -> int:
+    """Readiness probes that reached the server so far: only ready.py asks for the static model's
+    unversioned ready endpoint (Triton logs each HTTP request at --log-verbose=1)."""
+    return server_log.read_text(errors="replace").count('HTTP request: 0 /v2/models/linear/ready"')
+
+
+def test_failed_candidate_load_keeps_replica_ready_and_serving_the_old_version(start_runtime):
+    # Its own runtime and repository copy: the broken version 2 and the config override that Triton
+    # keeps for later plain loads (behaviour 12) must not reach the tests sharing `pair`.
+    current = start_runtime(set_values=(*FAST_PROBES, "server.log.verbose=1"))
+    repository = _repository(current)
+    server_log = Path(current.replicas[0].log)
+    supervisor_log = workspace.Workspace(current.work_dir).supervisor_log
     candidate = repository / "linear" / "2"
     candidate.mkdir()
     (candidate / "model.onnx").write_bytes(b"not an onnx model")
     config = {"max_batch_size": 8, "version_policy": {"specific": {"versions": [2]}}}
     expected = _reference(repository / "linear" / "1" / "model.onnx", BATCH)
-    with _client(pair) as client:
+    with _client(current) as client:
         with pytest.raises(errors.PermanentError):
             client.load("linear", config=config)
-        time.sleep(3)  # several readiness periods
+        probes, supervisor_seen = _readiness_probes(server_log), len(supervisor_log.read_text())
+        deadline = time.monotonic() + 30
+        while _readiness_probes(server_log) < probes + 3:  # three readiness periods after the failure
+            assert time.monotonic() < deadline, "no three readiness probes within 30 s of the failed load"
+            time.sleep(0.2)
         assert client.model_ready("linear", 1)
         assert np.allclose(client.infer("linear", {"input": BATCH})["output"], expected, rtol=1e-5)
-    assert controlling.status(pair.work_dir).replicas[0].state == State.READY
+    assert controlling.status(current.work_dir).replicas[0].state == State.READY
+    assert "replica 0: NotReady" not in supervisor_log.read_text()[supervisor_seen:]
 
 
 def test_pod_without_its_committed_models_is_kept_unready_until_they_load(start_runtime):
@@ -180,9 +196,11 @@ def test_down_leaves_no_process_behind(start_runtime):
     current = start_runtime(replicas=2)
     pids = [r.pid for r in current.replicas]
     controlling.down(current.work_dir)
-    time.sleep(0.5)
-    for pid in pids:
-        assert not _group_alive(pid), f"process group {pid} survived down"
+    # down() SIGKILLs what is left; the kernel tears those processes down just after it returns.
+    deadline = time.monotonic() + 10
+    while (alive := [pid for pid in pids if _group_alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive == [], f"process groups {alive} survived down"
     assert controlling.status(current.work_dir).running is False
 
 

@@ -1,4 +1,11 @@
-"""The Python-based onnxruntime backend on the real tritonserver: serves ONNX repositories, strict at load."""
+"""The Python-based onnxruntime backend on the real tritonserver: serves ONNX repositories, strict at load.
+
+The load refusals here come from our own backend (src/tritonops/backends/onnxruntime/model.py), not
+from Triton's core: the wheel's server has no ONNX Runtime backend. They stand for what a production
+pod's NVIDIA backend refuses only as far as ours mirrors triton-inference-server/onnxruntime_backend
+src/onnxruntime.cc (`ModelInstanceState::ValidateInputs`, `ModelInstanceState::ValidateOutputs`, with
+`CompareDimsSupported` in src/onnxruntime_utils.cc) and `CheckAllowedModelInput`/`CheckAllowedModelOutput`
+in triton-inference-server/backend src/backend_common.cc; the error words checked below are theirs."""
 
 from __future__ import annotations
 
@@ -72,7 +79,7 @@ instance_group [{{ kind: KIND_CPU count: 1 }}]
 """
 
 
-# name -> (graph, config, the words the load error must contain)
+# name -> (graph, config, the words the load error must contain); refused by our backend (see above)
 MISMATCHES = {
     "wrong_input_name": (
         linear_model(),
@@ -210,9 +217,11 @@ def test_dynamic_graph_dim_accepts_a_fixed_input_dim_like_the_real_backend(
 def test_config_that_disagrees_with_the_graph_fails_to_load(
     client: httpclient.InferenceServerClient, name: str
 ) -> None:
+    """The refusal is our local backend's (TritonModelException), mirroring NVIDIA's checks."""
     with pytest.raises(InferenceServerException) as failure:
         client.load_model(name)
     message = str(failure.value)
+    assert "TritonModelException" in message
     for words in MISMATCHES[name][2]:
         assert words in message
     assert not client.is_model_ready(name)

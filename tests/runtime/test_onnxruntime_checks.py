@@ -1,4 +1,6 @@
-"""The backend's load-time rules in-process, case by case, as the real ORT backend's source states them."""
+"""The backend's load-time rules in-process, case by case, as the real ORT backend's source states them:
+triton-inference-server/onnxruntime_backend src/onnxruntime.cc (`ModelInstanceState::ValidateInputs`,
+`ValidateOutputs`, `AutoCompleteConfig`) and src/onnxruntime_utils.cc (`CompareDimsSupported`)."""
 
 from __future__ import annotations
 
