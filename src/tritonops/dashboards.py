@@ -1,4 +1,5 @@
-"""The Triton Grafana dashboard, built as code: `build()` is the one source of truth and
+"""The Triton Grafana dashboard, built as code with Grafana's typed builders
+(grafana-foundation-sdk): `build()` is the one source of truth and
 `charts/triton/dashboards/triton.json` is generated from it (never edited by hand).
 
     python -m tritonops.dashboards --write   # regenerate the committed JSON
@@ -20,11 +21,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from grafana_foundation_sdk.builders import common as common_builder
+from grafana_foundation_sdk.builders import dashboard as dashboard_builder
+from grafana_foundation_sdk.builders import prometheus as prometheus_builder
+from grafana_foundation_sdk.builders import stat, table, timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dashboard_model
+from grafana_foundation_sdk.models import prometheus as prometheus_model
+
 from tritonops import environments, errors
 
 DASHBOARD_FILE = environments.CHART_DIR / "dashboards" / "triton.json"
 UID = "tritonops-triton"
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+DATASOURCE = dashboard_model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+# The SDK's schema default is 36 (Grafana's CUE schema never moved it); the panels below are already
+# in the shape of 39 (legend.showLegend, no table displayMode), so Grafana has nothing to migrate.
+SCHEMA_VERSION = 39
 
 # Every per-model query filters all three variables; node-level gauges (CPU, GPU) carry no `model`.
 MODEL_SELECTOR = 'namespace=~"$namespace", model=~"$model", pod=~"$pod"'
@@ -43,7 +57,9 @@ SUBSTITUTIONS = {
 # $name, ${name} and ${name:format}.
 VARIABLE = re.compile(r"\$(?:\{(?P<braced>\w+)(?::[^}]*)?\}|(?P<bare>\w+))")
 GPU_METRIC = re.compile(r"\bnv_gpu_\w+")
-GRID_WIDTH = 24
+PANEL_HEIGHT = 8
+
+Panel = timeseries.Panel | stat.Panel | table.Panel
 
 
 def _rate(metric: str, selector: str = MODEL_SELECTOR, by: str = "model") -> str:
@@ -55,367 +71,302 @@ def _per_request(numerator: str) -> str:
     return f"{numerator}\n  / {_rate('nv_inference_request_success')}"
 
 
-def _target(
+def _query(
     ref_id: str, expr: str, legend: str, *, instant: bool = False, table: bool = False
-) -> dict[str, Any]:
-    return {
-        "datasource": DATASOURCE,
-        "editorMode": "code",
-        "expr": expr,
-        "format": "table" if table else "time_series",
-        "instant": instant,
-        "legendFormat": legend,
-        "range": not instant,
-        "refId": ref_id,
-    }
-
-
-def _panel(
-    kind: str, title: str, description: str, unit: str, targets: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """A panel without id and gridPos (the layout assigns those)."""
-    return {
-        "datasource": DATASOURCE,
-        "description": description,
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "targets": targets,
-        "title": title,
-        "type": kind,
-    }
+) -> prometheus_builder.Dataquery:
+    query = (
+        prometheus_builder.Dataquery()
+        .ref_id(ref_id)
+        .expr(expr)
+        .legend_format(legend)
+        .datasource(DATASOURCE)
+        .editor_mode(prometheus_model.QueryEditorMode.CODE)
+        .format(
+            prometheus_model.PromQueryFormat.TABLE if table else prometheus_model.PromQueryFormat.TIME_SERIES
+        )
+    )
+    return query.instant() if instant else query.range()
 
 
 def _timeseries(
-    title: str, description: str, unit: str, *targets: dict[str, Any], stack: bool = False
-) -> dict[str, Any]:
-    panel = _panel("timeseries", title, description, unit, list(targets))
-    panel["fieldConfig"]["defaults"].update(
-        {
-            "min": 0,
-            "custom": {
-                "drawStyle": "line",
-                "fillOpacity": 10,
-                "lineWidth": 1,
-                "showPoints": "never",
-                "spanNulls": False,
-                "stacking": {"group": "A", "mode": "normal" if stack else "none"},
-            },
-        }
+    title: str, description: str, unit: str, *queries: prometheus_builder.Dataquery, width: int
+) -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .min(0)
+        .span(width)
+        .height(PANEL_HEIGHT)
+        .targets(list(queries))
+        .draw_style(common.GraphDrawStyle.LINE)
+        .fill_opacity(10)
+        .line_width(1)
+        .show_points(common.VisibilityMode.NEVER)
+        .span_nulls(False)
+        .stacking(common_builder.StackingConfig().group("A").mode(common.StackingMode.NONE))
+        .legend(
+            common_builder.VizLegendOptions()
+            .calcs(["mean", "max"])
+            .display_mode(common.LegendDisplayMode.TABLE)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(
+            common_builder.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
     )
-    panel["options"] = {
-        "legend": {
-            "calcs": ["mean", "max"],
-            "displayMode": "table",
-            "placement": "bottom",
-            "showLegend": True,
-        },
-        "tooltip": {"mode": "multi", "sort": "desc"},
-    }
-    return panel
 
 
-def _stat(title: str, description: str, unit: str, target: dict[str, Any]) -> dict[str, Any]:
-    panel = _panel("stat", title, description, unit, [target])
-    panel["options"] = {
-        "colorMode": "value",
-        "graphMode": "none",
-        "justifyMode": "auto",
-        "orientation": "auto",
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "textMode": "auto",
-    }
-    return panel
+def _stat(
+    title: str, description: str, unit: str, query: prometheus_builder.Dataquery, *, width: int
+) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .span(width)
+        .height(PANEL_HEIGHT)
+        .with_target(query)
+        .color_mode(common.BigValueColorMode.VALUE)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .justify_mode(common.BigValueJustifyMode.AUTO)
+        .orientation(common.VizOrientation.AUTO)
+        .reduce_options(common_builder.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
+        .text_mode(common.BigValueTextMode.AUTO)
+    )
 
 
-def _table(title: str, description: str, target: dict[str, Any], rename: dict[str, str]) -> dict[str, Any]:
-    panel = _panel("table", title, description, "short", [target])
-    panel["options"] = {"showHeader": True, "sortBy": [{"desc": False, "displayName": "model"}]}
-    panel["transformations"] = [
-        {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": rename}}
-    ]
-    return panel
+def _table(
+    title: str, description: str, query: prometheus_builder.Dataquery, rename: dict[str, str], *, width: int
+) -> table.Panel:
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit("short")
+        .span(width)
+        .height(PANEL_HEIGHT)
+        .with_target(query)
+        .show_header(True)
+        .sort_by([common_builder.TableSortByFieldState().display_name("model").desc(False)])
+        # Transformations are untyped in Grafana's schema too: `options` is the transformation's own.
+        .with_transformation(
+            dashboard_model.DataTransformerConfig(
+                id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": rename}
+            )
+        )
+    )
 
 
-def _row(title: str) -> dict[str, Any]:
-    return {"collapsed": False, "panels": [], "title": title, "type": "row"}
-
-
-def _overview() -> list[tuple[dict[str, Any], int, int]]:
+def _traffic() -> list[Panel]:
     requests = _rate("nv_inference_request_success")
     failures = _rate("nv_inference_request_failure")
     return [
-        (
-            _stat(
-                "Inferences in range",
-                "Inferences (batch items, not requests) Triton ran over the dashboard's time range, summed "
-                "over the selected models and pods. A request carrying a batch of 8 counts 8 here.",
-                "short",
-                _target(
-                    "A", f"sum(increase(nv_inference_count{{{MODEL_SELECTOR}}}[$__range]))", "", instant=True
-                ),
-            ),
-            4,
-            8,
+        _stat(
+            "Inferences in range",
+            "Inferences (batch items, not requests) Triton ran over the dashboard's time range, summed "
+            "over the selected models and pods. A request carrying a batch of 8 counts 8 here.",
+            "short",
+            _query("A", f"sum(increase(nv_inference_count{{{MODEL_SELECTOR}}}[$__range]))", "", instant=True),
+            width=4,
         ),
-        (
-            _table(
-                "Loaded model versions",
-                "Model versions loaded now and on how many pods: Triton exports nv_inference_exec_count "
-                "for every loaded version and drops it on unload, so a version missing here is not "
-                "serving anywhere (compare with the versions committed for this environment).",
-                _target(
-                    "A",
-                    "count by (model, version) (\n  group by (model, version, pod) "
-                    f"(nv_inference_exec_count{{{MODEL_SELECTOR}}})\n)",
-                    "",
-                    instant=True,
-                    table=True,
-                ),
-                {"Value": "pods serving"},
+        _table(
+            "Loaded model versions",
+            "Model versions loaded now and on how many pods: Triton exports nv_inference_exec_count "
+            "for every loaded version and drops it on unload, so a version missing here is not "
+            "serving anywhere (compare with the versions committed for this environment).",
+            _query(
+                "A",
+                "count by (model, version) (\n  group by (model, version, pod) "
+                f"(nv_inference_exec_count{{{MODEL_SELECTOR}}})\n)",
+                "",
+                instant=True,
+                table=True,
             ),
-            8,
-            8,
+            {"Value": "pods serving"},
+            width=8,
         ),
-        (
-            _timeseries(
-                "Requests per second by model",
-                "Inference requests per second, successful plus failed, per model. A request counts "
-                "once whatever its batch size. Failure series may be absent (older servers export "
-                "them only after a failure), hence `(success + failure) or success`.",
-                "reqps",
-                _target("A", f"({requests}\n  + {failures})\nor {requests}", "{{model}}"),
-            ),
-            12,
-            8,
+        _timeseries(
+            "Requests per second by model",
+            "Inference requests per second, successful plus failed, per model. A request counts "
+            "once whatever its batch size. Failure series may be absent (older servers export "
+            "them only after a failure), hence `(success + failure) or success`.",
+            "reqps",
+            _query("A", f"({requests}\n  + {failures})\nor {requests}", "{{model}}"),
+            width=12,
         ),
-        (
-            _timeseries(
-                "Successes and failures by reason",
-                "Successful requests per second, and failed requests per second by Triton's failure "
-                "reason (REJECTED: queue full or timed out before running, CANCELED, BACKEND: the model "
-                "raised, OTHER). Any failure line above zero deserves a look.",
-                "reqps",
-                _target("A", f"sum(rate(nv_inference_request_success{{{MODEL_SELECTOR}}}{RATE}))", "success"),
-                _target("B", _rate("nv_inference_request_failure", by="reason"), "failed: {{reason}}"),
-            ),
-            12,
-            8,
+        _timeseries(
+            "Successes and failures by reason",
+            "Successful requests per second, and failed requests per second by Triton's failure "
+            "reason (REJECTED: queue full or timed out before running, CANCELED, BACKEND: the model "
+            "raised, OTHER). Any failure line above zero deserves a look.",
+            "reqps",
+            _query("A", f"sum(rate(nv_inference_request_success{{{MODEL_SELECTOR}}}{RATE}))", "success"),
+            _query("B", _rate("nv_inference_request_failure", by="reason"), "failed: {{reason}}"),
+            width=12,
         ),
-        (
-            _timeseries(
-                "Average batch size",
-                "Inferences (batch items) per model execution: how well dynamic batching fills batches. "
-                "1 means every request runs alone; compare with the model's preferred and max batch size.",
-                "short",
-                _target(
-                    "A",
-                    f"{_rate('nv_inference_count')}\n  / {_rate('nv_inference_exec_count')}",
-                    "{{model}}",
-                ),
+        _timeseries(
+            "Average batch size",
+            "Inferences (batch items) per model execution: how well dynamic batching fills batches. "
+            "1 means every request runs alone; compare with the model's preferred and max batch size.",
+            "short",
+            _query(
+                "A", f"{_rate('nv_inference_count')}\n  / {_rate('nv_inference_exec_count')}", "{{model}}"
             ),
-            6,
-            8,
+            width=6,
         ),
-        (
-            _timeseries(
-                "Pending requests",
-                "Requests received but not yet executing (waiting in the scheduler queue), per model. "
-                "A queue that keeps growing means the model instances cannot keep up.",
-                "short",
-                _target(
-                    "A",
-                    f"sum by (model) (nv_inference_pending_request_count{{{MODEL_SELECTOR}}})",
-                    "{{model}}",
-                ),
+        _timeseries(
+            "Pending requests",
+            "Requests received but not yet executing (waiting in the scheduler queue), per model. "
+            "A queue that keeps growing means the model instances cannot keep up.",
+            "short",
+            _query(
+                "A", f"sum by (model) (nv_inference_pending_request_count{{{MODEL_SELECTOR}}})", "{{model}}"
             ),
-            6,
-            8,
+            width=6,
         ),
     ]
 
 
-def _latency() -> list[tuple[dict[str, Any], int, int]]:
+def _latency() -> list[Panel]:
     compute = " + ".join(
         f"rate(nv_inference_compute_{stage}_duration_us{{{MODEL_SELECTOR}}}{RATE})"
         for stage in ("input", "infer", "output")
     )
     return [
-        (
-            _timeseries(
-                "Average latency per request",
-                "Mean end-to-end time Triton spent on a request (queue + compute), per model: request "
-                "duration divided by successful requests. Per request, not per batch item: dividing by "
-                "nv_inference_count would shrink the figure by the batch size.",
-                "µs",
-                _target("A", _per_request(_rate("nv_inference_request_duration_us")), "{{model}}"),
-            ),
-            12,
-            8,
+        _timeseries(
+            "Average latency per request",
+            "Mean end-to-end time Triton spent on a request (queue + compute), per model: request "
+            "duration divided by successful requests. Per request, not per batch item: dividing by "
+            "nv_inference_count would shrink the figure by the batch size.",
+            "µs",
+            _query("A", _per_request(_rate("nv_inference_request_duration_us")), "{{model}}"),
+            width=12,
         ),
-        (
-            _timeseries(
-                "p99 latency",
-                "99th percentile of request latency from Triton's latency summary (exported with "
-                "--metrics-config summary_latencies=true), per model. Quantiles cannot be averaged "
-                "across pods, so this shows the slowest pod's p99.",
-                "µs",
-                _target(
-                    "A",
-                    f'max by (model) (nv_inference_request_summary_us{{{MODEL_SELECTOR}, quantile="0.99"}})',
-                    "{{model}}",
-                ),
+        _timeseries(
+            "p99 latency",
+            "99th percentile of request latency from Triton's latency summary (exported with "
+            "--metrics-config summary_latencies=true), per model. Quantiles cannot be averaged "
+            "across pods, so this shows the slowest pod's p99.",
+            "µs",
+            _query(
+                "A",
+                f'max by (model) (nv_inference_request_summary_us{{{MODEL_SELECTOR}, quantile="0.99"}})',
+                "{{model}}",
             ),
-            12,
-            8,
+            width=12,
         ),
-        (
-            _timeseries(
-                "Average queue time per request",
-                "Mean time a request waits in Triton's scheduler queue before a model instance picks it "
-                "up, per model. Rising queue time with flat compute time means too few instances or "
-                "replicas.",
-                "µs",
-                _target("A", _per_request(_rate("nv_inference_queue_duration_us")), "{{model}}"),
-            ),
-            12,
-            8,
+        _timeseries(
+            "Average queue time per request",
+            "Mean time a request waits in Triton's scheduler queue before a model instance picks it "
+            "up, per model. Rising queue time with flat compute time means too few instances or "
+            "replicas.",
+            "µs",
+            _query("A", _per_request(_rate("nv_inference_queue_duration_us")), "{{model}}"),
+            width=12,
         ),
-        (
-            _timeseries(
-                "Average compute time per request",
-                "Mean time the backend spent on a request (input copy + inference + output copy), per "
-                "model, divided by successful requests. Rising compute time points at the model or the "
-                "hardware rather than at load.",
-                "µs",
-                _target("A", _per_request(f"sum by (model) (\n    {compute}\n  )"), "{{model}}"),
-            ),
-            12,
-            8,
+        _timeseries(
+            "Average compute time per request",
+            "Mean time the backend spent on a request (input copy + inference + output copy), per "
+            "model, divided by successful requests. Rising compute time points at the model or the "
+            "hardware rather than at load.",
+            "µs",
+            _query("A", _per_request(f"sum by (model) (\n    {compute}\n  )"), "{{model}}"),
+            width=12,
         ),
     ]
 
 
-def _resources() -> list[tuple[dict[str, Any], int, int]]:
+def _resources() -> list[Panel]:
     return [
-        (
-            _timeseries(
-                "CPU utilisation",
-                "CPU utilisation Triton reports (nv_cpu_utilization, 0 to 1), per pod. Triton reads "
-                "/proc/stat, so inside a container this is the node's CPU, not the pod's cgroup; use "
-                "container_cpu_usage_seconds_total for the pod's own share.",
-                "percentunit",
-                _target("A", f"max by (pod) (nv_cpu_utilization{{{POD_SELECTOR}}})", "{{pod}}"),
-            ),
-            12,
-            8,
+        _timeseries(
+            "CPU utilisation",
+            "CPU utilisation Triton reports (nv_cpu_utilization, 0 to 1), per pod. Triton reads "
+            "/proc/stat, so inside a container this is the node's CPU, not the pod's cgroup; use "
+            "container_cpu_usage_seconds_total for the pod's own share.",
+            "percentunit",
+            _query("A", f"max by (pod) (nv_cpu_utilization{{{POD_SELECTOR}}})", "{{pod}}"),
+            width=12,
         ),
-        (
-            _timeseries(
-                "CPU memory",
-                "Used and total memory Triton reports (from /proc/meminfo: the node's, as with CPU), "
-                "per pod.",
-                "bytes",
-                _target("A", f"max by (pod) (nv_cpu_memory_used_bytes{{{POD_SELECTOR}}})", "{{pod}} used"),
-                _target("B", f"max by (pod) (nv_cpu_memory_total_bytes{{{POD_SELECTOR}}})", "{{pod}} total"),
-            ),
-            12,
-            8,
+        _timeseries(
+            "CPU memory",
+            "Used and total memory Triton reports (from /proc/meminfo: the node's, as with CPU), per pod.",
+            "bytes",
+            _query("A", f"max by (pod) (nv_cpu_memory_used_bytes{{{POD_SELECTOR}}})", "{{pod}} used"),
+            _query("B", f"max by (pod) (nv_cpu_memory_total_bytes{{{POD_SELECTOR}}})", "{{pod}} total"),
+            width=12,
         ),
-        (
-            _timeseries(
-                "GPU utilisation",
-                "Utilisation of each GPU Triton uses (nv_gpu_utilization, 0 to 1), per pod and GPU. "
-                "Empty on CPU-only environments (dev), where Triton exports no GPU metrics.",
-                "percentunit",
-                _target(
-                    "A",
-                    f"max by (pod, gpu_uuid) (nv_gpu_utilization{{{POD_SELECTOR}}})",
-                    "{{pod}} {{gpu_uuid}}",
-                ),
+        _timeseries(
+            "GPU utilisation",
+            "Utilisation of each GPU Triton uses (nv_gpu_utilization, 0 to 1), per pod and GPU. "
+            "Empty on CPU-only environments (dev), where Triton exports no GPU metrics.",
+            "percentunit",
+            _query(
+                "A", f"max by (pod, gpu_uuid) (nv_gpu_utilization{{{POD_SELECTOR}}})", "{{pod}} {{gpu_uuid}}"
             ),
-            12,
-            8,
+            width=12,
         ),
-        (
-            _timeseries(
-                "GPU memory",
-                "GPU memory used and total per pod and GPU. Used close to total risks out-of-memory "
-                "failures when a model (or a second version during a rollout) loads. Empty on CPU-only "
-                "environments.",
-                "bytes",
-                _target(
-                    "A",
-                    f"max by (pod, gpu_uuid) (nv_gpu_memory_used_bytes{{{POD_SELECTOR}}})",
-                    "{{pod}} {{gpu_uuid}} used",
-                ),
-                _target(
-                    "B",
-                    f"max by (pod, gpu_uuid) (nv_gpu_memory_total_bytes{{{POD_SELECTOR}}})",
-                    "{{pod}} {{gpu_uuid}} total",
-                ),
+        _timeseries(
+            "GPU memory",
+            "GPU memory used and total per pod and GPU. Used close to total risks out-of-memory "
+            "failures when a model (or a second version during a rollout) loads. Empty on CPU-only "
+            "environments.",
+            "bytes",
+            _query(
+                "A",
+                f"max by (pod, gpu_uuid) (nv_gpu_memory_used_bytes{{{POD_SELECTOR}}})",
+                "{{pod}} {{gpu_uuid}} used",
             ),
-            12,
-            8,
+            _query(
+                "B",
+                f"max by (pod, gpu_uuid) (nv_gpu_memory_total_bytes{{{POD_SELECTOR}}})",
+                "{{pod}} {{gpu_uuid}} total",
+            ),
+            width=12,
         ),
     ]
 
 
-def _layout(sections: Sequence[tuple[str, list[tuple[dict[str, Any], int, int]]]]) -> list[dict[str, Any]]:
-    """Rows of panels flowing left to right; a panel that does not fit starts a new line."""
-    panels: list[dict[str, Any]] = []
-    y = 0
-    for title, section in sections:
-        panels.append({**_row(title), "gridPos": {"h": 1, "w": GRID_WIDTH, "x": 0, "y": y}})
-        y += 1
-        x, line_height = 0, 0
-        for panel, width, height in section:
-            if x + width > GRID_WIDTH:
-                y, x, line_height = y + line_height, 0, 0
-            panels.append({**panel, "gridPos": {"h": height, "w": width, "x": x, "y": y}})
-            x, line_height = x + width, max(line_height, height)
-        y += line_height
-    for number, panel in enumerate(panels, start=1):
-        panel["id"] = number
-    return panels
-
-
-def _query_variable(name: str, label: str, query: str, *, multi: bool) -> dict[str, Any]:
-    variable: dict[str, Any] = {
-        "datasource": DATASOURCE,
-        "definition": query,
-        "hide": 0,
-        "includeAll": multi,
-        "label": label,
-        "multi": multi,
-        "name": name,
-        "options": [],
-        "query": {"query": query, "refId": f"{name}-variable"},
-        "refresh": 2,
-        "regex": "",
-        "sort": 1,
-        "type": "query",
-    }
+def _query_variable(name: str, label: str, query: str, *, multi: bool) -> dashboard_builder.QueryVariable:
+    variable = (
+        dashboard_builder.QueryVariable(name)
+        # Grafana keys its variables by `id` when the JSON has one, and the SDK gives every variable the
+        # same nil UUID: the name is what Grafana uses when there is no id.
+        .id(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query({"query": query, "refId": f"{name}-variable"})
+        .refresh(dashboard_model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .regex("")
+        .sort(dashboard_model.VariableSort.ALPHABETICAL_ASC)
+        .multi(multi)
+        .include_all(multi)
+    )
     if multi:
         # `.*` rather than the list of values seen at load time, so new models and pods show up.
-        variable["allValue"] = ".*"
-        variable["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+        variable.all_value(".*").current(
+            dashboard_model.VariableOption(selected=True, text=["All"], value=["$__all"])
+        )
     return variable
 
 
-def _variables() -> list[dict[str, Any]]:
+def _variables() -> list[cogbuilder.Builder[dashboard_model.VariableModel]]:
     return [
-        {
-            "current": {},
-            "hide": 0,
-            "includeAll": False,
-            "label": "Data source",
-            "multi": False,
-            "name": "datasource",
-            "options": [],
-            "query": "prometheus",
-            "refresh": 1,
-            "regex": "",
-            "type": "datasource",
-        },
+        dashboard_builder.DatasourceVariable("datasource")
+        .id("datasource")  # as in _query_variable
+        .label("Data source")
+        .type("prometheus")
+        .regex("")
+        .multi(False)
+        .include_all(False),
         _query_variable("namespace", "Namespace", "label_values(nv_inference_count, namespace)", multi=False),
         _query_variable(
             "model", "Model", 'label_values(nv_inference_count{namespace=~"$namespace"}, model)', multi=True
@@ -427,41 +378,40 @@ def _variables() -> list[dict[str, Any]]:
 
 
 def build() -> dict[str, Any]:
-    """The dashboard as Grafana's JSON model."""
-    return {
-        "annotations": {
-            "list": [
-                {
-                    "builtIn": 1,
-                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                    "enable": True,
-                    "hide": True,
-                    "iconColor": "rgba(0, 211, 255, 1)",
-                    "name": "Annotations & Alerts",
-                    "type": "dashboard",
-                }
-            ]
-        },
-        "description": "Traffic, latency per request, batching, failures and resources of Triton Inference "
-        "Server, per namespace, model and pod. Generated by `python -m tritonops.dashboards --write`.",
-        "editable": False,
-        "fiscalYearStartMonth": 0,
-        "graphTooltip": 1,
-        "links": [],
-        "panels": _layout(
-            [("Traffic", _overview()), ("Latency per request", _latency()), ("Resources", _resources())]
-        ),
-        "refresh": "30s",
-        "schemaVersion": 39,
-        "tags": ["triton", "inference", "tritonops"],
-        "templating": {"list": _variables()},
-        "time": {"from": "now-1h", "to": "now"},
-        "timepicker": {},
-        "timezone": "browser",
-        "title": "Triton Inference Server",
-        "uid": UID,
-        "version": 1,
-    }
+    """The dashboard as Grafana's JSON model. The SDK lays each row's panels out left to right and
+    starts a new line once one is 24 wide, so the widths of a line add up to 24."""
+    builder = (
+        dashboard_builder.Dashboard("Triton Inference Server")
+        .uid(UID)
+        .description(
+            "Traffic, latency per request, batching, failures and resources of Triton Inference "
+            "Server, per namespace, model and pod. Generated by `python -m tritonops.dashboards --write`."
+        )
+        .tags(["triton", "inference", "tritonops"])
+        .readonly()
+        .tooltip(dashboard_model.DashboardCursorSync.CROSSHAIR)
+        .refresh("30s")
+        .time("now-1h", "now")
+        .timezone("browser")
+        .version(1)
+        .variables(_variables())
+    )
+    number = 0
+    for title, section in (
+        ("Traffic", _traffic()),
+        ("Latency per request", _latency()),
+        ("Resources", _resources()),
+    ):
+        # Panel ids are Grafana's handle for links (viewPanel=N); the SDK leaves them unset (rows: 0).
+        number += 1
+        builder.with_row(dashboard_builder.Row(title).id(number))
+        for panel in section:
+            number += 1
+            builder.with_panel(panel.id(number))
+    model = builder.build()
+    model.schema_version = SCHEMA_VERSION  # no builder method: see SCHEMA_VERSION
+    encoded: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
+    return encoded
 
 
 def render(dashboard: dict[str, Any] | None = None) -> str:

@@ -3,6 +3,7 @@ variables, and every query parses and computes the right figures in Prometheus' 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -16,6 +17,10 @@ import yaml
 from tests.conftest import ROOT
 from tritonops import dashboards
 
+# What the hand-written builder (before grafana-foundation-sdk) produced, captured once with `_facts`:
+# every panel (id, type, title, gridPos, description, unit, options, targets), every variable and the
+# dashboard's identity. The SDK may add its own defaults but must keep each of these.
+HAND_WRITTEN_FACTS = Path(__file__).parent / "resources" / "hand-written-dashboard-facts.json"
 SELECTOR = re.compile(r"\b(?P<metric>nv_\w+)(?P<selector>\{[^}]*\})?")
 # Triton's per-model metrics carry `model`; the CPU and GPU gauges are per server (and per GPU).
 NODE_METRIC = re.compile(r"nv_(cpu|gpu)_")
@@ -49,6 +54,73 @@ def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _targets(panels: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [(panel["title"], target) for panel in panels for target in panel["targets"]]
+
+
+def _variable_query(variable: dict[str, Any]) -> str:
+    """A variable's query text: Prometheus' variable editor stores `{"query": ..., "refId": ...}`."""
+    query = variable["query"]
+    return query["query"] if isinstance(query, dict) else query
+
+
+def _variable_facts(variable: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "type", "label", "datasource", "regex", "multi", "includeAll", "allValue", "hide")
+    facts = {key: variable[key] for key in keys if key in variable}
+    facts["query"] = _variable_query(variable)
+    # A datasource variable is resolved on every load whatever `refresh` says, and an empty `current`
+    # means Grafana's default data source: neither is a fact of this dashboard.
+    if variable["type"] != "datasource":
+        facts.update({key: variable[key] for key in ("current", "refresh", "sort") if key in variable})
+    return facts
+
+
+def _panel_facts(panel: dict[str, Any]) -> dict[str, Any]:
+    facts = {key: panel[key] for key in ("id", "type", "title", "gridPos")}
+    if panel["type"] == "row":
+        return {**facts, "collapsed": panel["collapsed"]}
+    defaults = panel["fieldConfig"]["defaults"]
+    facts.update(description=panel["description"], datasource=panel["datasource"], unit=defaults["unit"])
+    facts.update({key: defaults[key] for key in ("min", "custom") if key in defaults})
+    facts.update({key: panel[key] for key in ("options", "transformations") if key in panel})
+    keys = ("refId", "expr", "legendFormat", "instant", "range", "format", "datasource", "editorMode")
+    facts["targets"] = [{key: target.get(key) for key in keys} for target in panel["targets"]]
+    return facts
+
+
+def _facts(dashboard: dict[str, Any]) -> dict[str, Any]:
+    """What the dashboard shows and queries, without the JSON a builder may add around it."""
+    keys = ("uid", "title", "description", "tags", "refresh", "time", "timezone", "graphTooltip", "editable")
+    return {
+        "dashboard": {key: dashboard[key] for key in (*keys, "schemaVersion")},
+        "variables": [_variable_facts(variable) for variable in dashboard["templating"]["list"]],
+        "panels": [_panel_facts(panel) for panel in dashboard["panels"]],
+    }
+
+
+def _missing(expected: Any, actual: Any, path: str = "") -> list[str]:
+    """Where `actual` does not hold every fact of `expected`: dicts may gain keys, lists keep length."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"{path}: {actual!r} is not an object"]
+        return [
+            problem
+            for key, value in expected.items()
+            for problem in (
+                _missing(value, actual[key], f"{path}.{key}") if key in actual else [f"{path}.{key}: missing"]
+            )
+        ]
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return [f"{path}: {actual!r} is not a list of {len(expected)}"]
+        return [
+            problem
+            for n, pair in enumerate(zip(expected, actual, strict=True))
+            for problem in _missing(*pair, f"{path}[{n}]")
+        ]
+    return (
+        []
+        if expected == actual and type(expected) is type(actual)
+        else [f"{path}: {actual!r} != {expected!r}"]
+    )
 
 
 def test_committed_dashboard_matches_a_fresh_build():
@@ -96,22 +168,63 @@ def test_dashboard_identity_time_and_refresh(dashboard):
     assert "triton" in dashboard["tags"]
 
 
+def test_build_keeps_every_fact_of_the_hand_written_builder(dashboard):
+    """Panel by panel: titles, descriptions, units, options, layout, every query (expr, legend, refId,
+    instant/range, format) and every variable are those the hand-written builder produced."""
+    expected = json.loads(HAND_WRITTEN_FACTS.read_text(encoding="utf-8"))
+    assert [panel["title"] for panel in expected["panels"]] == [
+        panel["title"] for panel in dashboard["panels"]
+    ]
+    assert _missing(expected, _facts(dashboard)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reported"),
+    [
+        (
+            lambda d: d["panels"][3]["targets"][0].update(legendFormat="{{pod}}"),
+            ".panels[3].targets[0].legendFormat",
+        ),
+        (lambda d: d["panels"][9]["fieldConfig"]["defaults"].update(unit="ms"), ".panels[9].unit"),
+        (lambda d: d["panels"][4]["targets"].pop(), ".panels[4].targets"),
+        (lambda d: d["panels"][1]["targets"][0].update(instant=False), ".panels[1].targets[0].instant"),
+        (lambda d: d["templating"]["list"][2].pop("allValue"), ".variables[2].allValue: missing"),
+        (lambda d: d["panels"][6]["gridPos"].update(x=0), ".panels[6].gridPos.x"),
+    ],
+    ids=["legend", "unit", "lost-target", "instant", "all-value", "layout"],
+)
+def test_fact_comparison_reports_a_changed_panel_or_variable(dashboard, change, reported):
+    changed = copy.deepcopy(dashboard)
+    change(changed)
+    expected = json.loads(HAND_WRITTEN_FACTS.read_text(encoding="utf-8"))
+    problems = _missing(expected, _facts(changed))
+    assert problems and all(problem.startswith(reported) for problem in problems), problems
+
+
 def test_template_variables(dashboard):
     variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
     assert list(variables) == ["datasource", "namespace", "model", "pod"]
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    assert variables["namespace"]["definition"] == "label_values(nv_inference_count, namespace)"
+    assert _variable_query(variables["namespace"]) == "label_values(nv_inference_count, namespace)"
     for name in ("model", "pod"):
         variable = variables[name]
         assert (
-            variable["definition"] == f'label_values(nv_inference_count{{namespace=~"$namespace"}}, {name})'
+            _variable_query(variable)
+            == f'label_values(nv_inference_count{{namespace=~"$namespace"}}, {name})'
         )
         assert variable["multi"] and variable["includeAll"]
         assert variable["allValue"] == ".*"
     for name in ("namespace", "model", "pod"):
         assert variables[name]["type"] == "query"
         assert variables[name]["datasource"]["uid"] == "${datasource}"
+
+
+def test_variable_ids_are_their_names(dashboard):
+    """Grafana keys a dashboard's variables by `id` when the JSON has one: ids that repeat (the SDK's
+    default is one nil UUID for all) would leave a single variable on the dashboard."""
+    for variable in dashboard["templating"]["list"]:
+        assert variable.get("id", variable["name"]) == variable["name"]
 
 
 def test_every_panel_and_target_uses_the_datasource_variable(panels):
@@ -176,6 +289,9 @@ def test_panel_ids_are_unique_and_grid_positions_do_not_overlap(dashboard):
     everything = dashboard["panels"]
     ids = [panel["id"] for panel in everything]
     assert len(ids) == len(set(ids))
+    assert all(isinstance(number, int) and number > 0 for number in ids), ids
+    # Grafana sorts panels by position on load: the ids then read top to bottom, left to right.
+    assert everything == sorted(everything, key=lambda panel: (panel["gridPos"]["y"], panel["gridPos"]["x"]))
     occupied: dict[tuple[int, int], str] = {}
     for panel in everything:
         grid = panel["gridPos"]
