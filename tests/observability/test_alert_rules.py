@@ -814,6 +814,11 @@ def test_every_alert_has_a_runbook_section_and_the_kube_state_metrics_need_is_wr
     values = (ROOT / "charts" / "triton" / "values.yaml").read_text(encoding="utf-8")
     target_down = values[values.index("      targetDown:") : values.index("      metricsMissing:")]
     assert "kube-state-metrics" in target_down and "TritonMetricsMissing" in target_down
+    # The rules match kube-state-metrics' series on the pods' own namespace and pod labels, which
+    # they keep only when it is scraped with honorLabels: both places say so.
+    rule_values = values[values.index("  prometheusRule:") : values.index("    alerts:")]
+    assert "honorLabels: true" in rule_values
+    assert "honorLabels: true" in runbooks.split("\n## ", 1)[0]
 
 
 def test_every_alert_carries_severity_namespace_summary_and_runbook():
