@@ -1,9 +1,14 @@
 """A stand-in for kube-state-metrics over the local runtime, for the live checks (there is no
-Kubernetes here). It serves the pod series the rules read, derived on every scrape from the
-runtime's own kubelet-like state, the way kube-state-metrics derives them from the pod status:
-`kube_pod_status_ready` from the readiness probe's verdict, `kube_pod_status_phase` Running while
-the replica's process runs, and `kube_pod_container_state_started` from that process's start (the
-container's current run, reset by a restart)."""
+Kubernetes here). It serves the pod and Deployment series the rules read, derived on every scrape
+from the runtime's own kubelet-like state, the way kube-state-metrics derives them from the pod
+and Deployment status: `kube_pod_status_ready` from the readiness probe's verdict,
+`kube_pod_status_phase` Running while the replica's process runs,
+`kube_pod_container_state_started` from that process's start (the container's current run, reset
+by a restart; absent while the replica waits to restart, as for a container in CrashLoopBackOff),
+`kube_pod_container_status_restarts_total` from the runtime's restart count, and the Deployment's
+`kube_deployment_spec_replicas` (the replicas the runtime runs) and
+`kube_deployment_status_replicas_available` (those ready; the chart sets no minReadySeconds). No pod
+is ever being deleted here, so `kube_pod_deletion_timestamp` is never served."""
 
 from __future__ import annotations
 
@@ -38,31 +43,49 @@ def process_start(pid: int) -> float:
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def metrics(work_dir: Path, namespace: str) -> str:
-    """The series for every replica of the runtime in `work_dir`, in Prometheus' text format."""
+def restart_count(replica: controlling.ReplicaStatus) -> int:
+    """The kubelet's restartCount: it grows when the new container is created. The runtime counts a
+    restart when it schedules it, so while a replica waits out its back-off that one has not
+    happened yet."""
+    waiting = replica.pid is None and replica.state == State.RESTARTING
+    return replica.restarts - 1 if waiting else replica.restarts
+
+
+def metrics(work_dir: Path, namespace: str, deployment: str) -> str:
+    """The series for every replica of the runtime in `work_dir` and for its Deployment (named
+    `deployment`), in Prometheus' text format."""
     lines = []
-    for replica in controlling.status(work_dir).replicas:
+    replicas = controlling.status(work_dir).replicas
+    available = 0
+    for replica in replicas:
         labels = f'namespace="{namespace}",pod="{pod_name(replica.index)}"'
         pid = replica.pid  # None while the replica waits to restart: no running container
         ready = pid is not None and replica.state == State.READY
+        available += ready
         lines.append(f'kube_pod_status_ready{{{labels},condition="true"}} {int(ready)}')
         lines.append(f'kube_pod_status_phase{{{labels},phase="Running"}} {int(pid is not None)}')
+        lines.append(
+            f'kube_pod_container_status_restarts_total{{{labels},container="triton"}} {restart_count(replica)}'
+        )
         try:
             started = process_start(pid) if pid is not None else None
         except OSError:  # exited since the status was read
             started = None
         if started is not None:
             lines.append(f'kube_pod_container_state_started{{{labels},container="triton"}} {started:.0f}')
+    labels = f'namespace="{namespace}",deployment="{deployment}"'
+    lines.append(f"kube_deployment_spec_replicas{{{labels}}} {len(replicas)}")
+    lines.append(f"kube_deployment_status_replicas_available{{{labels}}} {available}")
     return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager
-def serve(work_dir: Path, namespace: str) -> Iterator[str]:
-    """Serve `metrics(work_dir, namespace)` on a free loopback port; yields host:port."""
+def serve(work_dir: Path, namespace: str, deployment: str) -> Iterator[str]:
+    """Serve `metrics(work_dir, namespace, deployment)` on a free loopback port; yields host:port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = metrics(work_dir, namespace).encode()
+            body = metrics(work_dir, namespace, deployment).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
@@ -85,7 +108,8 @@ def serve(work_dir: Path, namespace: str) -> Iterator[str]:
 
 def scrape_job(address: str, interval: str = "1s") -> dict[str, Any]:
     """A scrape job for the stand-in, as kube-prometheus-stack scrapes kube-state-metrics
-    (honor_labels: the series' namespace and pod labels are the pods', not the exporter's)."""
+    (honor_labels: the series' namespace and pod labels are the pods', not the exporter's; the
+    rules assume it, as kube-prometheus-stack's default does)."""
     return {
         "job_name": "kube-state-metrics",
         "honor_labels": True,

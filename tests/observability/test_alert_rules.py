@@ -1,6 +1,7 @@
 """The chart's recording rules and alerts, unit-tested with `promtool test rules` on realistic
 series: every alert fires when it should and stays silent when it should not (batch sizes > 1,
-failures of every reason, the target-down and metrics-missing cases)."""
+failures of every reason, the target-down and metrics-missing cases, a rollout whose pods never
+finish starting, a pod on a lost node, kube-state-metrics rescheduled mid-incident)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,18 @@ pytestmark = pytest.mark.skipif(
 )
 
 NS = "triton-dev"
+# The Helm release (tritonops' dev environment): every alert names it, so that Alertmanager inhibits
+# within one release only.
+RELEASE = "triton"
+DEPLOYMENT = "triton"
 # Pods of a Deployment are named <deployment>-<pod-template-hash>-<suffix>; the rules select this
 # release's pods by that shape in kube-state-metrics' series.
 POD_A = "triton-7d9f8c6b5-a1b2c"
 POD_B = "triton-7d9f8c6b5-d3e4f"
 BASE = {"namespace": NS, "job": "triton", "pod": POD_A, "instance": "10.0.0.1:8002", "service": "triton"}
 INSTANCE_B = "10.0.0.2:8002"
+# A pod of the ReplicaSet a rollout replaces.
+OLD_POD = "triton-5c6b7d8f9-x9y8z"
 # The chart's default startup budget (probes.startup: 10 s x 60): Triton's metrics port opens only
 # after its startup models load, so a pod may be down and not ready for this long.
 STARTUP_BUDGET_S = 600
@@ -48,27 +55,124 @@ def target(pod: str, instance: str, values: str) -> dict[str, str]:
     return series("up", values, pod=pod, instance=instance)
 
 
+# kube-state-metrics' own target labels: Prometheus adds them to every series it scrapes from it (with
+# honorLabels the series keep their own namespace and pod). No alert may keep them: they change
+# whenever kube-state-metrics is rescheduled.
+KSM_TARGET = {"instance": "10.1.0.5:8080", "job": "kube-state-metrics"}
+
+
 def kube_state(metric: str, values: str, pod: str, **labels: str) -> dict[str, str]:
-    text = ",".join(f'{key}="{value}"' for key, value in {"namespace": NS, "pod": pod, **labels}.items())
+    merged = {"namespace": NS, "pod": pod, **KSM_TARGET, **labels}
+    text = ",".join(f'{key}="{value}"' for key, value in merged.items())
     return {"series": f"{metric}{{{text}}}", "values": values}
 
 
-def pod_state(pod: str, *, ready: str, started: str, running: str) -> list[dict[str, str]]:
-    """What kube-state-metrics says about one pod: its Ready condition, phase Running, and the start
+def pod_state(
+    pod: str, *, ready: str, started: str, running: str, restarts: str | None = None
+) -> list[dict[str, str]]:
+    """What kube-state-metrics says about one pod: its Ready condition, phase Running, the start
     time of its Triton container (unix seconds; promtool's clock starts at 0, so `0x..` is a container
-    started when the test starts and `-3600x..` one that has run for an hour)."""
+    started when the test starts and `-3600x..` one that has run for an hour) and its restart count
+    (by default 0 for as long as the pod runs: a first start)."""
     return [
         kube_state("kube_pod_status_ready", ready, pod, condition="true"),
         kube_state("kube_pod_status_phase", running, pod, phase="Running"),
         kube_state("kube_pod_container_state_started", started, pod, container="triton"),
+        kube_state(
+            "kube_pod_container_status_restarts_total",
+            running.replace("1x", "0x") if restarts is None else restarts,
+            pod,
+            container="triton",
+        ),
     ]
+
+
+def deployment_state(*, available: str, replicas: str) -> list[dict[str, str]]:
+    """What kube-state-metrics says about the release's Deployment: pods wanted and available."""
+    labels = ",".join(
+        f'{key}="{value}"' for key, value in {"namespace": NS, "deployment": DEPLOYMENT, **KSM_TARGET}.items()
+    )
+    return [
+        {"series": f"kube_deployment_spec_replicas{{{labels}}}", "values": replicas},
+        {"series": f"kube_deployment_status_replicas_available{{{labels}}}", "values": available},
+    ]
+
+
+def never_starting_pod(pod: str, instance: str, *, first_step: int, steps: int) -> list[dict[str, str]]:
+    """A pod whose Triton container never goes live, at a 30 s step from `first_step`: its metrics
+    port never opens (`up` 0: prometheus-operator scrapes pods that are not ready), it is never
+    ready, its phase stays Running. The startup probe (10 s x 60) kills each run at 600 s; the
+    container then waits 30 s in CrashLoopBackOff (no start time: kube-state-metrics reports one
+    only for a running or terminated container) and starts again, its restart count one higher."""
+    run, wait = 20, 1
+    before = f"_x{first_step} " if first_step else ""
+    started, restarts, waiting = [], [], []
+    cycle = 0
+    while len(started) < steps - first_step:
+        start_s = (first_step + cycle * (run + wait)) * 30
+        started += [str(start_s)] * run + ["stale"] * wait
+        restarts += [str(cycle)] * (run + wait)
+        waiting += ["stale"] * run + ["1"] * wait
+        cycle += 1
+    n = steps - first_step
+    return [
+        target(pod, instance, f"{before}0x{n - 1}"),
+        kube_state("kube_pod_status_ready", f"{before}0x{n - 1}", pod, condition="true"),
+        kube_state("kube_pod_status_phase", f"{before}1x{n - 1}", pod, phase="Running"),
+        kube_state(
+            "kube_pod_container_state_started", before + " ".join(started[:n]), pod, container="triton"
+        ),
+        kube_state(
+            "kube_pod_container_status_restarts_total",
+            before + " ".join(restarts[:n]),
+            pod,
+            container="triton",
+        ),
+        kube_state(
+            "kube_pod_container_status_waiting_reason",
+            before + " ".join(waiting[:n]),
+            pod,
+            container="triton",
+            reason="CrashLoopBackOff",
+        ),
+    ]
+
+
+def rescheduled_exporter(metric: str, pod: str, value: str, **labels: str) -> list[dict[str, str]]:
+    """One kube-state-metrics series of `pod` (with its `uid`) at a 1 m step for 40 minutes, scraped
+    from the exporter at 10.1.0.5 until 15m and from its replacement at 10.1.0.9 from 14m: the
+    target labels `instance` and `job` change, the pod's state does not. `value` is a constant or
+    `a+b` (a counter growing by b each minute)."""
+    start, _, step = value.partition("+")
+    at_14m = str(float(start) + 14 * float(step or 0)).removesuffix(".0")
+    grow = f"+{step}" if step else ""
+    out = []
+    for instance, values in (
+        ("10.1.0.5:8080", f"{start}{grow}x15 stale"),
+        ("10.1.0.9:8080", f"_x14 {at_14m}{grow}x26"),
+    ):
+        out.append(
+            kube_state(
+                metric,
+                values,
+                pod,
+                uid=f"uid-{pod[-5:]}",
+                instance=instance,
+                job="kube-state-metrics",
+                **labels,
+            )
+        )
+    return out
 
 
 def alert(name: str, at: str, expected: list[dict[str, str]]) -> dict[str, Any]:
     return {
         "eval_time": at,
         "alertname": name,
-        "exp_alerts": [{"exp_labels": {"alertname": name, "namespace": NS, **labels}} for labels in expected],
+        "exp_alerts": [
+            {"exp_labels": {"alertname": name, "namespace": NS, "triton_release": RELEASE, **labels}}
+            for labels in expected
+        ],
     }
 
 
@@ -81,7 +185,15 @@ def target_down(pod: str = POD_A, instance: str = BASE["instance"]) -> dict[str,
     return {"severity": "critical", "pod": pod, "instance": instance, "job": "triton", "service": "triton"}
 
 
-STARTING = ("TritonTargetDown", "TritonMetricsMissing", "TritonModelLoadFailing")
+# What a start in progress must not fire.
+STARTING = (
+    "TritonTargetDown",
+    "TritonMetricsMissing",
+    "TritonModelLoadFailing",
+    "TritonPodCrashLooping",
+    "TritonNoReplicaAvailable",
+    "TritonRolloutStuck",
+)
 
 
 def traffic(
@@ -116,7 +228,9 @@ def slow_start(
     down (prometheus-operator scrapes pods that are not ready), the pod is Running and not ready,
     then the metrics port opens and the pod turns ready one readiness period later."""
     loading = minutes * 4
-    out: list[dict[str, str]] = []
+    out = deployment_state(
+        available=f"0x{loading} {len(pods)}x{steps - loading - 1}", replicas=f"{len(pods)}x{steps}"
+    )
     for index, pod in enumerate(pods):
         out.append(target(pod, f"10.0.0.{index + 1}:8002", f"0x{loading - 1} 1x{steps - loading}"))
         out += pod_state(
@@ -133,6 +247,157 @@ def alert_tests() -> list[dict[str, Any]]:
             "interval": "15s",
             "input_series": slow_start(7),
             "alert_rule_test": silent(STARTING, "6m30s", "12m", "19m"),
+        },
+        {
+            # The production review's outage: the only serving pod is gone at 5m; its replacement's
+            # container never goes live and the startup probe restarts it every ~630 s, so its
+            # current run is always inside the startup budget. Only its first run is a start.
+            "name": "a rollout whose pods never finish starting pages, and keeps paging",
+            "interval": "30s",
+            "input_series": [
+                target(OLD_POD, "10.0.0.9:8002", "1x9 stale"),
+                *pod_state(OLD_POD, ready="1x9 stale", started="-3600x9 stale", running="1x9 stale"),
+                model_series("nv_inference_exec_count", "0+1x9 stale", pod=OLD_POD, instance="10.0.0.9:8002"),
+                *deployment_state(available="1x9 0x120", replicas="1x130"),
+                *never_starting_pod(POD_A, BASE["instance"], first_step=10, steps=131),
+            ],
+            "alert_rule_test": [
+                # First run, inside its budget: a start in progress (the model's absence pages already).
+                *silent(("TritonTargetDown", "TritonMetricsMissing", "TritonModelLoadFailing"), "14m30s"),
+                alert("TritonModelUnavailable", "14m30s", [{"severity": "critical", "model": "linear"}]),
+                *[
+                    check
+                    for at in ("30m", "45m", "60m")
+                    for check in (
+                        alert("TritonTargetDown", at, [target_down()]),
+                        alert("TritonMetricsMissing", at, [{"severity": "critical"}]),
+                        alert(
+                            "TritonNoReplicaAvailable",
+                            at,
+                            [{"severity": "critical", "deployment": DEPLOYMENT}],
+                        ),
+                        alert("TritonModelLoadFailing", at, [{"severity": "critical", "pod": POD_A}]),
+                    )
+                ],
+                # Three restarts without ever being ready, within 3 x (budget + 5 m back-off).
+                alert("TritonPodCrashLooping", "45m", [{"severity": "critical", "pod": POD_A}]),
+                alert("TritonPodCrashLooping", "60m", [{"severity": "critical", "pod": POD_A}]),
+            ],
+        },
+        {
+            # The review's lost node: the node stops answering at 30m; at 35m the pod is marked for
+            # deletion (taint-based eviction) and its endpoint removed, but it stays Terminating, phase
+            # Running and not ready while the node is away. Its replacement is not this pod's business.
+            "name": "a pod on a lost node (Terminating, not ready, no target) fires nothing",
+            "interval": "30s",
+            "input_series": [
+                target(POD_A, BASE["instance"], "1x59 0x9 stale"),
+                *pod_state(POD_A, ready="1x60 0x59", started="0x120", running="1x120"),
+                kube_state("kube_pod_deletion_timestamp", "_x70 2100x50", POD_A),
+                model_series("nv_inference_exec_count", "5x59 stale", pod=POD_A),
+                target(POD_B, INSTANCE_B, "1x120"),
+                *pod_state(POD_B, ready="1x120", started="0x120", running="1x120"),
+                model_series("nv_inference_exec_count", "5x120", pod=POD_B, instance=INSTANCE_B),
+                *deployment_state(available="2x60 1x59", replicas="2x120"),
+            ],
+            "alert_rule_test": silent(
+                (
+                    "TritonModelLoadFailing",
+                    "TritonTargetDown",
+                    "TritonPodCrashLooping",
+                    "TritonModelUnavailable",
+                ),
+                "36m",
+                "45m",
+                "59m",
+            ),
+        },
+        {
+            # Rolling update (maxUnavailable 0): the surge pod's image cannot be pulled, so its container
+            # never starts (no start time, no restarts) and the old pod keeps serving. After
+            # progressDeadlineSeconds (1200 s) the Deployment reports Progressing=False.
+            "name": "a rollout stuck on an image pull warns once; nothing pages while the old pod serves",
+            "interval": "30s",
+            "input_series": [
+                target(OLD_POD, "10.0.0.9:8002", "1x80"),
+                *pod_state(OLD_POD, ready="1x80", started="-3600x80", running="1x80"),
+                target(POD_A, BASE["instance"], "_x4 0x76"),
+                kube_state("kube_pod_status_ready", "_x4 0x76", POD_A, condition="true"),
+                kube_state("kube_pod_status_phase", "_x4 1x76", POD_A, phase="Pending"),
+                kube_state("kube_pod_status_phase", "_x4 0x76", POD_A, phase="Running"),
+                kube_state("kube_pod_container_status_restarts_total", "_x4 0x76", POD_A, container="triton"),
+                kube_state(
+                    "kube_pod_container_status_waiting_reason",
+                    "_x4 1x76",
+                    POD_A,
+                    container="triton",
+                    reason="ImagePullBackOff",
+                ),
+                *deployment_state(available="1x80", replicas="1x80"),
+                *[
+                    {
+                        "series": f'kube_deployment_status_condition{{namespace="{NS}",deployment="{DEPLOYMENT}",'
+                        f'condition="Progressing",status="{status}",reason="{reason}",'
+                        f'instance="{KSM_TARGET["instance"]}",job="{KSM_TARGET["job"]}"}}',
+                        "values": values,
+                    }
+                    for status, reason, values in (
+                        ("true", "ReplicaSetUpdated", "1x41 stale"),
+                        ("false", "ReplicaSetUpdated", "0x41 stale"),
+                        ("true", "ProgressDeadlineExceeded", "_x42 0x38"),
+                        ("false", "ProgressDeadlineExceeded", "_x42 1x38"),
+                    )
+                ],
+            ],
+            "alert_rule_test": [
+                *silent(("TritonRolloutStuck",), "24m"),
+                alert("TritonRolloutStuck", "27m", [{"severity": "warning", "deployment": DEPLOYMENT}]),
+                *silent(
+                    (
+                        "TritonTargetDown",
+                        "TritonMetricsMissing",
+                        "TritonNoReplicaAvailable",
+                        "TritonModelLoadFailing",
+                        "TritonPodCrashLooping",
+                    ),
+                    "27m",
+                    "40m",
+                ),
+            ],
+        },
+        {
+            # kube-state-metrics is rescheduled at 15m (a rolling update: the new exporter is scraped
+            # from 14m, the old one is gone at 16m): every series it exports changes `instance`. Pod A
+            # finished its start and does not serve a committed model; pod B crash loops.
+            "name": "kube-state-metrics rescheduled mid-incident: each alert stays one firing alert",
+            "interval": "1m",
+            "input_series": [
+                target(POD_A, BASE["instance"], "1x40"),
+                *rescheduled_exporter("kube_pod_status_ready", POD_A, "0", condition="true"),
+                *rescheduled_exporter("kube_pod_status_phase", POD_A, "1", phase="Running"),
+                *rescheduled_exporter("kube_pod_container_state_started", POD_A, "-3600", container="triton"),
+                *rescheduled_exporter(
+                    "kube_pod_container_status_restarts_total", POD_A, "0", container="triton"
+                ),
+                *rescheduled_exporter("kube_pod_status_ready", POD_B, "0", condition="true"),
+                *rescheduled_exporter("kube_pod_status_phase", POD_B, "1", phase="Running"),
+                *rescheduled_exporter(
+                    "kube_pod_container_status_restarts_total", POD_B, "0+1", container="triton"
+                ),
+            ],
+            "alert_rule_test": [
+                check
+                for at in ("13m", "14m", "15m", "16m", "17m", "30m")
+                for check in (
+                    # B is not ready and has restarted: its committed models do not serve either.
+                    alert(
+                        "TritonModelLoadFailing",
+                        at,
+                        [{"severity": "critical", "pod": POD_A}, {"severity": "critical", "pod": POD_B}],
+                    ),
+                    alert("TritonPodCrashLooping", at, [{"severity": "critical", "pod": POD_B}]),
+                )
+            ],
         },
         {
             "name": "a ready pod whose target goes down fires after `for`; a healthy one stays silent",
@@ -163,11 +428,7 @@ def alert_tests() -> list[dict[str, Any]]:
                 alert("TritonMetricsMissing", "15m", []),
                 alert("TritonMetricsMissing", "16m", [{"severity": "critical"}]),
                 alert("TritonModelLoadFailing", "20m", []),
-                alert(
-                    "TritonModelLoadFailing",
-                    "21m",
-                    [{"severity": "critical", "pod": POD_A, "condition": "true"}],
-                ),
+                alert("TritonModelLoadFailing", "21m", [{"severity": "critical", "pod": POD_A}]),
             ],
         },
         {
@@ -176,12 +437,14 @@ def alert_tests() -> list[dict[str, Any]]:
             "input_series": [
                 target(POD_A, BASE["instance"], "1x19 0x3 stale"),
                 target(POD_B, INSTANCE_B, "1x100"),
-                *pod_state(POD_A, ready="1x19 0x3 stale", started="-3600x22 stale", running="1x22 stale"),
-                *pod_state(POD_B, ready="1x100", started="-3600x100", running="1x100"),
-                kube_state(
-                    "kube_pod_container_status_restarts_total", "2x22 stale", POD_A, container="triton"
+                *pod_state(
+                    POD_A,
+                    ready="1x19 0x3 stale",
+                    started="-3600x22 stale",
+                    running="1x22 stale",
+                    restarts="2x22 stale",
                 ),
-                kube_state("kube_pod_container_status_restarts_total", "0x100", POD_B, container="triton"),
+                *pod_state(POD_B, ready="1x100", started="-3600x100", running="1x100"),
             ],
             "alert_rule_test": silent((*STARTING, "TritonPodCrashLooping"), "6m", "10m", "15m"),
         },
@@ -368,7 +631,7 @@ def alert_tests() -> list[dict[str, Any]]:
                 alert(
                     "TritonModelLoadFailing",
                     "15m",
-                    [{"severity": "critical", "pod": "triton-7d9f-abcde", "condition": "true"}],
+                    [{"severity": "critical", "pod": "triton-7d9f-abcde"}],
                 ),
             ],
         },
@@ -401,14 +664,14 @@ def alert_tests() -> list[dict[str, Any]]:
                     "TritonPodCrashLooping",
                     "9m",
                     [
-                        {"severity": "critical", "pod": "triton-7d9f-aaaaa", "container": "triton"},
-                        {"severity": "critical", "pod": "triton-7d9f-ccccc", "container": "triton"},
+                        {"severity": "critical", "pod": "triton-7d9f-aaaaa"},
+                        {"severity": "critical", "pod": "triton-7d9f-ccccc"},
                     ],
                 ),
                 alert(
                     "TritonPodCrashLooping",
                     "13m",
-                    [{"severity": "critical", "pod": "triton-7d9f-aaaaa", "container": "triton"}],
+                    [{"severity": "critical", "pod": "triton-7d9f-aaaaa"}],
                 ),
             ],
         },
@@ -491,7 +754,7 @@ def test_promtool_checks_the_rendered_rules(rule_file):
         [PROMTOOL, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 23 rules found" in result.stdout
+    assert "SUCCESS: 25 rules found" in result.stdout
 
 
 def test_every_alert_fires_when_it_should_and_only_then(rule_file, tmp_path):
@@ -551,6 +814,11 @@ def test_every_alert_has_a_runbook_section_and_the_kube_state_metrics_need_is_wr
     values = (ROOT / "charts" / "triton" / "values.yaml").read_text(encoding="utf-8")
     target_down = values[values.index("      targetDown:") : values.index("      metricsMissing:")]
     assert "kube-state-metrics" in target_down and "TritonMetricsMissing" in target_down
+    # The rules match kube-state-metrics' series on the pods' own namespace and pod labels, which
+    # they keep only when it is scraped with honorLabels: both places say so.
+    rule_values = values[values.index("  prometheusRule:") : values.index("    alerts:")]
+    assert "honorLabels: true" in rule_values
+    assert "honorLabels: true" in runbooks.split("\n## ", 1)[0]
 
 
 def test_every_alert_carries_severity_namespace_summary_and_runbook():
@@ -561,6 +829,7 @@ def test_every_alert_carries_severity_namespace_summary_and_runbook():
                     continue
                 assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
                 assert rule["labels"]["namespace"] == f"triton-{env}", rule["alert"]
+                assert rule["labels"]["triton_release"] == RELEASE, rule["alert"]
                 assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
                 assert rule["annotations"]["runbook_url"].endswith("#" + rule["alert"].lower()), rule["alert"]
 
@@ -587,6 +856,36 @@ def test_rules_follow_their_values(render_with_rules):
         if r.get("alert") == "TritonHighMeanLatency"
     ]
     assert mean["expr"].endswith("> 40000") and mean["for"] == "1m"
+
+
+def test_the_deployment_and_crash_loop_windows_follow_the_startup_budget_or_their_values(render_with_rules):
+    def alerts(item):
+        return {
+            r["alert"]: r for g in monitoring.rule_file(item)["groups"] for r in g["rules"] if "alert" in r
+        }
+
+    # Defaults: the progress deadline (budget 600 s + 600 s for the pull) and 3 x (600 s + 300 s).
+    default = alerts(rendering.render("dev"))
+    assert default["TritonNoReplicaAvailable"]["for"] == "1200s"
+    assert "[2700s]" in default["TritonPodCrashLooping"]["expr"]
+    longer = alerts(
+        render_with_rules({"probes": {"startup": {"periodSeconds": 10, "failureThreshold": 150}}})
+    )
+    assert longer["TritonNoReplicaAvailable"]["for"] == "2100s"
+    assert "[5400s]" in longer["TritonPodCrashLooping"]["expr"]
+    overridden = alerts(
+        render_with_rules(
+            {
+                "monitoring": {
+                    "prometheusRule": {
+                        "alerts": {"noReplicaAvailable": {"for": "30m"}, "crashLooping": {"window": "1h"}}
+                    }
+                }
+            }
+        )
+    )
+    assert overridden["TritonNoReplicaAvailable"]["for"] == "30m"
+    assert "[1h]" in overridden["TritonPodCrashLooping"]["expr"]
 
 
 @pytest.fixture

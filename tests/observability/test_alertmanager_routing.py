@@ -1,12 +1,14 @@
 """The platform's Alertmanager routing: each environment's alerts reach only that environment's
 receivers (amtool on the committed file), and inhibition works in a real Alertmanager: per pod for
-a target that is down, per namespace when every target is gone."""
+a target that is down, per release when every target is gone, never across two releases that
+share a namespace."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import re
+import shlex
 import socket
 import subprocess
 import time
@@ -20,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.observability.test_alert_rules import alert_tests
+from tests.observability.test_alert_rules import RELEASE, alert_tests
 
 CONFIG = ROOT / "monitoring" / "alertmanager.yaml"
 DEV = {"triton-dev"}
@@ -253,9 +255,15 @@ def alertmanager(alertmanager_binary: str, tmp_path: Path) -> Iterator[str]:
 
 
 def _alert(
-    alertname: str, namespace: str, severity: str, model: str | None = None, pod: str | None = None
+    alertname: str,
+    namespace: str,
+    severity: str,
+    model: str | None = None,
+    pod: str | None = None,
+    release: str = RELEASE,
 ) -> dict[str, Any]:
-    labels = {"alertname": alertname, "namespace": namespace, "severity": severity}
+    """An alert as the chart's rules label it (every Triton alert names its release)."""
+    labels = {"alertname": alertname, "namespace": namespace, "severity": severity, "triton_release": release}
     if model:
         labels["model"] = model
     if pod:
@@ -263,18 +271,44 @@ def _alert(
     return {"labels": labels, "annotations": {"summary": "posted by the inhibition test"}}
 
 
-def _key(alert: dict[str, Any]) -> tuple[str, str, str, str, str]:
+def _key(alert: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
     labels = alert["labels"]
     return (
         labels["alertname"],
         labels["namespace"],
+        labels["triton_release"],
         labels["severity"],
         labels.get("model", ""),
         labels.get("pod", ""),
     )
 
 
-def test_target_down_inhibits_only_its_pods_alerts_and_metrics_missing_its_namespace(alertmanager):
+def _post_and_check_inhibition(
+    alertmanager: str, cases: list[tuple[dict[str, Any], dict[str, Any] | None]]
+) -> None:
+    """Post every alert of `cases`; each must end inhibited by exactly its source, or stay active."""
+    _request(f"{alertmanager}/api/v2/alerts", [alert for alert, _ in cases])
+    want_inhibited = {_key(alert) for alert, source in cases if source is not None}
+    # The inhibitor learns about source alerts asynchronously: wait, bounded, until all apply.
+    deadline = time.monotonic() + INHIBIT_TIMEOUT_S
+    while True:
+        alerts = {_key(alert): alert for alert in _request(f"{alertmanager}/api/v2/alerts")}
+        inhibited = {key for key, alert in alerts.items() if alert["status"]["inhibitedBy"]}
+        if (len(alerts) == len(cases) and want_inhibited <= inhibited) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert set(alerts) == {_key(alert) for alert, _ in cases}
+    for alert, source in cases:
+        status = alerts[_key(alert)]["status"]
+        if source is None:
+            assert status["state"] == "active", _key(alert)
+            assert status["inhibitedBy"] == [], _key(alert)
+        else:
+            assert status["state"] == "suppressed", _key(alert)
+            assert status["inhibitedBy"] == [alerts[_key(source)]["fingerprint"]], _key(alert)
+
+
+def test_target_down_inhibits_only_its_pods_alerts_and_metrics_missing_its_release(alertmanager):
     pod_a, pod_b = "triton-7d9f8c6b5-a1b2c", "triton-7d9f8c6b5-d3e4f"
     dev_down = _alert("TritonTargetDown", "triton-dev", "critical", pod=pod_a)
     staging_missing = _alert("TritonMetricsMissing", "triton-staging", "critical")
@@ -302,25 +336,34 @@ def test_target_down_inhibits_only_its_pods_alerts_and_metrics_missing_its_names
         (_alert("TritonQueueTimeHigh", "triton-prod", "warning", "linear"), prod_queue_critical),
         (_alert("TritonQueueTimeHigh", "triton-prod", "warning", "mlp"), None),
     ]
-    _request(f"{alertmanager}/api/v2/alerts", [alert for alert, _ in cases])
-    want_inhibited = {_key(alert) for alert, source in cases if source is not None}
-    # The inhibitor learns about source alerts asynchronously: wait, bounded, until all apply.
-    deadline = time.monotonic() + INHIBIT_TIMEOUT_S
-    while True:
-        alerts = {_key(alert): alert for alert in _request(f"{alertmanager}/api/v2/alerts")}
-        inhibited = {key for key, alert in alerts.items() if alert["status"]["inhibitedBy"]}
-        if (len(alerts) == len(cases) and want_inhibited <= inhibited) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert set(alerts) == {_key(alert) for alert, _ in cases}
-    for alert, source in cases:
-        status = alerts[_key(alert)]["status"]
-        if source is None:
-            assert status["state"] == "active", _key(alert)
-            assert status["inhibitedBy"] == [], _key(alert)
-        else:
-            assert status["state"] == "suppressed", _key(alert)
-            assert status["inhibitedBy"] == [alerts[_key(source)]["fingerprint"]], _key(alert)
+    _post_and_check_inhibition(alertmanager, cases)
+
+
+def test_one_release_never_inhibits_another_release_in_the_same_namespace(alertmanager):
+    """Two releases of the chart in one namespace (a canary beside the main release) serve the same
+    model names: release A losing every target, or A's critical twin of an alert, mutes A only."""
+    canary = "triton-canary"
+    missing_a = _alert("TritonMetricsMissing", "triton-prod", "critical")
+    queue_critical_a = _alert("TritonQueueTimeHigh", "triton-dev", "critical", "linear")
+    cases: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
+        (missing_a, None),
+        (_alert("TritonErrorRatioHigh", "triton-prod", "critical", "linear"), missing_a),
+        (_alert("TritonErrorRatioHigh", "triton-prod", "critical", "linear", release=canary), None),
+        (_alert("TritonErrorBudgetBurn", "triton-prod", "critical", "linear", release=canary), None),
+        (queue_critical_a, None),
+        (_alert("TritonQueueTimeHigh", "triton-dev", "warning", "linear"), queue_critical_a),
+        (_alert("TritonQueueTimeHigh", "triton-dev", "warning", "linear", release=canary), None),
+    ]
+    _post_and_check_inhibition(alertmanager, cases)
+
+
+def test_every_inhibition_compares_the_release_and_every_alert_carries_it():
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    assert config["inhibit_rules"]
+    for rule in config["inhibit_rules"]:
+        assert "triton_release" in rule["equal"], rule
+    fired = _fired_labels()
+    assert all(labels["triton_release"] == RELEASE for sets in fired.values() for labels in sets)
 
 
 def _inhibit_rule(source: str) -> dict[str, Any]:
@@ -347,7 +390,7 @@ def _fired_labels() -> dict[str, list[dict[str, str]]]:
 
 def test_per_pod_inhibition_reaches_only_alerts_that_always_carry_a_pod():
     rule = _inhibit_rule("TritonTargetDown")
-    assert rule["equal"] == ["namespace", "pod"]
+    assert rule["equal"] == ["namespace", "triton_release", "pod"]
     assert 'pod=~".+"' in rule["source_matchers"]
     fired = _fired_labels()
     targets = _target_alertnames(rule)
@@ -361,8 +404,49 @@ def test_per_pod_inhibition_reaches_only_alerts_that_always_carry_a_pod():
 
 def test_metrics_missing_inhibits_the_model_level_symptoms_of_its_namespace():
     rule = _inhibit_rule("TritonMetricsMissing")
-    assert rule["equal"] == ["namespace"]
+    assert rule["equal"] == ["namespace", "triton_release"]
     fired = _fired_labels()
     assert _target_alertnames(rule) == set(SYMPTOMS)
     for name in SYMPTOMS:
         assert fired[name] and not any("pod" in labels for labels in fired[name]), name
+
+
+def _runbook_command(alertname: str) -> list[str]:
+    """The shell command in `alertname`'s runbook section, as argv (backslash continuations joined)."""
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text(encoding="utf-8")
+    section = runbooks.split(f"\n## {alertname}\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    return shlex.split(block.replace("\\\n", " "))
+
+
+def test_the_runbooks_retirement_silence_mutes_only_that_models_unavailable_alert(alertmanager, amtool):
+    """Retiring a model: the runbook's amtool command, run as written against a real Alertmanager,
+    silences TritonModelUnavailable for that model of that release, and nothing else."""
+    command = _runbook_command("TritonModelUnavailable")
+    assert command[:3] == ["amtool", "silence", "add"]
+    command[0] = amtool
+    command = [
+        f"--alertmanager.url={alertmanager}" if arg.startswith("--alertmanager.url=") else arg
+        for arg in command
+    ]
+    command = [arg.replace("$USER", "runbook-test") for arg in command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    matchers = dict(arg.split("=", 1) for arg in command if not arg.startswith("-") and "=" in arg)
+    namespace, release, model = matchers["namespace"], matchers["triton_release"], matchers["model"]
+    retired = _alert("TritonModelUnavailable", namespace, "critical", model, release=release)
+    others = [
+        _alert("TritonModelUnavailable", namespace, "critical", "mlp", release=release),
+        _alert("TritonModelUnavailable", namespace, "critical", model, release=f"{release}-canary"),
+        _alert("TritonErrorRatioHigh", namespace, "critical", model, release=release),
+    ]
+    _request(f"{alertmanager}/api/v2/alerts", [retired, *others])
+    deadline = time.monotonic() + INHIBIT_TIMEOUT_S
+    while True:
+        alerts = {_key(alert): alert["status"] for alert in _request(f"{alertmanager}/api/v2/alerts")}
+        if alerts.get(_key(retired), {}).get("silencedBy") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert alerts[_key(retired)]["state"] == "suppressed" and alerts[_key(retired)]["silencedBy"]
+    for alert in others:
+        assert alerts[_key(alert)]["state"] == "active", _key(alert)

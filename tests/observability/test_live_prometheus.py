@@ -4,12 +4,14 @@ the recording rules and every dashboard query return data; stopping a replica an
 model make the matching alerts go pending, then firing.
 
 There is no Kubernetes here, so a stand-in for kube-state-metrics (tests/observability/kube_state.py)
-serves the pod series the rules read (Ready condition, phase, the Triton container's start time),
-derived on every scrape from the runtime's own kubelet-like state."""
+serves the pod and Deployment series the rules read (Ready condition, phase, the Triton container's
+start time and restart count, replicas wanted and available), derived on every scrape from the
+runtime's own kubelet-like state."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -72,8 +74,9 @@ def stack(tmp_path_factory):
     prometheus = None
     try:
         assert current.all_ready, controlling.describe(current)
-        with kube_state.serve(runtime_dir, NAMESPACE) as stand_in:
-            item = rendering.render("local", extra_files=[LIVE_VALUES])
+        item = rendering.render("local", extra_files=[LIVE_VALUES])
+        deployment = item.one("Deployment")["metadata"]["name"]
+        with kube_state.serve(runtime_dir, NAMESPACE, deployment) as stand_in:
             targets = [
                 monitoring.Target(kube_state.pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}")
                 for r in current.replicas
@@ -110,6 +113,37 @@ def test_scrape_job_is_derived_from_the_service_monitor(stack):
         20,
         "both targets up",
     )
+
+
+# kube-state-metrics series the rules read that the stand-in cannot serve honestly: no pod is ever
+# deleted by the local runtime, and it has no rollouts (no Deployment conditions).
+NOT_SERVED = {"kube_pod_deletion_timestamp", "kube_deployment_status_condition"}
+
+
+def test_the_stand_in_serves_every_kube_state_series_the_rules_read(stack):
+    current, prometheus, _ = stack
+    item = rendering.render("local", extra_files=[LIVE_VALUES])
+    read = {
+        name
+        for group in monitoring.rule_file(item)["groups"]
+        for rule in group["rules"]
+        for name in re.findall(r"\b(kube_[a-z_]+)\{", rule["expr"])
+    }
+    assert read.issuperset(NOT_SERVED), "the rules no longer read what NOT_SERVED excuses"
+    for name in sorted(read - NOT_SERVED):
+        _eventually(lambda name=name: prometheus.query(f'{name}{{namespace="{NAMESPACE}"}}'), 20, name)
+    wanted = f'kube_deployment_spec_replicas{{namespace="{NAMESPACE}"}} == {len(current.replicas)}'
+    _eventually(lambda: prometheus.query(wanted), 20, "the Deployment's replicas")
+
+    def restarts_agree() -> bool:
+        """Prometheus' restart counts are the runtime's (compared after a scrape, retried)."""
+        scraped = prometheus.query(f'kube_pod_container_status_restarts_total{{namespace="{NAMESPACE}"}}')
+        runtime = controlling.status(current.work_dir).replicas
+        return {s["metric"]["pod"]: int(s["value"][1]) for s in scraped} == {
+            kube_state.pod_name(r.index): kube_state.restart_count(r) for r in runtime
+        }
+
+    _eventually(restarts_agree, 20, "restart counts as the runtime's")
 
 
 def test_recording_rules_match_what_the_client_measured(stack):
@@ -235,6 +269,10 @@ def test_prometheus_reports_rule_evaluation_cost(stack):
     assert set(groups) == {"triton.recording", "triton.alerts"}
     for name, group in groups.items():
         assert group["rules"] and group["evaluationTime"] >= 0, name
+        # Evaluated without error (a PromQL mistake that promtool's static check cannot see).
+        assert all(rule["health"] == "ok" for rule in group["rules"]), [
+            (rule["name"], rule.get("lastError")) for rule in group["rules"] if rule["health"] != "ok"
+        ]
         print(f"{name}: {len(group['rules'])} rules evaluated in {group['evaluationTime'] * 1000:.2f} ms")
 
 
