@@ -146,26 +146,43 @@ def test_k3_service_monitor_tells_releases_apart_without_the_instance_label(rend
 
 def test_k4_dev_nfs_server_is_an_address_the_nodes_can_resolve(rendered):
     server = rendered["dev"].one("PersistentVolume")["spec"]["nfs"]["server"]
-    assert not re.search(r"\.svc(\.|$)", server), server
+    assert not re.search(r"\.(svc|cluster\.local)$", server), server
 
 
 @pytest.mark.parametrize(
     "server",
-    ["nfs-dev.storage.svc.cluster.local", "nfs.storage.svc", "NFS.storage.SVC.cluster.local."],
-    ids=["fqdn", "short", "upper-case-trailing-dot"],
+    [
+        "nfs-dev.storage.svc.cluster.local",
+        "nfs.storage.svc",
+        "NFS.storage.SVC.cluster.local.",
+        "nfs-dev.storage.pod.cluster.local",
+    ],
+    ids=["fqdn", "short-svc", "upper-case-trailing-dot", "cluster-domain"],
 )
 def test_k4_cluster_dns_nfs_server_fails_the_render(render_with, server):
     with pytest.raises(errors.RenderError) as failure:
         render_with("dev", {"modelRepository": {"pvc": {"nfs": {"server": server}}}})
     message = str(failure.value)
     assert message.startswith(f'modelRepository.pvc.nfs.server: "{server}" is a cluster DNS name')
-    assert "(K4)" in message and "use an IP address or a name the nodes' resolver knows" in message
+    assert "use an IP address or a name the nodes' resolver knows" in message
+    assert "(K4)" not in message, "internal tags stay out of user-facing messages"
 
 
-@pytest.mark.parametrize("server", ["10.1.2.3", "nfs.example.internal", "svc.example.com"])
+@pytest.mark.parametrize(
+    "server",
+    ["10.1.2.3", "nfs.example.internal", "svc.example.com", "nfs.svc.corp.example.com", "svc"],
+    ids=["ip", "host", "svc-first-label", "svc-middle-label", "bare-svc-host"],
+)
 def test_k4_node_resolvable_nfs_servers_render(render_with, server):
+    # `.svc.` inside a name (nfs.svc.corp.example.com) is a real host name in some networks: only
+    # the cluster's own suffixes are refused.
     item = render_with("dev", {"modelRepository": {"pvc": {"nfs": {"server": server}}}})
     assert item.one("PersistentVolume")["spec"]["nfs"]["server"] == server
+
+
+def test_k4_user_facing_values_carry_no_internal_tags():
+    for path in (environments.CHART_DIR / "values.yaml", *sorted(environments.VALUES_DIR.glob("*.yaml"))):
+        assert "(K4)" not in path.read_text(encoding="utf-8"), path
 
 
 # --- K6: a helm test pod is subject to the release's NetworkPolicies ------------------------

@@ -109,9 +109,27 @@ Usage: {{ include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Ch
 {{- default (printf "%s-repository-api" (include "triton.fullname" .)) .Values.repositoryApi.restricted.existingSecret }}
 {{- end }}
 
-{{/* Name of the model-repository PVC (existing or created). */}}
+{{/*
+Short hash of the NFS export (server:path) for the names of the volume and claim the chart creates.
+A PersistentVolume's volume source and a claim's volumeName cannot change after creation, so a
+changed export must be new objects: the Deployment then rolls onto the new claim.
+*/}}
+{{- define "triton.nfsExportHash" -}}
+{{- printf "%s:%s" .Values.modelRepository.pvc.nfs.server .Values.modelRepository.pvc.nfs.path | sha256sum | trunc 8 }}
+{{- end }}
+
+{{/* Name of the NFS PersistentVolume the chart creates: cluster-scoped, so named after the namespace too. */}}
+{{- define "triton.nfsVolumeName" -}}
+{{- printf "%s-%s-models" .Release.Namespace (include "triton.fullname" .) | trunc 54 | trimSuffix "-" }}-{{ include "triton.nfsExportHash" . }}
+{{- end }}
+
+{{/* Name of the model-repository PVC: the existing claim, or the created one (named after its NFS export). */}}
 {{- define "triton.claimName" -}}
-{{- default (printf "%s-models" (include "triton.fullname" .)) .Values.modelRepository.pvc.existingClaim }}
+{{- if .Values.modelRepository.pvc.existingClaim }}
+{{- .Values.modelRepository.pvc.existingClaim }}
+{{- else }}
+{{- printf "%s-models" (include "triton.fullname" .) | trunc 54 | trimSuffix "-" }}-{{ include "triton.nfsExportHash" . }}
+{{- end }}
 {{- end }}
 
 {{/* Where the scripts ConfigMap is mounted in the Triton container. */}}
@@ -209,9 +227,12 @@ Usage: {{ include "triton.validate" . }}
 {{- if and $repo.pvc.nfs.server (not $repo.pvc.nfs.path) }}
 {{- fail "modelRepository.pvc.nfs.path: required with nfs.server" }}
 {{- end }}
+{{- /* Only the default cluster domain is known here: a cluster configured with another one
+    (kubelet clusterDomain) is not caught, and neither is a short in-cluster name such as
+    nfs-dev.storage (service.namespace), which looks like any other host name. */}}
 {{- $nfsServer := lower (trimSuffix "." $repo.pvc.nfs.server) }}
-{{- if or (hasSuffix ".svc" $nfsServer) (contains ".svc." $nfsServer) }}
-{{- fail (printf "modelRepository.pvc.nfs.server: %q is a cluster DNS name, but the kubelet mounts NFS with the node's resolver, which cannot resolve *.svc names (K4); use an IP address or a name the nodes' resolver knows" $repo.pvc.nfs.server) }}
+{{- if or (hasSuffix ".svc" $nfsServer) (hasSuffix ".cluster.local" $nfsServer) (eq $nfsServer "cluster.local") }}
+{{- fail (printf "modelRepository.pvc.nfs.server: %q is a cluster DNS name, but the kubelet mounts NFS with the node's resolver, which does not resolve names ending in .svc or .cluster.local; use an IP address or a name the nodes' resolver knows" $repo.pvc.nfs.server) }}
 {{- end }}
 {{- end }}
 {{- if and $repo.objectStore.enabled (not $repo.objectStore.uri) }}
