@@ -295,6 +295,41 @@ def test_k7_health_never_needs_the_key_and_the_list_is_closed(render_with, proto
         render_with("dev", {"repositoryApi": {"restricted": {"protocols": protocols}}})
 
 
+def test_k7_the_repository_api_is_always_restricted(run_cli):
+    # The list is the user's, but an open load/unload API is remote code execution: the schema
+    # requires model-repository in it. Through the CLI, as a user would write it.
+    result = run_cli("render", "--env", "dev", "--set", "repositoryApi.restricted.protocols={statistics}")
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    assert "repositoryApi.restricted.protocols" in result.stderr
+    assert "model-repository" in result.stderr
+
+
+def test_k7_helms_own_schema_check_requires_the_repository_api(tmp_path):
+    # Helm itself (not only tritonops' per-file check) refuses the list: `helm install` and Argo CD
+    # validate values.schema.json with their own JSON-schema library, which must know `contains`
+    # (draft-06; Helm <= 3.17 uses gojsonschema, drafts 4/6/7; later Helm santhosh-tekuri/jsonschema).
+    chart = helm_python.Chart.load(str(environments.CHART_DIR))
+    env = environments.get("dev")
+    values = rendering.merge_layers(rendering.load_values_file(path).values for path in env.values_files)
+    chart.render(values, name=env.release, namespace=env.namespace)  # the committed values pass
+    values["repositoryApi"]["restricted"]["protocols"] = ["statistics", "logging"]
+    with pytest.raises(helm_python.HelmValuesError, match="protocols"):
+        chart.render(values, name=env.release, namespace=env.namespace)
+
+
+def test_k7_restricting_inference_with_the_helm_test_fails_naming_both_values(render_with):
+    # The test pod's request carries no key: it would get 403 and `helm test` could never pass.
+    restricted = {"repositoryApi": {"restricted": {"protocols": ["model-repository", "inference"]}}}
+    with pytest.raises(errors.RenderError) as failure:
+        render_with("prod", restricted)
+    message = str(failure.value)
+    assert message.startswith("helmTest.enabled: ")
+    assert "repositoryApi.restricted.protocols" in message and "inference" in message
+    item = render_with("prod", {**restricted, "helmTest": {"enabled": False}})
+    assert "--api-protocols=model-repository,inference" in triton_container(item)["args"]
+
+
 def test_k7_chosen_protocols_reach_the_launcher(render_with):
     item = render_with(
         "dev", {"repositoryApi": {"restricted": {"protocols": ["model-repository", "statistics"]}}}

@@ -288,6 +288,11 @@ Usage: {{ include "triton.validate" . }}
 {{- if and .Values.helmTest.enabled (not .Values.helmTest.request) }}
 {{- fail "helmTest.request: give the KServe v2 request body for the smoke inference" }}
 {{- end }}
+{{- with .Values.repositoryApi.restricted }}
+{{- if and $.Values.helmTest.enabled .enabled (has "inference" .protocols) }}
+{{- fail "helmTest.enabled: the helm test's smoke inference carries no key, but repositoryApi.restricted.protocols restricts inference; set helmTest.enabled=false, or remove inference from repositoryApi.restricted.protocols" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The tritonserver command line, built from values. */}}
