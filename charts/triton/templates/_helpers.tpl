@@ -66,7 +66,7 @@ release: {{ .Release.Name }}
 {{- define "triton.standardLabels" -}}
 helm.sh/chart: {{ include "triton.chart" . }}
 {{ include "triton.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ include "triton.versionLabel" . | quote }}
 app.kubernetes.io/component: inference-server
 app.kubernetes.io/part-of: tritonops
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -97,6 +97,21 @@ Usage: {{ include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Ch
 {{- else }}
 {{- printf "%s:%s" .image.repository (default .defaultTag .image.tag) }}
 {{- end }}
+{{- end }}
+
+{{/* The Triton image tag the pods run: image.tag, else the chart's appVersion. */}}
+{{- define "triton.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/*
+app.kubernetes.io/version: the image tag the pods run, as a label value (at most 63 characters of
+[A-Za-z0-9._-], alphanumeric at both ends). A pinned digest cannot be one ("sha256:" and 64 hex
+digits is 71 characters, with a colon), so the tag names the version even then; the digest is in
+the pod's image reference and NOTES.txt.
+*/}}
+{{- define "triton.versionLabel" -}}
+{{- regexReplaceAll "[^-A-Za-z0-9_.]" (include "triton.imageTag" .) "-" | trunc 63 | trimAll "-_." }}
 {{- end }}
 
 {{/* The Triton image reference (tag defaults to appVersion). */}}
