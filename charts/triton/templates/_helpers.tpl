@@ -364,6 +364,11 @@ Usage: {{ include "triton.validate" . }}
 - --{{ if not .Values.server.committedState.verifyDigest }}no-{{ end }}verify-digest
 - --repository={{ .Values.modelRepository.path }}
 {{- end }}
+{{- /* The pod's emptyDir volumes outlive container restarts: the launcher clears what an earlier run left. */}}
+- --tmp-dir=/tmp
+{{- if .Values.modelRepository.objectStore.enabled }}
+- --object-store-cache={{ include "triton.objectStoreCacheDir" . }}
+{{- end }}
 {{- if .Values.repositoryApi.restricted.enabled }}
 - --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}
 - --api-header={{ .Values.repositoryApi.restricted.header }}
