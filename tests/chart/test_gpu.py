@@ -144,3 +144,11 @@ def test_prod_example_keeps_pods_off_gpus_below_compute_capability_7_5(render_wi
     }
     assert admitted == {"T4", "A100", "L4", "H100", "B200", "RTX PRO 6000"}
     assert not any(_term_matches(term, {}) for term in terms), "a node without GFD labels is not admitted"
+
+
+def test_chart_readme_shows_the_prod_example():
+    readme = (environments.CHART_DIR / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**GPU generation.**") :]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    block = section[start : section.index("```\n", start)]
+    assert yaml.safe_load(block) == _commented_prod_affinity()

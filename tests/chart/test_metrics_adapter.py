@@ -86,3 +86,14 @@ def test_adapter_query_is_queue_time_per_request_per_pod(tmp_path: Path):
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chart_readme_shows_the_rule_as_deployed():
+    readme = (environments.CHART_DIR / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Autoscaling") :]
+    block = section[
+        section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))
+    ]
+    assert (
+        yaml.safe_load(block)["rules"] == yaml.safe_load(ADAPTER_VALUES.read_text(encoding="utf-8"))["rules"]
+    )
