@@ -180,9 +180,20 @@ def test_k4_node_resolvable_nfs_servers_render(render_with, server):
     assert item.one("PersistentVolume")["spec"]["nfs"]["server"] == server
 
 
-def test_k4_user_facing_values_carry_no_internal_tags():
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_k4_user_facing_values_and_manifests_carry_no_internal_tags(env):
+    # K1-K8 name cluster behaviours in this project's design notes; users never see those notes.
+    internal_tag = re.compile(r"\(K\d\)")
     for path in (environments.CHART_DIR / "values.yaml", *sorted(environments.VALUES_DIR.glob("*.yaml"))):
-        assert "(K4)" not in path.read_text(encoding="utf-8"), path
+        assert not internal_tag.search(path.read_text(encoding="utf-8")), path
+    environment = environments.get(env)
+    values = rendering.merge_layers(
+        rendering.load_values_file(path).values for path in environment.values_files
+    )
+    chart = helm_python.Chart.load(str(environments.CHART_DIR))
+    raw = chart.render(values, name=environment.release, namespace=environment.namespace)
+    tagged = sorted(path for path, text in raw.items() if internal_tag.search(text))
+    assert not tagged, f"rendered with an internal tag: {tagged}"
 
 
 # --- K6: a helm test pod is subject to the release's NetworkPolicies ------------------------
