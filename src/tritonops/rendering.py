@@ -243,6 +243,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
         )
     if error.validator == "type":
         return f"{path}: {error.instance!r} is not of type {error.validator_value}"
+    if (
+        error.validator == "contains"
+        and isinstance(error.validator_value, dict)
+        and "const" in error.validator_value
+    ):
+        return f"{path}: {error.instance!r} must include {error.validator_value['const']!r}"
     if error.validator == "enum":
         choices = ", ".join(repr(choice) for choice in schema.get("enum", []))
         return f"{path}: {error.instance!r} is not one of {choices}"

@@ -146,26 +146,54 @@ def test_k3_service_monitor_tells_releases_apart_without_the_instance_label(rend
 
 def test_k4_dev_nfs_server_is_an_address_the_nodes_can_resolve(rendered):
     server = rendered["dev"].one("PersistentVolume")["spec"]["nfs"]["server"]
-    assert not re.search(r"\.svc(\.|$)", server), server
+    assert not re.search(r"\.(svc|cluster\.local)$", server), server
 
 
 @pytest.mark.parametrize(
     "server",
-    ["nfs-dev.storage.svc.cluster.local", "nfs.storage.svc", "NFS.storage.SVC.cluster.local."],
-    ids=["fqdn", "short", "upper-case-trailing-dot"],
+    [
+        "nfs-dev.storage.svc.cluster.local",
+        "nfs.storage.svc",
+        "NFS.storage.SVC.cluster.local.",
+        "nfs-dev.storage.pod.cluster.local",
+    ],
+    ids=["fqdn", "short-svc", "upper-case-trailing-dot", "cluster-domain"],
 )
 def test_k4_cluster_dns_nfs_server_fails_the_render(render_with, server):
     with pytest.raises(errors.RenderError) as failure:
         render_with("dev", {"modelRepository": {"pvc": {"nfs": {"server": server}}}})
     message = str(failure.value)
     assert message.startswith(f'modelRepository.pvc.nfs.server: "{server}" is a cluster DNS name')
-    assert "(K4)" in message and "use an IP address or a name the nodes' resolver knows" in message
+    assert "use an IP address or a name the nodes' resolver knows" in message
+    assert "(K4)" not in message, "internal tags stay out of user-facing messages"
 
 
-@pytest.mark.parametrize("server", ["10.1.2.3", "nfs.example.internal", "svc.example.com"])
+@pytest.mark.parametrize(
+    "server",
+    ["10.1.2.3", "nfs.example.internal", "svc.example.com", "nfs.svc.corp.example.com", "svc"],
+    ids=["ip", "host", "svc-first-label", "svc-middle-label", "bare-svc-host"],
+)
 def test_k4_node_resolvable_nfs_servers_render(render_with, server):
+    # `.svc.` inside a name (nfs.svc.corp.example.com) is a real host name in some networks: only
+    # the cluster's own suffixes are refused.
     item = render_with("dev", {"modelRepository": {"pvc": {"nfs": {"server": server}}}})
     assert item.one("PersistentVolume")["spec"]["nfs"]["server"] == server
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_k4_user_facing_values_and_manifests_carry_no_internal_tags(env):
+    # K1-K8 name cluster behaviours in this project's design notes; users never see those notes.
+    internal_tag = re.compile(r"\(K\d\)")
+    for path in (environments.CHART_DIR / "values.yaml", *sorted(environments.VALUES_DIR.glob("*.yaml"))):
+        assert not internal_tag.search(path.read_text(encoding="utf-8")), path
+    environment = environments.get(env)
+    values = rendering.merge_layers(
+        rendering.load_values_file(path).values for path in environment.values_files
+    )
+    chart = helm_python.Chart.load(str(environments.CHART_DIR))
+    raw = chart.render(values, name=environment.release, namespace=environment.namespace)
+    tagged = sorted(path for path, text in raw.items() if internal_tag.search(text))
+    assert not tagged, f"rendered with an internal tag: {tagged}"
 
 
 # --- K6: a helm test pod is subject to the release's NetworkPolicies ------------------------
@@ -239,15 +267,87 @@ def test_k6_helm_test_pod_labels_hold_each_key_once():
 
 # --- K7: old images and open protocols ------------------------------------------------------
 
-# NVIDIA's Triton security bulletins (github.com/NVIDIA/product-security) and the first NGC
-# release that fixes each: the default image must be at least the newest of them.
+# NVIDIA's Triton security bulletins, as published in github.com/NVIDIA/product-security (read on
+# 2026-11-26; its newest Triton bulletin then was 2026/5865, of 2026-08-18), each with its CVEs and
+# the first NGC release that fixes all of them ("Updated Version" in the bulletin's table). Key:
+# the bulletin's file in that repository. The default image must be at least the newest of them.
+# 2023/5509 (CVE-2023-31036) names Triton 2.40, older than every release here, and is left out.
 SECURITY_FIXES = {
-    "2025-08 CVE-2025-23310/23311/23317/23318/23319/23320/23334 (unauthenticated HTTP, Python backend)": "25.07",
-    "2025-12 CVE-2025-33201/33211 (denial of service)": "25.10",
-    "2026-05 CVE-2026-24206/24207 (authentication bypass)": "26.03",
-    "2026-08 CVE-2026-47627 (path traversal, CVSS 9.8)": "26.06",
-    "2026-09 CVE-2026-16497 (denial of service)": "26.07",
+    "2024/5535/5535.md": (("CVE-2024-0087", "CVE-2024-0088", "CVE-2024-0100"), "24.04"),
+    "2024/5546/5546.md": (("CVE-2024-0095", "CVE-2024-0103"), "24.05"),
+    "2024/5565/5565.md": (("CVE-2024-0116",), "24.09"),
+    "2025/5612/5612.md": (("CVE-2024-53880",), "24.12"),
+    # August 2025: the unauthenticated HTTP and Python-backend chain (25.05-25.07 per CVE).
+    "2025/5687/5687.md": (
+        (
+            "CVE-2025-23268",
+            "CVE-2025-23310",
+            "CVE-2025-23311",
+            "CVE-2025-23317",
+            "CVE-2025-23318",
+            "CVE-2025-23319",
+            "CVE-2025-23320",
+            "CVE-2025-23321",
+            "CVE-2025-23322",
+            "CVE-2025-23323",
+            "CVE-2025-23324",
+            "CVE-2025-23325",
+            "CVE-2025-23326",
+            "CVE-2025-23327",
+            "CVE-2025-23331",
+            "CVE-2025-23333",
+            "CVE-2025-23334",
+            "CVE-2025-23335",
+        ),
+        "25.07",
+    ),
+    # Lists CVE-2025-23268 (DALI backend, fixed in 25.07) again.
+    "2025/5691/5691.md": (
+        ("CVE-2025-23268", "CVE-2025-23316", "CVE-2025-23328", "CVE-2025-23329", "CVE-2025-23336"),
+        "25.08",
+    ),
+    "2025/5723/5723.md": (("CVE-2025-33202",), "25.09"),
+    "2025/5734/5734.md": (("CVE-2025-33201", "CVE-2025-33211"), "25.10"),
+    "2026/5790/5790.md": (("CVE-2025-33238", "CVE-2025-33254", "CVE-2026-24158"), "26.01"),
+    "2026/5816/5816.md": (
+        ("CVE-2026-24146", "CVE-2026-24147", "CVE-2026-24173", "CVE-2026-24174", "CVE-2026-24175"),
+        "26.02",
+    ),
+    # May 2026: authentication bypass (CVE-2026-24207, CVSS 9.8) and path traversal.
+    "2026/5828/5828.md": (
+        (
+            "CVE-2026-24206",
+            "CVE-2026-24207",
+            "CVE-2026-24208",
+            "CVE-2026-24209",
+            "CVE-2026-24210",
+            "CVE-2026-24213",
+            "CVE-2026-24214",
+            "CVE-2026-24215",
+        ),
+        "26.03",
+    ),
+    "2026/5860/5860.md": (("CVE-2026-47487",), "26.03"),
+    "2026/5848/5848.md": (("CVE-2026-24264", "CVE-2026-24266"), "26.04"),
+    "2026/5853/5853.md": (
+        (
+            "CVE-2026-47476",
+            "CVE-2026-47477",
+            "CVE-2026-47478",
+            "CVE-2026-47479",
+            "CVE-2026-47480",
+            "CVE-2026-47481",
+            "CVE-2026-47482",
+        ),
+        "26.05",
+    ),
+    # August 2026: path traversal (CVE-2026-47627, CVSS 9.8) among five.
+    "2026/5865/5865.md": (
+        ("CVE-2026-47606", "CVE-2026-47627", "CVE-2026-47628", "CVE-2026-47629", "CVE-2026-47630"),
+        "26.06",
+    ),
 }
+CITED_CVES = {cve for cves, _ in SECURITY_FIXES.values() for cve in cves}
 
 
 def _release(version: str) -> tuple[int, int]:
@@ -256,10 +356,23 @@ def _release(version: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-@pytest.mark.parametrize(("bulletin", "fixed_in"), SECURITY_FIXES.items(), ids=list(SECURITY_FIXES))
-def test_k7_default_image_carries_the_published_security_fixes(bulletin, fixed_in):
+@pytest.mark.parametrize(("bulletin", "fix"), SECURITY_FIXES.items(), ids=list(SECURITY_FIXES))
+def test_k7_default_image_carries_the_published_security_fixes(bulletin, fix):
+    cves, fixed_in = fix
     app_version = yaml.safe_load((environments.CHART_DIR / "Chart.yaml").read_text())["appVersion"]
-    assert _release(app_version) >= _release(fixed_in), f"{app_version} predates the fix for {bulletin}"
+    assert _release(app_version) >= _release(fixed_in), (
+        f"{app_version} predates the fix of {bulletin} ({cves})"
+    )
+
+
+def test_k7_chart_names_only_cves_it_can_cite_to_a_bulletin():
+    # Chart.yaml and the README tell operators which vulnerabilities the default image fixes: every
+    # CVE id they name must be one of NVIDIA's Triton bulletins above (an id seen only on a
+    # third-party page, such as CVE-2026-16497, is not).
+    for path in (environments.CHART_DIR / "Chart.yaml", environments.CHART_DIR / "README.md"):
+        named = set(re.findall(r"CVE-\d{4}-\d{4,}", path.read_text(encoding="utf-8")))
+        assert named, f"{path.name} names no CVE"
+        assert named <= CITED_CVES, f"{path.name} names CVEs no bulletin lists: {sorted(named - CITED_CVES)}"
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -276,6 +389,41 @@ def test_k7_logging_shared_memory_and_trace_need_the_key_by_default(rendered, en
 def test_k7_health_never_needs_the_key_and_the_list_is_closed(render_with, protocols):
     with pytest.raises(errors.ValuesError, match=r"repositoryApi\.restricted\.protocols"):
         render_with("dev", {"repositoryApi": {"restricted": {"protocols": protocols}}})
+
+
+def test_k7_the_repository_api_is_always_restricted(run_cli):
+    # The list is the user's, but an open load/unload API is remote code execution: the schema
+    # requires model-repository in it. Through the CLI, as a user would write it.
+    result = run_cli("render", "--env", "dev", "--set", "repositoryApi.restricted.protocols={statistics}")
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    assert "repositoryApi.restricted.protocols" in result.stderr
+    assert "model-repository" in result.stderr
+
+
+def test_k7_helms_own_schema_check_requires_the_repository_api(tmp_path):
+    # Helm itself (not only tritonops' per-file check) refuses the list: `helm install` and Argo CD
+    # validate values.schema.json with their own JSON-schema library, which must know `contains`
+    # (draft-06; Helm <= 3.17 uses gojsonschema, drafts 4/6/7; later Helm santhosh-tekuri/jsonschema).
+    chart = helm_python.Chart.load(str(environments.CHART_DIR))
+    env = environments.get("dev")
+    values = rendering.merge_layers(rendering.load_values_file(path).values for path in env.values_files)
+    chart.render(values, name=env.release, namespace=env.namespace)  # the committed values pass
+    values["repositoryApi"]["restricted"]["protocols"] = ["statistics", "logging"]
+    with pytest.raises(helm_python.HelmValuesError, match="protocols"):
+        chart.render(values, name=env.release, namespace=env.namespace)
+
+
+def test_k7_restricting_inference_with_the_helm_test_fails_naming_both_values(render_with):
+    # The test pod's request carries no key: it would get 403 and `helm test` could never pass.
+    restricted = {"repositoryApi": {"restricted": {"protocols": ["model-repository", "inference"]}}}
+    with pytest.raises(errors.RenderError) as failure:
+        render_with("prod", restricted)
+    message = str(failure.value)
+    assert message.startswith("helmTest.enabled: ")
+    assert "repositoryApi.restricted.protocols" in message and "inference" in message
+    item = render_with("prod", {**restricted, "helmTest": {"enabled": False}})
+    assert "--api-protocols=model-repository,inference" in triton_container(item)["args"]
 
 
 def test_k7_chosen_protocols_reach_the_launcher(render_with):

@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+import yaml
 
 from tests.chart.helpers import pod_spec, triton_container
 from tritonops import environments, rendering
@@ -32,6 +33,42 @@ def test_every_object_carries_standard_and_platform_labels(rendered, env):
         monitored = manifest.kind in ("ServiceMonitor", "PrometheusRule")
         expected_release = f"monitoring-{env}" if monitored else "triton"
         assert labels["release"] == expected_release, f"{manifest.kind}/{manifest.name}"
+
+
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _versions(item: rendering.Rendering) -> set[str]:
+    return {manifest.body["metadata"]["labels"]["app.kubernetes.io/version"] for manifest in item.manifests}
+
+
+def test_version_label_and_notes_name_the_image_tag_the_pods_run(rendered, render_with):
+    app_version = yaml.safe_load((environments.CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))[
+        "appVersion"
+    ]
+    assert _versions(rendered["prod"]) == {app_version}
+    item = render_with("prod", {"image": {"tag": "26.10-py3"}})
+    assert _versions(item) == {"26.10-py3"}, "an image.tag override is the version that runs"
+    assert item.notes.startswith("Triton Inference Server 26.10-py3 (nvcr.io/nvidia/tritonserver:26.10-py3)")
+    assert app_version not in item.notes
+
+
+def test_a_pinned_digest_keeps_the_tag_as_version_and_notes_show_the_digest(render_with):
+    # A label value cannot hold a digest (a colon, and 71 characters > 63): the tag stays the
+    # version, and the digest, which decides what runs, is shown next to it.
+    item = render_with("prod", {"image": {"tag": "26.10-py3", "digest": DIGEST}})
+    assert _versions(item) == {"26.10-py3"}
+    assert f"(nvcr.io/nvidia/tritonserver@{DIGEST})" in item.notes.splitlines()[0]
+    assert triton_container(item)["image"] == f"nvcr.io/nvidia/tritonserver@{DIGEST}"
+
+
+def test_version_label_is_a_valid_label_value_for_any_image_tag(render_with):
+    # Docker tags take up to 128 characters and may start with "_"; label values take 63.
+    item = render_with("prod", {"image": {"tag": "_" + "26.10-py3-custom." * 7}})
+    (version,) = _versions(item)
+    assert len(version) <= 63 and LABEL_VALUE.fullmatch(version), version
+    assert version.startswith("26.10-py3-custom.")
 
 
 @pytest.mark.parametrize("env", ["dev", "prod", "local"])

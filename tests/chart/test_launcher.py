@@ -19,8 +19,9 @@ from types import ModuleType
 import pytest
 
 from tests.chart.helpers import launcher_args, pod_spec, triton_container
-from tritonops import errors
+from tritonops import errors, rendering
 from tritonops.repository import checksums
+from tritonops.runtime import podspec
 
 FILES = Path(__file__).resolve().parents[2] / "charts" / "triton" / "files"
 LAUNCH = FILES / "launch.py"
@@ -659,3 +660,134 @@ def test_chart_verify_digest_must_be_a_boolean(render_with) -> None:
         errors.ValuesError, match=r"server\.committedState\.verifyDigest: .yes. is not of type boolean"
     ):
         render_with("dev", {"server": {"committedState": {"verifyDigest": "yes"}}})
+
+
+# --- what an earlier run of the container left in the pod's emptyDir volumes ----------------------
+# emptyDir volumes live as long as the pod, not the container: after a crash or an OOM kill the
+# restarted container finds the previous run's files there.
+
+
+def _tree(root: Path) -> set[str]:
+    return {path.relative_to(root).as_posix() for path in root.rglob("*")}
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder outside the cleaned ones that links point at: it must survive."""
+    folder = tmp_path / "outside"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "precious.bin").write_bytes(b"not ours")
+    return folder
+
+
+def test_stale_python_backend_environments_are_removed_but_nothing_else_in_tmp(
+    launch: LaunchFn, tmp_path: Path, outside: Path
+) -> None:
+    tmp = tmp_path / "tmp"
+    (tmp / "python_env_AbC123" / "lib" / "python3.12").mkdir(parents=True)
+    (tmp / "python_env_AbC123" / "lib" / "python3.12" / "torch.so").write_bytes(b"x" * 1024)
+    (tmp / "python_env_file").write_bytes(b"stray")
+    (tmp / "python_env_link").symlink_to(outside)
+    (tmp / "tritonops").mkdir()
+    (tmp / "tritonops" / "committed-state.json").write_text(committed_state.EMPTY_RECORD, encoding="utf-8")
+    (tmp / "cache").mkdir()
+    (tmp / "cache" / "python_env_not_top_level").mkdir()
+
+    result = launch(f"--tmp-dir={tmp}", f"--state-cache={tmp / 'tritonops' / 'committed-state.json'}")
+
+    assert result.returncode == 0, result.stderr
+    assert result.server_argv == SERVER_ARGS
+    assert _tree(tmp) == {
+        "tritonops",
+        "tritonops/committed-state.json",
+        "cache",
+        "cache/python_env_not_top_level",
+    }
+    assert _tree(outside) == {"sub", "sub/precious.bin"}, "a link is removed, never what it points at"
+    assert f"removed 3 stale Python-backend environment(s) {tmp}/python_env_* left by an earlier run" in (
+        result.stderr
+    )
+
+
+def test_a_clean_tmp_starts_without_a_word(launch: LaunchFn, tmp_path: Path) -> None:
+    result = launch(f"--tmp-dir={tmp_path / 'tmp-never-created'}")
+
+    assert result.returncode == 0 and result.server_argv == SERVER_ARGS
+    assert "python_env" not in result.stderr
+
+
+def test_object_store_download_folder_is_emptied_before_the_server_starts(
+    launch: LaunchFn, tmp_path: Path, outside: Path
+) -> None:
+    # Triton wants TRITON_*_MOUNT_DIRECTORY empty; a model deleted from the bucket must not linger.
+    cache = tmp_path / "object-store"
+    (cache / "resnet50" / "1").mkdir(parents=True)
+    (cache / "resnet50" / "1" / "model.onnx").write_bytes(b"old weights")
+    (cache / "config.pbtxt").write_text("stale", encoding="utf-8")
+    (cache / "linked").symlink_to(outside)
+
+    result = launch(f"--object-store-cache={cache}")
+
+    assert result.returncode == 0, result.stderr
+    assert result.server_argv == SERVER_ARGS
+    assert cache.is_dir() and _tree(cache) == set(), "emptied, the mount point itself kept"
+    assert _tree(outside) == {"sub", "sub/precious.bin"}
+    assert f"emptied the object-store download folder {cache} (3 entries left by an earlier run)" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize("target", ["state-cache-folder", "its-parent"])
+def test_object_store_folder_holding_the_readiness_copy_is_refused(
+    launch: LaunchFn, tmp_path: Path, target: str
+) -> None:
+    copy = tmp_path / "tmp" / "tritonops" / "committed-state.json"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(committed_state.EMPTY_RECORD, encoding="utf-8")
+    folder = copy.parent if target == "state-cache-folder" else copy.parent.parent
+
+    result = launch(f"--object-store-cache={folder}", f"--state-cache={copy}")
+
+    assert_refused(result)
+    assert f"--object-store-cache={folder}: refusing to empty a folder that holds" in result.stderr
+    assert copy.read_text(encoding="utf-8") == committed_state.EMPTY_RECORD
+
+
+def test_chart_clears_the_pods_own_tmp_and_object_store_folder(render_with) -> None:
+    item = render_with(
+        "dev",
+        {
+            "modelRepository": {
+                "pvc": {"enabled": False},
+                "objectStore": {"enabled": True, "uri": "s3://models/triton"},
+            },
+            "server": {"committedState": {"enabled": False}},
+        },
+    )
+    args = launcher_args(item)
+    container = triton_container(item)
+    volumes = {v["name"]: v for v in pod_spec(item)["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (cache,) = [arg.split("=", 1)[1] for arg in args if arg.startswith("--object-store-cache=")]
+    # The folder emptied is the one Triton downloads into, and both are the pod's own emptyDirs.
+    assert cache == env["TRITON_AWS_MOUNT_DIRECTORY"] == env["TRITON_GCS_MOUNT_DIRECTORY"]
+    assert "emptyDir" in volumes[mounts[cache]] and "emptyDir" in volumes[mounts["/tmp"]]
+    assert "--tmp-dir=/tmp" in args
+
+
+def test_chart_passes_no_object_store_folder_for_a_filesystem_repository(rendered) -> None:
+    args = launcher_args(rendered["prod"])
+    assert "--tmp-dir=/tmp" in args
+    assert not [arg for arg in args if arg.startswith("--object-store-cache")]
+
+
+def test_local_runtime_clears_the_replicas_own_tmp_never_the_machines(tmp_path: Path) -> None:
+    # `tritonops up` runs the rendered launcher on a developer's machine: /tmp must map to the
+    # replica's own folder, or the launcher would remove other programs' python_env_* folders.
+    item = rendering.render("local")
+    (plan,) = podspec.plan_replicas(
+        item, replicas=1, repository=tmp_path / "models", work_dir=tmp_path, port_offset=0, backends=tmp_path
+    )
+    (tmp_dir,) = [arg.split("=", 1)[1] for arg in plan.command if arg.startswith("--tmp-dir=")]
+    assert Path(tmp_dir) == Path(plan.work_dir) / "volumes" / "tmp"

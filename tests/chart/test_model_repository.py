@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -39,6 +40,50 @@ def test_nfs_creates_a_bound_read_write_many_volume_mounted_read_only(rendered):
     }
     assert _mounts(dev)["models"]["readOnly"] is True
     assert _mounts(dev)["models"]["mountPath"] == "/models"
+
+
+def _nfs_names(item) -> tuple[str, str, str, str, str]:
+    """(PV name, PVC name, the PVC's volumeName, the PV's claimRef name, the Deployment's claimName)."""
+    pv = item.one("PersistentVolume")
+    pvc = item.one("PersistentVolumeClaim")
+    return (
+        pv["metadata"]["name"],
+        pvc["metadata"]["name"],
+        pvc["spec"]["volumeName"],
+        pv["spec"]["claimRef"]["name"],
+        _volumes(item)["models"]["persistentVolumeClaim"]["claimName"],
+    )
+
+
+def test_created_volume_and_claim_are_named_after_their_nfs_export(rendered):
+    pv, pvc, volume_name, claim_ref, claim_name = _nfs_names(rendered["dev"])
+    assert re.fullmatch(r"triton-dev-triton-models-[0-9a-f]{8}", pv), pv
+    assert re.fullmatch(r"triton-models-[0-9a-f]{8}", pvc), pvc
+    assert pv.rsplit("-", 1)[1] == pvc.rsplit("-", 1)[1], "one hash of the export for both"
+    assert volume_name == pv and claim_ref == claim_name == pvc
+
+
+@pytest.mark.parametrize(
+    "nfs",
+    [{"server": "10.0.40.11"}, {"path": "/exports/triton-dev/models-v2"}],
+    ids=["server", "path"],
+)
+def test_a_changed_nfs_export_is_a_new_volume_claim_and_deployment_claim(rendered, render_with, nfs):
+    # A PersistentVolume's volume source and a claim's volumeName are immutable (kubernetes PR
+    # #54761): the upgrade must create new objects, and the Deployment must roll onto the new claim.
+    before = _nfs_names(rendered["dev"])
+    after = _nfs_names(render_with("dev", {"modelRepository": {"pvc": {"nfs": nfs}}}))
+    assert after[0] != before[0], "a new PersistentVolume"
+    assert after[1] != before[1], "a new claim"
+    assert after[2:] == (after[0], after[1], after[1]), "claim, volume and Deployment agree"
+
+
+def test_the_same_nfs_export_keeps_its_names(rendered, render_with):
+    overrides = {"modelRepository": {"pvc": {"nfs": {"server": "10.0.40.11", "path": "/exports/x"}}}}
+    assert _nfs_names(render_with("dev", overrides)) == _nfs_names(render_with("dev", overrides))
+    # Mount options can change in place: they are not part of the name.
+    options = {"modelRepository": {"pvc": {"nfs": {"mountOptions": ["nfsvers=4.2", "hard"]}}}}
+    assert _nfs_names(render_with("dev", options)) == _nfs_names(rendered["dev"])
 
 
 def test_existing_claim_creates_no_volume(rendered):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import kubernetes_validate
 import pytest
+import yaml
 
 from tests.chart.helpers import pod_spec, triton_container
-from tritonops import errors
+from tritonops import environments, errors
 
 
 @pytest.mark.parametrize("env", ["dev", "prod", "local"])
@@ -51,8 +53,28 @@ def test_explicit_grace_period_is_used(render_with):
 def test_pdb_takes_one_budget(render_with, pdb, expected):
     item = render_with("dev", {"replicaCount": 3, "podDisruptionBudget": {"enabled": True, **pdb}})
     spec = item.one("PodDisruptionBudget")["spec"]
-    assert {k: v for k, v in spec.items() if k != "selector"} == expected
+    budget = {k: v for k, v in spec.items() if k not in ("selector", "unhealthyPodEvictionPolicy")}
+    assert budget == expected
     assert spec["selector"]["matchLabels"] == item.one("Deployment")["spec"]["selector"]["matchLabels"]
+
+
+def test_a_not_ready_pod_never_blocks_a_node_drain(rendered):
+    # With the API default (IfHealthyBudget) a running pod that is not ready (crash-looping,
+    # committed model missing) can be evicted only while the budget holds: in prod's minimum of two
+    # replicas, one ready pod and one unready pod would block every drain of the unready pod's node.
+    pdb = rendered["prod"].one("PodDisruptionBudget")
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    # The field exists at the chart's kubeVersion floor (beta and on by default from 1.27).
+    floor = yaml.safe_load((environments.CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))["kubeVersion"]
+    assert floor == ">=1.27.0-0"
+    kubernetes_validate.validate(pdb, "1.27.0", strict=True)
+
+
+def test_unhealthy_pod_eviction_policy_is_a_closed_choice(render_with):
+    item = render_with("prod", {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "IfHealthyBudget"}})
+    assert item.one("PodDisruptionBudget")["spec"]["unhealthyPodEvictionPolicy"] == "IfHealthyBudget"
+    with pytest.raises(errors.ValuesError, match=r"podDisruptionBudget\.unhealthyPodEvictionPolicy"):
+        render_with("prod", {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Always"}})
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,9 @@ def test_text_is_key_value_lines_without_python_reprs(rendered):
 def test_text_spells_out_budgets_gpus_and_objects(rendered):
     prod = summarizing.summarize(rendered["prod"])
     pdb = rendered["prod"].one("PodDisruptionBudget")["spec"]
-    (key,) = [k for k in pdb if k != "selector"]
-    assert re.search(rf"^  disruption: +{key} {pdb[key]}$", prod, re.MULTILINE)
+    budget = ", ".join(f"{key} {value}" for key, value in pdb.items() if key != "selector")
+    assert budget == "minAvailable 1, unhealthyPodEvictionPolicy AlwaysAllow"
+    assert re.search(rf"^  disruption: +{budget}$", prod, re.MULTILINE)
     gpus = rendered["prod"].values["gpu"]
     assert re.search(
         rf"^  scheduling: +GPU {re.escape(gpus['resourceName'])} {gpus['count']}\b", prod, re.MULTILINE

@@ -3,6 +3,7 @@ repository the pod's launcher refuses to start with is an error here, and what s
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -315,7 +316,8 @@ def test_sample_repository_with_a_changed_committed_file_fails(tmp_path: Path) -
 
 def _awkward_version_folder(root: Path) -> Path:
     """Names whose walk order differs from their sorted path order, nesting, an empty file and
-    folder, a symlinked file, a non-ASCII name and a file just past the hashing chunk."""
+    folder, a symlinked file, a non-ASCII name, a file just past the hashing chunk, a symlinked
+    folder outside the version (Triton follows it) and a link back to a folder above it (a loop)."""
     version = root / "1"
     (version / "a" / "b").mkdir(parents=True)
     (version / "a-b").mkdir()
@@ -328,6 +330,11 @@ def _awkward_version_folder(root: Path) -> Path:
     (version / "modèle.bin").write_bytes("é".encode())
     (version / "big.bin").write_bytes(bytes(range(256)) * (4096 + 1))  # 1 MiB + 256 bytes
     (version / "link.bin").symlink_to(version / "a" / "z.bin")
+    (root / "shared" / "tokenizer").mkdir(parents=True)
+    (root / "shared" / "weights.bin").write_bytes(b"shared weights")
+    (root / "shared" / "tokenizer" / "vocab.txt").write_bytes(b"a b c")
+    (version / "linked-folder").symlink_to(root / "shared")
+    (version / "a" / "b" / "loop").symlink_to(version / "a")
     return version
 
 
@@ -344,6 +351,30 @@ def test_chart_script_and_package_compute_the_same_version_digest(tmp_path: Path
 
     assert script.file_digests(str(version)) == checksums.file_digests(version)
     assert script.version_digest(str(version)) == checksums.version_digest(version)
+
+
+@pytest.mark.parametrize("implementation", ["chart-script", "package"])
+def test_digest_covers_symlinked_folders_as_triton_reads_them_and_stops_at_loops(
+    tmp_path: Path, implementation: str
+) -> None:
+    version = _awkward_version_folder(tmp_path)
+    if implementation == "chart-script":
+        script = committed_state.script()
+        digests = functools.partial(script.file_digests, str(version))
+        digest = functools.partial(script.version_digest, str(version))
+    else:
+        digests = functools.partial(checksums.file_digests, version)
+        digest = functools.partial(checksums.version_digest, version)
+
+    names = set(digests())
+    # Triton loads through the link, so the digest must cover those files...
+    assert {"linked-folder/weights.bin", "linked-folder/tokenizer/vocab.txt"} <= names
+    # ...and a link back to a folder the walk is inside is not entered again.
+    assert not [name for name in names if name.startswith("a/b/loop")], sorted(names)
+
+    before = digest()
+    (tmp_path / "shared" / "tokenizer" / "vocab.txt").write_bytes(b"a b c d")
+    assert digest() != before, "a changed file behind a symlinked folder changes the version's digest"
 
 
 def test_sample_record_holds_the_digest_both_implementations_compute() -> None:

@@ -342,15 +342,31 @@ def check_repository(
 
 
 def file_digests(version_dir: str) -> dict[str, str]:
-    """{path relative to the version folder (with '/'): sha256 hex} for every file below it, sorted."""
-    digests = {}
-    for directory, subdirs, files in os.walk(version_dir, followlinks=False):
-        subdirs.sort()
-        for name in sorted(files):
-            path = os.path.join(directory, name)
-            relative = os.path.relpath(path, version_dir).replace(os.sep, "/")
-            digests[relative] = _file_digest(path)
-    return dict(sorted(digests.items()))
+    """{path relative to the version folder (with '/'): sha256 hex} for every file below it, sorted.
+
+    Symlinked folders are followed, as Triton follows them when it loads the version, so the digest
+    covers what Triton reads. A link to a folder the walk is already inside (same real path) is a
+    loop and is not entered again; anything else that is not a folder is hashed as a file (a broken
+    link fails to open, so it is reported rather than skipped).
+    """
+    return dict(sorted((relative, _file_digest(path)) for relative, path in _version_files(version_dir)))
+
+
+def _version_files(version_dir: str) -> list[tuple[str, str]]:
+    """(path relative to the version folder with '/', path) of every file, through symlinked folders."""
+    found = []
+    pending = [(version_dir, "", (os.path.realpath(version_dir),))]
+    while pending:
+        directory, prefix, inside = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not entry.is_dir():  # is_dir() follows symlinks, as Triton does
+                    found.append((prefix + entry.name, entry.path))
+                    continue
+                real = os.path.realpath(entry.path)
+                if real not in inside:
+                    pending.append((entry.path, f"{prefix}{entry.name}/", (*inside, real)))
+    return found
 
 
 def manifest_text(digests: dict[str, str]) -> str:

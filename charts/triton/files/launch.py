@@ -3,20 +3,31 @@
 Runs in the Triton container, after the image's entrypoint:
 
     python3 launch.py [--committed-state FILE --repository DIR]
-                      [--api-key-file F --api-header H [--api-protocols P1,P2,...]] -- tritonserver ...
+                      [--api-key-file F --api-header H [--api-protocols P1,P2,...]]
+                      [--tmp-dir DIR] [--object-store-cache DIR] -- tritonserver ...
 
 It adds `--load-model` for every committed model (after checking that each config pins its
 committed version, so a restart never loads a staged or failed one) and the restricted-API flags
 with the key read from the mounted Secret (never from values or the environment), then execs the
 server so that Triton receives SIGTERM directly.
+
+Before that it clears what an earlier run of the container left in the pod's emptyDir volumes,
+which outlive container restarts: the object-store download folder, which Triton wants empty
+(docs/user_guide/model_repository.md: "Make sure, that TRITON_AWS_MOUNT_DIRECTORY exists ... and
+it is empty"), and the Python backend's environments, which it unpacks into `/tmp/python_env_*`
+(python_backend src/pb_env.cc) and removes only on a clean shutdown. Both folders must be the
+container's own (emptyDir volumes); the pod's local copy of the committed state (`--state-cache`,
+under /tmp/tritonops) is never touched.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,6 +65,14 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--api-protocols",
         default=",".join(DEFAULT_PROTOCOLS),
         help="comma-separated Triton API groups that need the key (never 'health': probes use it)",
+    )
+    parser.add_argument(
+        "--tmp-dir",
+        help="the container's own /tmp: stale python_env_* folders of the Python backend are removed",
+    )
+    parser.add_argument(
+        "--object-store-cache",
+        help="the folder Triton downloads an object-store repository into (TRITON_*_MOUNT_DIRECTORY): emptied",
     )
     options = parser.parse_args(argv[:split])
     if options.committed_state and not options.repository:
@@ -137,12 +156,77 @@ def _restricted_api_args(options: argparse.Namespace) -> list[str]:
     return [f"--http-restricted-api={grant}", f"--grpc-restricted-protocol={grant}"]
 
 
+# What the Python backend names the folders it unpacks EXECUTION_ENV_PATH archives into, in /tmp.
+PYTHON_ENV_PREFIX = "python_env_"
+
+
+def _clear_leftovers(options: argparse.Namespace) -> None:
+    """Remove what an earlier run of this container left in the pod's emptyDir volumes."""
+    keep = os.path.realpath(os.path.dirname(options.state_cache)) if options.state_cache else None
+    if options.object_store_cache:
+        folder = options.object_store_cache
+        if _holds(folder, keep) or os.path.realpath(folder) == os.path.realpath(os.sep):
+            raise SystemExit(
+                f"launch: --object-store-cache={folder}: refusing to empty a folder that holds "
+                f"{keep or 'the root'}; give the object-store download volume's own folder"
+            )
+        try:
+            removed = _remove(folder, lambda name: True)
+        except OSError as error:
+            raise SystemExit(
+                f"launch: refusing to start: {getattr(error, 'filename', None) or folder}: cannot empty "
+                f"the object-store download folder ({error.strerror or error}); Triton needs it empty"
+            ) from None
+        if removed:
+            _log(f"emptied the object-store download folder {folder} ({removed} entries left by an earlier run)")
+    if options.tmp_dir:
+        try:
+            removed = _remove(options.tmp_dir, lambda name: name.startswith(PYTHON_ENV_PREFIX), keep=keep)
+        except OSError as error:  # only space is at stake: Triton unpacks into new folders anyway
+            _log(f"warning: {options.tmp_dir}: cannot remove stale Python-backend environments: {error}")
+        else:
+            if removed:
+                _log(
+                    f"removed {removed} stale Python-backend environment(s) {options.tmp_dir}/"
+                    f"{PYTHON_ENV_PREFIX}* left by an earlier run"
+                )
+
+
+def _holds(folder: str, path: str | None) -> bool:
+    """Whether `path` is `folder` or lies below it (by real path)."""
+    if path is None:
+        return False
+    root = os.path.realpath(folder)
+    return os.path.commonpath([root, path]) == root
+
+
+def _remove(folder: str, wanted: Callable[[str], bool], keep: str | None = None) -> int:
+    """Remove the entries of `folder` whose name is `wanted` (links themselves, never their targets),
+    except one that holds `keep`; the number removed. A missing folder holds nothing."""
+    try:
+        with os.scandir(folder) as scan:
+            entries = [entry for entry in scan if wanted(entry.name)]
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if _holds(entry.path, keep):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+        removed += 1
+    return removed
+
+
 def _log(message: str) -> None:
     print(f"launch: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str]) -> None:
     options, server = _parse(argv)
+    _clear_leftovers(options)
     try:
         extra = _committed_model_args(options, server)
     except committed_state.CommittedStateError as error:

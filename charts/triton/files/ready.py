@@ -15,6 +15,13 @@ inside the probe's own timeout), and the last good record is kept in the pod's l
 not answer in time or is unreadable (malformed, partially written) is replaced by that copy, and
 the output says so; with no copy the pod is not ready. A good record refreshes the copy.
 
+The whole check ends inside the kubelet's `timeoutSeconds` (`--timeout`), counted from when the
+process was created, not from when Python got to run this file: interpreter start-up on a busy
+node takes a good part of a second, and a check that started its clock late answered after the
+kubelet had given up. The process's age comes from /proc (its start time against the system's
+uptime); where that cannot be read, a fixed margin is kept back instead. The endpoints are asked
+at once, each with what is left of the budget, so one that does not answer cannot starve the rest.
+
 Exit 0 ready, 1 not ready (the message lands in the pod's events).
 """
 
@@ -35,6 +42,56 @@ import committed_state  # noqa: E402
 
 class NotReady(Exception):
     """The committed state cannot be known: neither the shared record nor a local copy."""
+
+
+# Kept back from the budget for printing the verdict and exiting.
+EXIT_MARGIN_S = 0.25
+# What start-up is assumed to have taken where the process's age cannot be read from /proc.
+STARTUP_MARGIN_S = 0.5
+
+
+def _age() -> float | None:
+    """Seconds since this process was created (at fork: a shell that execs Python counts too), from
+    /proc/self/stat's start time and /proc/uptime; None where they cannot be read or disagree."""
+    try:
+        with open("/proc/self/stat", encoding="utf-8", errors="replace") as handle:
+            stat = handle.read()
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+        # Field 22 (starttime, in clock ticks since boot); the fields after the ")" of the command
+        # name start at field 3.
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return age if age >= 0 else None
+
+
+def _process_start(timeout: float) -> float:
+    """The monotonic time this process was created; where /proc cannot tell (or tells an age the
+    kubelet would not have waited for), now less a typical start-up."""
+    now = time.monotonic()
+    age = _age()
+    if age is None or age >= timeout:
+        return now - STARTUP_MARGIN_S
+    return now - age
+
+
+def _statuses(base: str, paths: list[str], deadline: float) -> dict[str, int | str]:
+    """Each path's status code (or why there is none), all asked at once and given up on at the
+    deadline. A request still running then is left behind in its daemon thread (see the end)."""
+    results: dict[str, int | str] = {}
+
+    def ask(path: str) -> None:
+        results[path] = _status(base + path, max(0.01, deadline - time.monotonic()))
+
+    threads = [threading.Thread(target=ask, args=(path,), daemon=True) for path in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    answered = dict(results)
+    return {path: answered.get(path, "timed out (no answer within the probe's timeout)") for path in paths}
 
 
 def _status(url: str, timeout: float) -> int | str:
@@ -110,7 +167,9 @@ def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, 
     return {name: record.version for name, record in copy.items()}, note
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], *, whole_process: bool = False) -> int:
+    """The check. Its budget counts from the process's creation with `whole_process` (the script),
+    else from now (a caller in another program)."""
     parser = argparse.ArgumentParser(prog="ready")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -122,14 +181,15 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--model", action="append", default=[])
     options = parser.parse_args(argv)
-    # One deadline for the whole check: the kubelet's timeoutSeconds covers it, Python's start-up
-    # included, so keep half a second back for that and for printing the reason. Reading the
-    # record gets at most half of it, so the HTTP calls always keep time of their own.
-    deadline = time.monotonic() + max(0.5, options.timeout - 0.5)
+    # One deadline for the whole check, counted from the process's creation: the kubelet's
+    # timeoutSeconds covers Python's start-up too. Reading the record gets at most half of what is
+    # left, so the HTTP calls always keep time of their own.
+    started = _process_start(options.timeout) if whole_process else time.monotonic()
+    deadline = started + max(0.1, options.timeout - EXIT_MARGIN_S)
     paths = ["/v2/health/live"]
     note = ""
     if options.committed_state:
-        read_timeout = min(options.read_timeout, (deadline - time.monotonic()) / 2)
+        read_timeout = max(0.0, min(options.read_timeout, (deadline - time.monotonic()) / 2))
         try:
             committed, note = _committed(options.committed_state, options.state_cache, read_timeout)
         except NotReady as error:
@@ -140,11 +200,8 @@ def main(argv: list[str]) -> int:
         ]
     paths += [f"/v2/models/{name}/ready" for name in options.model]
     base = f"http://{options.host}:{options.port}"
-    failures = []
-    for path in paths:
-        status = _status(base + path, max(0.1, deadline - time.monotonic()))
-        if status != 200:
-            failures.append((path, status))
+    statuses = _statuses(base, paths, deadline)
+    failures = [(path, status) for path, status in statuses.items() if status != 200]
     if failures:
         print("not ready: " + "; ".join(f"{path} -> {status}" for path, status in failures))
         if note:
@@ -156,7 +213,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
+    code = main(sys.argv[1:], whole_process=True)
     sys.stdout.flush()
     sys.stderr.flush()
     # Not sys.exit: skip interpreter shutdown, which has nothing to gain from a reader thread stuck

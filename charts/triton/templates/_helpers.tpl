@@ -66,7 +66,7 @@ release: {{ .Release.Name }}
 {{- define "triton.standardLabels" -}}
 helm.sh/chart: {{ include "triton.chart" . }}
 {{ include "triton.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ include "triton.versionLabel" . | quote }}
 app.kubernetes.io/component: inference-server
 app.kubernetes.io/part-of: tritonops
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -99,6 +99,21 @@ Usage: {{ include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Ch
 {{- end }}
 {{- end }}
 
+{{/* The Triton image tag the pods run: image.tag, else the chart's appVersion. */}}
+{{- define "triton.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/*
+app.kubernetes.io/version: the image tag the pods run, as a label value (at most 63 characters of
+[A-Za-z0-9._-], alphanumeric at both ends). A pinned digest cannot be one ("sha256:" and 64 hex
+digits is 71 characters, with a colon), so the tag names the version even then; the digest is in
+the pod's image reference and NOTES.txt.
+*/}}
+{{- define "triton.versionLabel" -}}
+{{- regexReplaceAll "[^-A-Za-z0-9_.]" (include "triton.imageTag" .) "-" | trunc 63 | trimAll "-_." }}
+{{- end }}
+
 {{/* The Triton image reference (tag defaults to appVersion). */}}
 {{- define "triton.image" -}}
 {{- include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Chart.AppVersion) }}
@@ -109,9 +124,27 @@ Usage: {{ include "triton.imageRef" (dict "image" .Values.image "defaultTag" .Ch
 {{- default (printf "%s-repository-api" (include "triton.fullname" .)) .Values.repositoryApi.restricted.existingSecret }}
 {{- end }}
 
-{{/* Name of the model-repository PVC (existing or created). */}}
+{{/*
+Short hash of the NFS export (server:path) for the names of the volume and claim the chart creates.
+A PersistentVolume's volume source and a claim's volumeName cannot change after creation, so a
+changed export must be new objects: the Deployment then rolls onto the new claim.
+*/}}
+{{- define "triton.nfsExportHash" -}}
+{{- printf "%s:%s" .Values.modelRepository.pvc.nfs.server .Values.modelRepository.pvc.nfs.path | sha256sum | trunc 8 }}
+{{- end }}
+
+{{/* Name of the NFS PersistentVolume the chart creates: cluster-scoped, so named after the namespace too. */}}
+{{- define "triton.nfsVolumeName" -}}
+{{- printf "%s-%s-models" .Release.Namespace (include "triton.fullname" .) | trunc 54 | trimSuffix "-" }}-{{ include "triton.nfsExportHash" . }}
+{{- end }}
+
+{{/* Name of the model-repository PVC: the existing claim, or the created one (named after its NFS export). */}}
 {{- define "triton.claimName" -}}
-{{- default (printf "%s-models" (include "triton.fullname" .)) .Values.modelRepository.pvc.existingClaim }}
+{{- if .Values.modelRepository.pvc.existingClaim }}
+{{- .Values.modelRepository.pvc.existingClaim }}
+{{- else }}
+{{- printf "%s-models" (include "triton.fullname" .) | trunc 54 | trimSuffix "-" }}-{{ include "triton.nfsExportHash" . }}
+{{- end }}
 {{- end }}
 
 {{/* Where the scripts ConfigMap is mounted in the Triton container. */}}
@@ -209,9 +242,12 @@ Usage: {{ include "triton.validate" . }}
 {{- if and $repo.pvc.nfs.server (not $repo.pvc.nfs.path) }}
 {{- fail "modelRepository.pvc.nfs.path: required with nfs.server" }}
 {{- end }}
+{{- /* Only the default cluster domain is known here: a cluster configured with another one
+    (kubelet clusterDomain) is not caught, and neither is a short in-cluster name such as
+    nfs-dev.storage (service.namespace), which looks like any other host name. */}}
 {{- $nfsServer := lower (trimSuffix "." $repo.pvc.nfs.server) }}
-{{- if or (hasSuffix ".svc" $nfsServer) (contains ".svc." $nfsServer) }}
-{{- fail (printf "modelRepository.pvc.nfs.server: %q is a cluster DNS name, but the kubelet mounts NFS with the node's resolver, which cannot resolve *.svc names (K4); use an IP address or a name the nodes' resolver knows" $repo.pvc.nfs.server) }}
+{{- if or (hasSuffix ".svc" $nfsServer) (hasSuffix ".cluster.local" $nfsServer) (eq $nfsServer "cluster.local") }}
+{{- fail (printf "modelRepository.pvc.nfs.server: %q is a cluster DNS name, but the kubelet mounts NFS with the node's resolver, which does not resolve names ending in .svc or .cluster.local; use an IP address or a name the nodes' resolver knows" $repo.pvc.nfs.server) }}
 {{- end }}
 {{- end }}
 {{- if and $repo.objectStore.enabled (not $repo.objectStore.uri) }}
@@ -266,6 +302,11 @@ Usage: {{ include "triton.validate" . }}
 {{- end }}
 {{- if and .Values.helmTest.enabled (not .Values.helmTest.request) }}
 {{- fail "helmTest.request: give the KServe v2 request body for the smoke inference" }}
+{{- end }}
+{{- with .Values.repositoryApi.restricted }}
+{{- if and $.Values.helmTest.enabled .enabled (has "inference" .protocols) }}
+{{- fail "helmTest.enabled: the helm test's smoke inference carries no key, but repositoryApi.restricted.protocols restricts inference; set helmTest.enabled=false, or remove inference from repositoryApi.restricted.protocols" }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -322,6 +363,11 @@ Usage: {{ include "triton.validate" . }}
 - --state-cache={{ include "triton.committedStateCachePath" . }}
 - --{{ if not .Values.server.committedState.verifyDigest }}no-{{ end }}verify-digest
 - --repository={{ .Values.modelRepository.path }}
+{{- end }}
+{{- /* The pod's emptyDir volumes outlive container restarts: the launcher clears what an earlier run left. */}}
+- --tmp-dir=/tmp
+{{- if .Values.modelRepository.objectStore.enabled }}
+- --object-store-cache={{ include "triton.objectStoreCacheDir" . }}
 {{- end }}
 {{- if .Values.repositoryApi.restricted.enabled }}
 - --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}

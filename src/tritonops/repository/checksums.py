@@ -42,14 +42,37 @@ def manifest_path(version_dir: Path) -> Path:
 
 
 def file_digests(version_dir: Path, algorithm: str = "sha256") -> dict[str, str]:
-    """{path relative to the version folder: hex digest} for every file below it, sorted."""
-    digests = {}
-    for directory, subdirs, files in os.walk(version_dir, followlinks=False):
-        subdirs.sort()
-        for name in sorted(files):
-            path = Path(directory, name)
-            digests[path.relative_to(version_dir).as_posix()] = _digest(path, algorithm)
-    return dict(sorted(digests.items()))
+    """{path relative to the version folder: hex digest} for every file below it, sorted.
+
+    The same walk as the chart's launcher (charts/triton/files/committed_state.py): symlinked
+    folders are followed, as Triton follows them; a link to a folder the walk is already inside
+    (same real path) is a loop and is not entered again.
+    """
+    return dict(
+        sorted((relative, _digest(path, algorithm)) for relative, path in _version_files(version_dir))
+    )
+
+
+def _version_files(version_dir: Path) -> list[tuple[str, Path]]:
+    """(path relative to the version folder with '/', path) of every file, through symlinked folders."""
+    found = []
+    # (folder, its path relative to the version folder, real paths of the folders it is inside)
+    pending: list[tuple[Path, str, tuple[str, ...]]] = [(version_dir, "", (os.path.realpath(version_dir),))]
+    while pending:
+        directory, prefix, inside = pending.pop()
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+        except OSError as error:
+            raise errors.InputError(f"{directory}: cannot read: {error.strerror or error}") from None
+        for entry in entries:
+            if not entry.is_dir():  # is_dir() follows symlinks, as Triton does
+                found.append((prefix + entry.name, Path(entry.path)))
+                continue
+            real = os.path.realpath(entry.path)
+            if real not in inside:
+                pending.append((Path(entry.path), f"{prefix}{entry.name}/", (*inside, real)))
+    return found
 
 
 def manifest_text(digests: dict[str, str]) -> str:

@@ -1,0 +1,99 @@
+"""The prometheus-adapter rule that serves the HPA's queue-time metric (deploy/prometheus-adapter):
+it exposes the name the chart's HPA asks for, per pod, and its query computes queue time per
+request, checked by evaluating it with promtool on synthetic series."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tritonops import environments
+
+ADAPTER_VALUES = environments.PROJECT_ROOT / "deploy" / "prometheus-adapter" / "values.yaml"
+
+
+def _rule() -> dict[str, Any]:
+    (rule,) = yaml.safe_load(ADAPTER_VALUES.read_text(encoding="utf-8"))["rules"]["custom"]
+    return rule
+
+
+def test_adapter_exposes_the_per_pod_metric_the_prod_hpa_scales_on(rendered):
+    rule = _rule()
+    (metric,) = [
+        m for m in rendered["prod"].one("HorizontalPodAutoscaler")["spec"]["metrics"] if m["type"] == "Pods"
+    ]
+    assert rule["name"]["as"] == metric["pods"]["metric"]["name"] == "triton_queue_time_per_request_us"
+    # A Pods metric is looked up per pod of the namespace: both labels must map to those resources.
+    assert rule["resources"]["overrides"] == {
+        "namespace": {"resource": "namespace"},
+        "pod": {"resource": "pod"},
+    }
+    assert rule["seriesQuery"].startswith("nv_inference_queue_duration_us{")
+
+
+def _adapter_query(rule: dict[str, Any], namespace: str, pods: list[str]) -> str:
+    """The metricsQuery as the adapter sends it for a Pods metric: label matchers for the namespace
+    and the pods asked for, grouped by pod (prometheus-adapter docs/config.md, "Querying")."""
+    matchers = f'namespace="{namespace}",pod=~"{"|".join(pods)}"'
+    return rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", "pod")
+
+
+def test_adapter_query_is_queue_time_per_request_per_pod(tmp_path: Path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
+    series = {
+        # pod a serves two models: 1000 + 2000 us of queue time per second over 10 + 10 requests per second.
+        'nv_inference_queue_duration_us{namespace="triton-prod",pod="triton-a",model="m1"}': "0+15000x20",
+        'nv_inference_request_success{namespace="triton-prod",pod="triton-a",model="m1"}': "0+150x20",
+        'nv_inference_queue_duration_us{namespace="triton-prod",pod="triton-a",model="m2"}': "0+30000x20",
+        'nv_inference_request_success{namespace="triton-prod",pod="triton-a",model="m2"}': "0+150x20",
+        # pod b is idle: 0 / 0 would be NaN, which the HPA cannot use.
+        'nv_inference_queue_duration_us{namespace="triton-prod",pod="triton-b",model="m1"}': "0x20",
+        'nv_inference_request_success{namespace="triton-prod",pod="triton-b",model="m1"}': "0x20",
+        # Another namespace's pod of the same name is not asked for.
+        'nv_inference_queue_duration_us{namespace="triton-dev",pod="triton-a",model="m1"}': "0+99000x20",
+        'nv_inference_request_success{namespace="triton-dev",pod="triton-a",model="m1"}': "0+15x20",
+    }
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [{"series": name, "values": values} for name, values in series.items()],
+                "promql_expr_test": [
+                    {
+                        "expr": _adapter_query(_rule(), "triton-prod", ["triton-a", "triton-b"]),
+                        "eval_time": "4m",
+                        "exp_samples": [
+                            {"labels": '{pod="triton-a"}', "value": 150},
+                            {"labels": '{pod="triton-b"}', "value": 0},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "adapter-query-test.yaml"
+    path.write_text(yaml.safe_dump(test), encoding="utf-8")
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chart_readme_shows_the_rule_as_deployed():
+    readme = (environments.CHART_DIR / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Autoscaling") :]
+    block = section[
+        section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))
+    ]
+    assert (
+        yaml.safe_load(block)["rules"] == yaml.safe_load(ADAPTER_VALUES.read_text(encoding="utf-8"))["rules"]
+    )
