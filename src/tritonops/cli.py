@@ -357,10 +357,19 @@ def _docs(args: argparse.Namespace) -> int:
 
 
 def _repo_validate(args: argparse.Namespace) -> int:
-    gpu_available = None
+    gpu_available, pod_user = None, validating.POD_USER
     if args.env:
-        gpu_available = bool(rendering.render(args.env).values["gpu"]["enabled"])
-    report = validating.validate(args.path, model=args.model, gpu_available=gpu_available)
+        values = rendering.render(args.env).values
+        gpu_available = bool(values["gpu"]["enabled"])
+        context = values.get("securityContext") or {}
+        pod_user = (int(context.get("runAsUser", pod_user[0])), int(context.get("runAsGroup", pod_user[1])))
+    report = validating.validate(
+        args.path,
+        model=args.model,
+        gpu_available=gpu_available,
+        local_tier=args.env == "local",
+        pod_user=pod_user,
+    )
     if args.json:
         print(json.dumps([finding.as_dict() for finding in report.findings], indent=2))
     else:
@@ -376,24 +385,14 @@ def _repo_gen_config(args: argparse.Namespace) -> int:
     options = generating.GenerateOptions(
         args.name, args.max_batch_size, args.dynamic_batching, args.instances, args.kind
     )
-    text = generating.generate(args.model_file, options)
     if args.output == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(generating.generate(args.model_file, options))
         return 0
-    target = Path(args.output) if args.output else _default_config_path(args.model_file)
-    if target.exists() and not args.force:
-        raise errors.InputError(f"{target}: exists; pass --force to overwrite it, or -o another path")
-    checksums.atomic_write(target, text)
-    print(f"wrote {target}")
+    written = generating.write_config(args.model_file, options, args.output, force=args.force)
+    print(f"wrote {written.path}")
+    if written.kept_version_policy:
+        print(f"kept the replaced config's {written.kept_version_policy}")
     return 0
-
-
-def _default_config_path(model_file: Path) -> Path:
-    if not model_file.parent.name.isdigit():
-        raise errors.InputError(
-            f"{model_file}: not inside <model>/<version>/; give -o PATH (or -o - for stdout)"
-        )
-    return model_file.parent.parent / "config.pbtxt"
 
 
 def _repo_checksum(args: argparse.Namespace) -> int:
