@@ -3,7 +3,9 @@
 Exit codes: 0 success, 1 findings (a gate failed), 2 unusable input (bad values, unknown flag).
 `status` says how the local runtime is: 0 every replica Ready, 1 running but some replica not Ready
 (Starting, NotReady, Restarting or Failed), 3 not running (stopped, or its supervisor died), 2 nothing
-was started in that work folder.
+was started in that work folder. `down` uses the same codes for what it found: 0 it stopped the
+runtime (or killed what its dead supervisor left), 3 nothing was running there, 2 nothing was ever
+started there. With `--json`, an error is also printed on stdout as {"error": ..., "exit_code": N}.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import yaml
+
+import tritonops
 from tritonops import environments, errors, gating, rendering, summarizing, values_docs
 from tritonops.repository import checksums, generating, validating
 from tritonops.runtime import controlling, demo, workspace
@@ -26,10 +31,10 @@ STATUS_ALL_READY, STATUS_NOT_ALL_READY, STATUS_NOT_RUNNING = 0, 1, 3
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one clear line, as every other input error does."""
+    """argparse whose errors are InputErrors: one clear line, exit 2, JSON too under --json."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"tritonops: error: {message} (see `{self.prog} --help`)\n")
+        raise errors.InputError(f"error: {message} (see `{self.prog} --help`)")
 
 
 def _add_values_options(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +59,9 @@ def _add_values_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tritonops", description="Render, gate and run the Triton chart.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=_version())
+    parser.set_defaults(handler=_missing_command(parser))
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
     render = commands.add_parser("render", help="render the chart for an environment")
     render.add_argument(
@@ -71,25 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(handler=_render)
 
     lint = commands.add_parser("lint", help="run every static gate on the environments")
-    lint.add_argument("--env", action="append", help="limit to these environments (default: all)")
+    lint.add_argument(
+        "--env", action="append", help="limit to this environment (repeatable; default: dev, prod and local)"
+    )
     _add_values_options(lint)
     lint.add_argument("--no-policy", action="store_true", help="skip checkov (the slow gate)")
-    lint.add_argument("--json", action="store_true", help="print the report as JSON")
+    lint.add_argument(
+        "--json", action="store_true", help="print the report as JSON (errors too: {error, exit_code})"
+    )
     lint.set_defaults(handler=_lint)
 
     summary = commands.add_parser("summary", help="summarise what an environment would deploy")
-    summary.add_argument("--env", action="append", help="environments to summarise (default: dev and prod)")
+    summary.add_argument(
+        "--env", action="append", help="an environment to summarise (repeatable; default: dev and prod)"
+    )
     summary.add_argument("--json", action="store_true", help="print the facts as JSON (a list, one per env)")
     summary.set_defaults(handler=_summary)
 
-    demo = commands.add_parser("demo", help="the README's main job: the local runtime, end to end")
+    demo_help = (
+        "render `local`, start it on the real Triton, load a model through the restricted API, run "
+        "smoke inferences checked against onnxruntime, show /metrics moving; leaves it running"
+    )
+    demo = commands.add_parser("demo", help=demo_help)
     _add_port_offset(demo)
     _add_work_dir(demo)
     demo.set_defaults(handler=_demo)
 
     up = commands.add_parser("up", help="run the rendered pod's replicas locally on the real Triton")
     up.add_argument(
-        "--env", default=os.environ.get("TRITONOPS_ENV", "local"), help="local or dev (env TRITONOPS_ENV)"
+        "--env",
+        default=os.environ.get("TRITONOPS_ENV", "local"),
+        help="any environment: local (default), dev or prod; its rendered pod runs here on the CPU "
+        "(prod's GPU requests are not applied) (env TRITONOPS_ENV)",
     )
     up.add_argument("--replicas", type=int, help="replica count (default: the rendered replicaCount)")
     up.add_argument("--repository", type=Path, help="model repository folder (default: a copy of the sample)")
@@ -102,19 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="each local replica's state; exit 0 all Ready, 1 some not Ready, 3 not running",
+        help="each local replica's state; exit 0 all Ready, 1 some not Ready, 3 not running, "
+        "2 nothing was started in the work folder",
     )
-    status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "--json", action="store_true", help="print one object per replica (state, reason, ports, pid, log)"
+    )
     _add_work_dir(status)
     status.set_defaults(handler=_status)
 
     logs = commands.add_parser("logs", help="the local replicas' server logs")
-    logs.add_argument("replica", nargs="?", type=int)
-    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument(
+        "replica", nargs="?", type=int, metavar="REPLICA", help="only this replica (0, 1, ...; default: all)"
+    )
+    logs.add_argument("-n", "--lines", type=int, default=50, help="the last N lines of each log (default 50)")
     _add_work_dir(logs)
     logs.set_defaults(handler=_logs)
 
-    down = commands.add_parser("down", help="stop the local replicas gracefully")
+    down = commands.add_parser(
+        "down",
+        help="stop the local replicas gracefully; exit 0 stopped, 3 nothing was running, "
+        "2 nothing was started in the work folder",
+    )
     _add_work_dir(down)
     down.set_defaults(handler=_down)
 
@@ -124,12 +153,52 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 1 when the committed table is stale")
     docs.set_defaults(handler=_docs)
     _add_repo_commands(commands)
+    _describe_commands(commands)
     return parser
+
+
+def _describe_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Each command's `--help` opens with the line the command list shows for it."""
+    for listed in commands._choices_actions:
+        command = commands.choices[listed.dest]
+        if command.description is None and listed.help:
+            command.description = listed.help[0].upper() + listed.help[1:] + "."
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _describe_commands(action)
+
+
+def _version() -> str:
+    """`tritonops X (chart triton Y, Triton image Z)`; the chart part is left out if unreadable."""
+    try:
+        chart = yaml.safe_load((environments.CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))
+        return (
+            f"tritonops {tritonops.__version__} (chart {chart['name']} {chart['version']}, "
+            f"Triton image {chart['appVersion']})"
+        )
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return f"tritonops {tritonops.__version__}"
+
+
+def _missing_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command group run without its subcommand: name the choices."""
+
+    def missing(_: argparse.Namespace) -> int:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        *most, last = list(action.choices)
+        group = parser.prog.removeprefix("tritonops").strip()
+        raise errors.InputError(
+            f"{group + ': ' if group else ''}choose a command: {', '.join(most)} or {last} "
+            f"(see `{parser.prog} --help`)"
+        )
+
+    return missing
 
 
 def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     repo = commands.add_parser("repo", help="model repository toolkit: validate, gen-config, checksum")
-    actions = repo.add_subparsers(dest="repo_command", required=True, parser_class=_Parser)
+    repo.set_defaults(handler=_missing_command(repo))
+    actions = repo.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
     validate = actions.add_parser("validate", help="check a model repository the way Triton will")
     validate.add_argument("path", type=Path, help="the model repository's root")
@@ -248,6 +317,7 @@ def _report_text(report: gating.GateReport) -> str:
         lines.append(
             f"  note: skip {skip.check} ({skip.resource}) matched nothing; remove it from ci/checkov-skips.yaml"
         )
+    lines += [f"  note {note}" for note in report.notes]
     lines += [f"  FAIL {finding}" for finding in report.findings]
     lines.append("PASSED" if report.passed else f"FAILED: {len(report.findings)} finding(s)")
     return "\n".join(lines)
@@ -268,6 +338,7 @@ def _report_json(report: gating.GateReport) -> str:
             "objects": report.objects_checked,
             "timings": report.timings,
             "findings": [vars(finding) for finding in report.findings],
+            "notes": [vars(note) for note in report.notes],
             "skips": [
                 {"check": s.check, "where": where, "reason": s.reason} for s, where in report.skips_applied
             ],
@@ -301,14 +372,30 @@ def _up(args: argparse.Namespace) -> int:
         set_values=tuple(args.set_values),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    print(_status_text(current))
-    if current.failed:
+    failed = {replica.index for replica in current.failed}
+    print(_status_text(current, log_lines=False))
+    down = workspace.command_hint("down", args.work_dir)
+    if failed:
         for replica in current.failed:
-            print(f"\n{controlling.failure_text(replica)}")
-        print("stop what is left with `tritonops down`")
+            print(f"\n{controlling.failure_text(replica, args.work_dir)}")
+        print(f"stop what is left with `{down}`")
         return 1
-    print("all replicas Ready; stop them with `tritonops down`")
+    print(_endpoints_text(current))
+    print(f"all replicas Ready; stop them with `{down}`")
     return 0
+
+
+def _endpoints_text(current: controlling.RuntimeStatus) -> str:
+    """Where each replica serves, and where the repository API's key is."""
+    lines = [
+        f"  replica {r.index}: HTTP {r.url}  gRPC {r.grpc_address}  metrics {r.metrics_url}"
+        for r in current.replicas
+    ]
+    if current.api_key_file:
+        lines.append(
+            f"  repository API key: {current.api_key_file} (send it in the {current.api_header} header)"
+        )
+    return "\n".join(lines)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -319,12 +406,15 @@ def _status(args: argparse.Namespace) -> int:
     return STATUS_ALL_READY if current.all_ready else STATUS_NOT_ALL_READY
 
 
-def _status_text(current: controlling.RuntimeStatus) -> str:
+def _status_text(current: controlling.RuntimeStatus, *, log_lines: bool = True) -> str:
+    """One row per replica; with `log_lines`, the log line that says why a start ended."""
     lines = [f"runtime in {current.work_dir}: {'running' if current.running else 'stopped'}"]
     for r in current.replicas:
         lines.append(f"  replica {r.index}  {r.state:<10} {r.url}  restarts={r.restarts}  {r.reason}")
         if r.last_restart:
             lines.append(f"             last restart: {r.last_restart}")
+        if log_lines and r.log_line:
+            lines.append(f"             its log says: {r.log_line}")
     return "\n".join(lines)
 
 
@@ -334,9 +424,23 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    killed = controlling.down(args.work_dir)
-    print("stopped" + (f" ({killed} process group(s) had to be killed)" if killed else ""))
-    return 0
+    stopped = controlling.down(args.work_dir)
+    if not stopped.started:
+        raise errors.InputError(
+            f"{stopped.work_dir}: nothing was started here, so nothing to stop; give the --work-dir "
+            "that `tritonops up` used"
+        )
+    killed = f"killed {stopped.killed} leftover process group(s)" if stopped.killed else ""
+    if stopped.was_running:
+        print(
+            f"stopped {stopped.replicas} replica(s) in {stopped.work_dir}" + (f"; {killed}" if killed else "")
+        )
+        return 0
+    if killed:
+        print(f"the runtime in {stopped.work_dir} had lost its supervisor: {killed}")
+        return 0
+    print(f"nothing was running in {stopped.work_dir} (it was already stopped)")
+    return STATUS_NOT_RUNNING
 
 
 def _docs(args: argparse.Namespace) -> int:
@@ -357,10 +461,19 @@ def _docs(args: argparse.Namespace) -> int:
 
 
 def _repo_validate(args: argparse.Namespace) -> int:
-    gpu_available = None
+    gpu_available, pod_user = None, validating.POD_USER
     if args.env:
-        gpu_available = bool(rendering.render(args.env).values["gpu"]["enabled"])
-    report = validating.validate(args.path, model=args.model, gpu_available=gpu_available)
+        values = rendering.render(args.env).values
+        gpu_available = bool(values["gpu"]["enabled"])
+        context = values.get("securityContext") or {}
+        pod_user = (int(context.get("runAsUser", pod_user[0])), int(context.get("runAsGroup", pod_user[1])))
+    report = validating.validate(
+        args.path,
+        model=args.model,
+        gpu_available=gpu_available,
+        local_tier=args.env == "local",
+        pod_user=pod_user,
+    )
     if args.json:
         print(json.dumps([finding.as_dict() for finding in report.findings], indent=2))
     else:
@@ -376,24 +489,14 @@ def _repo_gen_config(args: argparse.Namespace) -> int:
     options = generating.GenerateOptions(
         args.name, args.max_batch_size, args.dynamic_batching, args.instances, args.kind
     )
-    text = generating.generate(args.model_file, options)
     if args.output == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(generating.generate(args.model_file, options))
         return 0
-    target = Path(args.output) if args.output else _default_config_path(args.model_file)
-    if target.exists() and not args.force:
-        raise errors.InputError(f"{target}: exists; pass --force to overwrite it, or -o another path")
-    checksums.atomic_write(target, text)
-    print(f"wrote {target}")
+    written = generating.write_config(args.model_file, options, args.output, force=args.force)
+    print(f"wrote {written.path}")
+    if written.kept_version_policy:
+        print(f"kept the replaced config's {written.kept_version_policy}")
     return 0
-
-
-def _default_config_path(model_file: Path) -> Path:
-    if not model_file.parent.name.isdigit():
-        raise errors.InputError(
-            f"{model_file}: not inside <model>/<version>/; give -o PATH (or -o - for stdout)"
-        )
-    return model_file.parent.parent / "config.pbtxt"
 
 
 def _repo_checksum(args: argparse.Namespace) -> int:
@@ -424,13 +527,18 @@ def _describe_check(result: checksums.VersionCheck) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in arguments
     try:
+        args = build_parser().parse_args(arguments)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+        handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except errors.TritonOpsError as error:
         print(f"tritonops: {error}", file=sys.stderr)
+        if wants_json:
+            # Whoever asked for JSON reads stdout as JSON: the error is JSON there too.
+            print(json.dumps({"error": str(error), "exit_code": error.exit_code}, indent=2))
         return error.exit_code
     except KeyboardInterrupt:
         print("tritonops: interrupted", file=sys.stderr)

@@ -1,9 +1,11 @@
 """The static gates every environment must pass before anything is deployed.
 
 helm lint (strict), the values schema, every rendered object against the Kubernetes OpenAPI
-schema of a pinned version in strict mode, custom-resource checks, the Argo CD Applications, and
-checkov's Kubernetes policies with zero failed checks (skips listed, each with a reason, in
-ci/checkov-skips.yaml).
+schema of a pinned version in strict mode, custom-resource checks, the Argo CD Applications,
+settings that are unsafe whatever the schema allows (an open model-repository API), and checkov's
+Kubernetes policies with zero failed checks (skips listed, each with a reason, in
+ci/checkov-skips.yaml). Notes say what deserves a look but fails nothing (a prod image without a
+digest).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class GateReport:
     unused_skips: tuple[Skip, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     objects_checked: int = 0
+    # What deserves a look but fails nothing.
+    notes: tuple[Finding, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -104,6 +108,12 @@ def run_gates(
             findings += custom_resource_checks(item)
     with _timed(timings, "argocd"):
         findings += argocd_applications()
+    notes: list[Finding] = []
+    with _timed(timings, "settings"):
+        for item in renderings:
+            found, noted = settings(item)
+            findings += found
+            notes += noted
     applied: list[tuple[Skip, str]] = []
     unused: list[Skip] = []
     if policy:
@@ -111,7 +121,41 @@ def run_gates(
             policy_findings, applied, unused = checkov(renderings)
             findings += policy_findings
     objects = sum(len(item.manifests) for item in renderings)
-    return GateReport(tuple(env_names), tuple(findings), tuple(applied), tuple(unused), timings, objects)
+    return GateReport(
+        tuple(env_names), tuple(findings), tuple(applied), tuple(unused), timings, objects, tuple(notes)
+    )
+
+
+def settings(item: rendering.Rendering) -> tuple[list[Finding], list[Finding]]:
+    """(findings, notes) on values the schema allows but a deployment should not run with."""
+    env, values = item.environment.name, item.values
+    findings, notes = [], []
+    if not values["repositoryApi"]["restricted"]["enabled"]:
+        findings.append(
+            Finding(
+                "settings",
+                env,
+                "repositoryApi.restricted.enabled",
+                "false opens the model-repository API (load/unload, which accepts model files in "
+                "the request) to anyone who reaches the port: remote code execution. Set it true",
+            )
+        )
+    if env == "prod" and not values["image"].get("digest"):
+        notes.append(
+            Finding(
+                "settings",
+                env,
+                "image.digest",
+                f"empty: prod runs the tag {_image(item)}, which the registry can move; pin the "
+                'digest (see "Image and server version" in the chart README)',
+            )
+        )
+    return findings, notes
+
+
+def _image(item: rendering.Rendering) -> str:
+    pod = item.one("Deployment")["spec"]["template"]["spec"]
+    return str(next(c for c in pod["containers"] if c["name"] == "triton")["image"])
 
 
 def helm_lint(item: rendering.Rendering) -> list[Finding]:

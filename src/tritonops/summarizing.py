@@ -22,6 +22,7 @@ def describe(item: rendering.Rendering) -> dict[str, Any]:
         "release": item.environment.release,
         "namespace": item.environment.namespace,
         "image": container["image"],
+        "image_digest_pinned": bool(item.values["image"].get("digest")),
         "replicas": _replicas(item, deployment),
         "disruption_budget": _disruption_budget(item),
         "scheduling": {
@@ -56,7 +57,7 @@ def summarize(item: rendering.Rendering) -> str:
     if models["committed_state"]:
         startup += f" + the committed state ({models['committed_state']})"
     pairs = [
-        ("image", facts["image"]),
+        ("image", facts["image"] + ("" if facts["image_digest_pinned"] else " (tag, not digest-pinned)")),
         ("replicas", _replicas_text(facts["replicas"])),
         ("disruption", _pairs(facts["disruption_budget"]) or "no PodDisruptionBudget"),
         ("scheduling", _scheduling_text(scheduling)),

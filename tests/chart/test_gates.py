@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -156,3 +158,47 @@ def test_prometheus_rule_checks(rule, expected):
     from tritonops import custom_resources
 
     assert custom_resources.check_prometheus_rule(_rule(**rule), []) == expected
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_an_open_repository_api_is_a_settings_finding(render_with):
+    item = render_with("dev", {"repositoryApi": {"restricted": {"enabled": False}}})
+    findings, notes = gating.settings(item)
+    assert [(f.gate, f.scope, f.subject) for f in findings] == [
+        ("settings", "dev", "repositoryApi.restricted.enabled")
+    ]
+    assert "remote code execution" in findings[0].message and notes == []
+
+
+def test_prod_without_an_image_digest_is_a_note_not_a_finding(render_with, rendered):
+    findings, notes = gating.settings(rendered["prod"])
+    assert findings == []
+    assert [(n.scope, n.subject) for n in notes] == [("prod", "image.digest")]
+    assert "pin the digest" in notes[0].message
+    assert gating.settings(render_with("prod", {"image": {"digest": DIGEST}})) == ([], [])
+    assert gating.settings(rendered["dev"]) == ([], [])  # only prod must pin
+
+
+def test_lint_prints_notes_and_fails_on_an_open_repository_api(run_cli):
+    clean = run_cli("lint", "--no-policy", "--env", "prod", "--json")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    report = json.loads(clean.stdout)
+    assert report["passed"] and [n["subject"] for n in report["notes"]] == ["image.digest"]
+    opened = run_cli("lint", "--no-policy", "--env", "dev", "--set", "repositoryApi.restricted.enabled=false")
+    assert opened.returncode == 1
+    assert "  FAIL [settings] dev: repositoryApi.restricted.enabled: false opens" in opened.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-f", "does-not-exist.yaml"], ["--bogus-flag"], ["--env", "staging"]],
+    ids=["missing-values-file", "unknown-flag", "unknown-env"],
+)
+def test_lint_json_errors_are_json_on_stdout(run_cli, args):
+    result = run_cli("lint", "--no-policy", "--json", *args)
+    assert result.returncode == 2
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == 2 and document["error"]
+    assert result.stderr == f"tritonops: {document['error']}\n"

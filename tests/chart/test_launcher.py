@@ -332,7 +332,7 @@ def test_files_that_do_not_match_the_recorded_digest_refuse_naming_both_digests(
     assert result.stderr.startswith(f"launch: refusing to start: {model / '3'}: model resnet version 3:")
     assert f"hash to {actual} but {state} records {recorded}" in result.stderr
     assert "Restore the committed files" in result.stderr
-    assert "promote the version again" in result.stderr
+    assert f'if these files are the ones to serve, set models.resnet.digest to "{actual}"' in result.stderr
 
 
 def test_a_file_added_to_the_committed_version_refuses_to_start(launch: LaunchFn, repo: Path) -> None:

@@ -55,3 +55,14 @@ def test_text_cli_separates_environments_with_a_blank_line(run_cli):
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.rstrip("\n").split("\n\n")
     assert [block.split(":", 1)[0] for block in blocks] == ["dev", "local"]
+
+
+def test_an_image_without_a_digest_is_said_to_be_a_tag(rendered, render_with):
+    prod = summarizing.summarize(rendered["prod"])
+    image = rendered["prod"].one("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert re.search(rf"^  image: +{re.escape(image)} \(tag, not digest-pinned\)$", prod, re.MULTILINE)
+    assert summarizing.describe(rendered["prod"])["image_digest_pinned"] is False
+    pinned = render_with("prod", {"image": {"digest": "sha256:" + "ab" * 32}})
+    text = summarizing.summarize(pinned)
+    assert "not digest-pinned" not in text and "@sha256:" + "ab" * 32 in text
+    assert summarizing.describe(pinned)["image_digest_pinned"] is True

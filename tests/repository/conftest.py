@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,19 @@ def add_linear(repo: Path):
         return repo / name
 
     return add
+
+
+@pytest.fixture
+def umask() -> Iterator[object]:
+    """Set this process's umask (the CLI's child processes inherit it); restored afterwards."""
+    saved = os.umask(0o022)
+
+    def set_umask(value: int) -> None:
+        os.umask(value)
+
+    yield set_umask
+    os.umask(saved)
+
+
+def mode_of(path: Path) -> int:
+    return path.stat().st_mode & 0o777

@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 
+from tests.repository.conftest import mode_of
 from tritonops.repository import checksums
 
 
@@ -97,3 +98,36 @@ def test_a_path_without_versions_is_refused_and_nothing_is_written(run_cli, repo
     )
     assert result.stderr.startswith(f"tritonops: {path}: {expected}")
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+
+
+@pytest.mark.parametrize(("umask_value", "expected"), [(0o022, 0o644), (0o002, 0o664)], ids=["022", "002"])
+def test_write_creates_manifests_the_pod_can_read(run_cli, repo, add_linear, umask, umask_value, expected):
+    # mkstemp's 0600 hid the manifests from the pod, which reads the repository as UID 1000 over NFS.
+    umask(umask_value)
+    model = add_linear()
+    result = run_cli("repo", "checksum", str(repo), "--write")
+    assert result.returncode == 0, result.stderr
+    assert mode_of(model / "1.sha256") == expected
+
+
+def test_rewriting_a_manifest_keeps_its_mode(run_cli, repo, add_linear, umask):
+    model = add_linear()
+    (model / "1.sha256").write_text("stale\n")
+    (model / "1.sha256").chmod(0o640)
+    result = run_cli("repo", "checksum", str(model), "--write")
+    assert result.returncode == 0, result.stderr
+    assert mode_of(model / "1.sha256") == 0o640 and "model.onnx" in (model / "1.sha256").read_text()
+
+
+@pytest.mark.parametrize("mode", ["--agent-block", "--write", "--verify"])
+@pytest.mark.parametrize("which", ["model-file", "config"])
+def test_a_file_is_refused_naming_its_model_folder(run_cli, repo, add_linear, mode, which):
+    model = add_linear()
+    path = model / "1" / "model.onnx" if which == "model-file" else model / "config.pbtxt"
+    result = run_cli("repo", "checksum", str(path), mode)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        f"tritonops: {path}: a file; repo checksum takes a model folder (or a repository root): "
+        f"give {model}\n"
+    )
+    assert not (model / "1.sha256").exists()

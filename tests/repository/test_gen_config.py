@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.repository.conftest import mode_of
 from tritonops import errors, triton
 from tritonops import onnx_samples as onnx_models
 from tritonops.repository import generating, validating
@@ -107,3 +108,96 @@ def test_cli_wrong_file_is_a_clear_error_naming_it(run_cli, repo, case):
     assert "gen-config reads an .onnx model file" in result.stderr
     # Points at the model file that is there.
     assert str(repo / "linear" / "1" / "model.onnx") in result.stderr
+
+
+@pytest.mark.parametrize(("umask_value", "expected"), [(0o022, 0o644), (0o002, 0o664)], ids=["022", "002"])
+def test_cli_writes_a_config_the_pod_can_read(run_cli, repo, umask, umask_value, expected):
+    # mkstemp's 0600 hid the config from the pod, which reads the repository as UID 1000 over NFS.
+    umask(umask_value)
+    model_file = onnx_models.linear(repo / "linear" / "1" / "model.onnx")
+    result = run_cli("repo", "gen-config", str(model_file))
+    assert result.returncode == 0, result.stderr
+    assert mode_of(repo / "linear" / "config.pbtxt") == expected
+
+
+def test_force_keeps_the_mode_of_the_config_it_replaces(run_cli, repo, umask):
+    model_file = onnx_models.linear(repo / "linear" / "1" / "model.onnx")
+    config = repo / "linear" / "config.pbtxt"
+    config.write_text('name: "linear"\n')
+    config.chmod(0o640)
+    result = run_cli("repo", "gen-config", str(model_file), "--force")
+    assert result.returncode == 0, result.stderr
+    assert mode_of(config) == 0o640 and "max_batch_size" in config.read_text()
+
+
+def test_output_folder_means_its_config_pbtxt_and_is_refused_without_force(run_cli, repo):
+    model_file = onnx_models.linear(repo / "linear" / "1" / "model.onnx")
+    elsewhere = repo.parent / "elsewhere"
+    elsewhere.mkdir()
+    first = run_cli("repo", "gen-config", str(model_file), "-o", str(elsewhere))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == f"wrote {elsewhere / 'config.pbtxt'}\n"
+    again = run_cli("repo", "gen-config", str(model_file), "-o", str(elsewhere))
+    assert again.returncode == 2
+    assert again.stderr.startswith(f"tritonops: {elsewhere / 'config.pbtxt'}: exists; pass --force")
+    forced = run_cli("repo", "gen-config", str(model_file), "-o", str(elsewhere), "--force")
+    assert forced.returncode == 0, forced.stderr  # was IsADirectoryError
+
+
+def _output_cases(repo):
+    a_file = repo.parent / "a-file"
+    a_file.write_text("x")
+    return {
+        "missing-parent": (
+            repo.parent / "absent" / "config.pbtxt",
+            f"the folder {repo.parent / 'absent'} does not exist; create it (mkdir -p",
+        ),
+        "parent-is-a-file": (a_file / "config.pbtxt", f"{a_file} is a file, not a folder"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing-parent", "parent-is-a-file"])
+def test_unusable_output_path_is_an_input_error_naming_it(run_cli, repo, case):
+    model_file = onnx_models.linear(repo / "linear" / "1" / "model.onnx")
+    target, fragment = _output_cases(repo)[case]
+    result = run_cli("repo", "gen-config", str(model_file), "-o", str(target))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.startswith(f"tritonops: -o {target}: {fragment}")
+
+
+def test_force_keeps_the_version_policy_pin_of_the_config_it_replaces(run_cli, repo):
+    model_file = onnx_models.linear(repo / "linear" / "1" / "model.onnx", in_shape=("batch", 4))
+    config = repo / "linear" / "config.pbtxt"
+    first = run_cli("repo", "gen-config", str(model_file))
+    assert first.returncode == 0, first.stderr
+    config.write_text(config.read_text() + "version_policy { specific { versions: [ 1 ] } }\n")
+    forced = run_cli("repo", "gen-config", str(model_file), "--force", "--dynamic-batching")
+    assert forced.returncode == 0, forced.stderr
+    assert "kept the replaced config's version_policy { specific { versions: 1 } }" in forced.stdout
+    from google.protobuf import text_format
+
+    rewritten = text_format.Parse(config.read_text(), triton.ModelConfig())
+    assert list(rewritten.version_policy.specific.versions) == [1]
+    assert rewritten.dynamic_batching.max_queue_delay_microseconds == 100
+    assert validating.validate(repo).errors == []
+
+
+def test_force_refuses_to_replace_an_unreadable_config_that_may_pin_a_version(run_cli, repo):
+    model_file = onnx_models.linear(repo / "linear" / "1" / "model.onnx")
+    config = repo / "linear" / "config.pbtxt"
+    broken = "bogus_field: 1\nversion_policy { specific { versions: [ 1 ] } }\n"
+    config.write_text(broken)
+    result = run_cli("repo", "gen-config", str(model_file), "--force")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "holds a version_policy but is not a valid config" in result.stderr
+    assert config.read_text() == broken
+
+
+@pytest.mark.parametrize("dynamic_batching", [False, True], ids=["plain", "dynamic-batching"])
+def test_header_mentions_dynamic_batching_only_when_the_config_has_it(repo, dynamic_batching):
+    model_file = onnx_models.linear(repo / "linear" / "1" / "model.onnx")
+    text = generating.generate(model_file, generating.GenerateOptions(dynamic_batching=dynamic_batching))
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert any("dynamic_batching" in line for line in header) == dynamic_batching
+    assert ("dynamic_batching {" in text) == dynamic_batching

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tritonops import errors
-from tritonops.repository import validating
+from tritonops.repository import checksums, validating
 
 
 def _messages(report):
@@ -127,3 +129,85 @@ def test_broken_symlink_model_is_reported(repo, add_linear):
     (repo / "gone").symlink_to(repo / "nowhere")
     (finding,) = validating.validate(repo).errors
     assert finding.message.startswith("broken symlink")
+
+
+def test_a_model_folder_given_as_the_root_is_refused_naming_the_root(run_cli, repo, add_linear):
+    model = add_linear()
+    result = run_cli("repo", "validate", str(model))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(
+        f"tritonops: {model}: looks like a model folder (it holds config.pbtxt), not a repository; "
+        "give the repository root (the folder holding model folders)"
+    )
+    assert f"`tritonops repo validate {repo} --model linear`" in result.stderr
+
+
+def test_a_model_folder_without_config_and_a_version_folder_are_refused(repo, add_linear):
+    model = add_linear(versions=(1, 2))
+    (model / "config.pbtxt").unlink()
+    with pytest.raises(errors.InputError, match=r"looks like a model folder \(version folder\(s\) 1, 2\)"):
+        validating.validate(model)
+    (model / "config.pbtxt").write_text('name: "linear"\n')
+    with pytest.raises(errors.InputError, match="looks like a version folder of the model linear"):
+        validating.validate(model / "1")
+
+
+def test_files_the_pod_cannot_read_are_a_warning_with_the_chmod(repo, add_linear):
+    model = add_linear()
+    checksums.write_manifests(repo)
+    (model / "config.pbtxt").chmod(0o600)
+    (model / "1.sha256").chmod(0o600)
+    (model / "1").chmod(0o700)
+    try:
+        report = validating.validate(repo)
+    finally:
+        (model / "1").chmod(0o755)
+    assert report.passed
+    (finding,) = report.findings
+    assert finding.severity.value == "warning" and finding.model == "linear"
+    assert "the pod runs as another user (uid 1000, gid 1000) and cannot read" in finding.message
+    for shown in ("1/ (0700)", "1.sha256 (0600)", "config.pbtxt (0600)"):
+        assert shown in finding.message
+    assert finding.message.endswith(f"Run `chmod -R o+rX {model}`")
+
+
+def test_a_record_the_pod_cannot_read_is_a_warning(repo, add_linear):
+    add_linear()
+    state = repo / "current.json"
+    state.write_text('{"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {}}')
+    state.chmod(0o600)
+    (finding,) = validating.validate(repo).findings
+    assert "cannot read current.json (0600)" in finding.message
+    assert finding.message.endswith(f"Run `chmod o+r {state}`")
+
+
+def test_files_the_pod_user_owns_need_no_access_for_others(repo, add_linear):
+    model = add_linear()
+    (model / "config.pbtxt").chmod(0o600)
+    owner = (os.getuid(), os.getgid())
+    assert validating.validate(repo, pod_user=owner).findings == ()
+    group_only = (os.getuid() + 1, os.getgid())
+    (model / "config.pbtxt").chmod(0o640)
+    assert validating.validate(repo, pod_user=group_only).findings == ()
+    (model / "config.pbtxt").chmod(0o600)
+    assert len(validating.validate(repo, pod_user=group_only).findings) == 1
+
+
+AGENT_BLOCK = 'model_repository_agents { agents [ { name: "checksum" parameters { key: "MD5:1/model.onnx" value: "0" } } ] }\n'
+
+
+def test_a_checksum_agent_block_is_a_warning_on_the_local_tier_only(run_cli, repo, add_linear):
+    model = add_linear()
+    (model / "config.pbtxt").write_text((model / "config.pbtxt").read_text() + AGENT_BLOCK)
+    assert validating.validate(repo).findings == ()
+    (finding,) = validating.validate(repo, local_tier=True).findings
+    assert (finding.model, finding.field, finding.severity.value) == (
+        "linear",
+        "model_repository_agents",
+        "warning",
+    )
+    assert "has no libtritonrepoagent_checksum.so: `tritonops up` fails to load this model" in finding.message
+    local = run_cli("repo", "validate", str(repo), "--env", "local")
+    assert local.returncode == 0 and "libtritonrepoagent_checksum.so" in local.stdout
+    prod = run_cli("repo", "validate", str(repo), "--env", "prod")
+    assert prod.returncode == 0 and "libtritonrepoagent_checksum.so" not in prod.stdout

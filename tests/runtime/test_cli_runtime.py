@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sysconfig
 from pathlib import Path
@@ -28,7 +29,17 @@ def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
     try:
         up = run_cli("up", "--env", "local", "--work-dir", work, "--port-offset", offset)
         assert up.returncode == 0, up.stdout + up.stderr
-        assert "replica 0: Ready" in up.stderr and "all replicas Ready" in up.stdout
+        assert "replica 0: Ready" in up.stderr
+        http, grpc, metrics = (port + int(offset) for port in (8000, 8001, 8002))
+        loopback = tritonserver.LOOPBACK
+        assert (
+            f"  replica 0: HTTP http://{loopback}:{http}  gRPC {loopback}:{grpc}  "
+            f"metrics http://{loopback}:{metrics}/metrics"
+        ) in up.stdout
+        key_file = Path(work).resolve() / "volumes" / "repository-api-key" / "key"
+        assert f"  repository API key: {key_file} (send it in the admin-key header)" in up.stdout
+        assert key_file.is_file()
+        assert f"all replicas Ready; stop them with `tritonops down --work-dir {work}`" in up.stdout
         status = run_cli("status", "--work-dir", work, "--json")
         assert status.returncode == 0 and '"state": "Ready"' in status.stdout
 
@@ -51,9 +62,12 @@ def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
         assert bad.returncode == 2 and "no such replica" in bad.stderr
     finally:
         down = run_cli("down", "--work-dir", work)
-    assert down.returncode == 0 and down.stdout.startswith("stopped")
+    assert down.returncode == 0 and down.stdout == f"stopped 1 replica(s) in {Path(work).resolve()}\n"
     after = run_cli("status", "--work-dir", work)
     assert after.returncode == 3 and "stopped" in after.stdout
+    again = run_cli("down", "--work-dir", work)
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert again.stdout == f"nothing was running in {Path(work).resolve()} (it was already stopped)\n"
 
 
 def test_failed_up_shows_the_log_line_that_says_why_and_status_exits_1(run_cli, tmp_path):
@@ -64,29 +78,67 @@ def test_failed_up_shows_the_log_line_that_says_why_and_status_exits_1(run_cli, 
             "up", "--work-dir", work, "--port-offset", offset, "--set", "server.extraArgs={--bogus-flag=1}"
         )
         assert up.returncode == 1, up.stdout + up.stderr
-        assert "replica 0 failed:" in up.stdout
-        assert "its log says: " in up.stdout and "unrecognized option '--bogus-flag=1'" in up.stdout
-        assert f"full log: {Path(work).resolve() / 'replicas' / '0' / 'triton.log'}" in up.stdout
+        why = "unrecognized option '--bogus-flag=1'"
+        assert "replica 0 failed: exited with code 1, 3 failed starts in a row\n" in up.stdout
+        assert f"  its log says: {tritonserver.binary()}: {why}\n" in up.stdout
+        # The line that says why is shown once: not in the status row, the progress or the reason.
+        assert (up.stdout + up.stderr).count(why) == 1, up.stdout + up.stderr
+        log = Path(work).resolve() / "replicas" / "0" / "triton.log"
+        assert f"full log: {log} (`tritonops logs 0 --work-dir {work}`)" in up.stdout
+        assert f"stop what is left with `tritonops down --work-dir {work}`" in up.stdout
         assert "Print usage" not in up.stdout  # Triton's option list stays in the log
         status = run_cli("status", "--work-dir", work)
         assert status.returncode == 1 and "Failed" in status.stdout, status.stdout + status.stderr
+        assert (
+            status.stdout.count(why) == 1 and f"its log says: {tritonserver.binary()}: {why}" in status.stdout
+        )
     finally:
         run_cli("down", "--work-dir", work)
 
 
-def test_up_on_ports_in_use_says_so_and_how_to_move(run_cli, tmp_path):
-    work = str(tmp_path / "busy")
-    offset = free_port_offset(1)
+def test_up_on_ports_in_use_refuses_before_starting_naming_port_and_replica(run_cli, tmp_path):
+    work = tmp_path / "busy"
+    offset = free_port_offset(2)
     with socket.socket() as holder:
-        holder.bind((tritonserver.LOOPBACK, 8000 + offset))
+        holder.bind((tritonserver.LOOPBACK, 8012 + offset))  # replica 1's metrics port
         holder.listen()
-        try:
-            up = run_cli("up", "--work-dir", work, "--port-offset", str(offset))
-        finally:
-            run_cli("down", "--work-dir", work)
-    assert up.returncode == 1, up.stdout + up.stderr
-    assert f"'{tritonserver.LOOPBACK}:{8000 + offset}' already in use" in up.stdout
-    assert "pick other ports with --port-offset N (env TRITONOPS_PORT_OFFSET)" in up.stdout
+        up = run_cli("up", "--work-dir", str(work), "--port-offset", str(offset), "--replicas", "2")
+    assert up.returncode == 2, up.stdout + up.stderr
+    assert up.stderr == (
+        f"tritonops: replica 1's port {8012 + offset} (metrics) is in use by another process: "
+        "pick other ports with --port-offset N (env TRITONOPS_PORT_OFFSET)\n"
+    )
+    assert not (work / "state.json").exists() and not (work / "replicas").exists()
+
+
+def test_up_on_the_ports_of_another_runtime_names_its_work_folder(run_cli, start_runtime, tmp_path):
+    # Before: the second runtime's probes reached the first one's Triton and it reported Ready.
+    first = start_runtime()
+    offset = first.replicas[0].ports["http"] - 8000
+    second = tmp_path / "second"
+    up = run_cli("up", "--work-dir", str(second), "--port-offset", str(offset))
+    assert up.returncode == 2, up.stdout + up.stderr
+    ports = ", ".join(f"{8000 + offset + i} ({name})" for i, name in enumerate(("http", "grpc", "metrics")))
+    assert up.stderr == (
+        f"tritonops: replica 0's ports {ports} are in use by the tritonops runtime in {first.work_dir}: "
+        f"stop it with `tritonops down --work-dir {first.work_dir}`, or pick other ports with "
+        "--port-offset N (env TRITONOPS_PORT_OFFSET)\n"
+    )
+    assert not (second / "state.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("offset", "outside"),
+    [(60000, "replica 0's http port 68000"), (-7900, "replica 0's http port 100")],
+    ids=["past-65535", "privileged"],
+)
+def test_port_offsets_that_leave_1024_65535_are_refused(run_cli, tmp_path, offset, outside):
+    work = tmp_path / "w"
+    up = run_cli("up", "--work-dir", str(work), "--port-offset", str(offset))
+    assert up.returncode == 2, up.stdout + up.stderr
+    assert up.stderr.startswith(f"tritonops: --port-offset {offset}: {outside}, ")
+    assert "outside 1024-65535" in up.stderr and "use an offset between -6976 and 57533" in up.stderr
+    assert not work.exists()
 
 
 def test_up_refuses_zero_replicas(run_cli, tmp_path):
@@ -95,10 +147,22 @@ def test_up_refuses_zero_replicas(run_cli, tmp_path):
 
 
 def test_commands_before_up_say_what_to_do(run_cli, tmp_path):
-    result = run_cli("status", "--work-dir", str(tmp_path / "never"))
+    never = tmp_path / "never"
+    result = run_cli("status", "--work-dir", str(never))
     assert result.returncode == 2
-    assert "nothing was started here; run `tritonops up` first" in result.stderr
-    assert run_cli("down", "--work-dir", str(tmp_path / "never")).returncode == 0
+    assert f"nothing was started here; run `tritonops up --work-dir {never}` first" in result.stderr
+    down = run_cli("down", "--work-dir", str(never))
+    assert down.returncode == 2 and down.stdout == ""
+    assert down.stderr == (
+        f"tritonops: {never}: nothing was started here, so nothing to stop; give the --work-dir that "
+        "`tritonops up` used\n"
+    )
+    status_json = run_cli("status", "--work-dir", str(never), "--json")
+    assert status_json.returncode == 2
+    assert json.loads(status_json.stdout) == {
+        "error": result.stderr.strip().removeprefix("tritonops: "),
+        "exit_code": 2,
+    }
 
 
 def test_demo_runs_end_to_end_on_shifted_ports_and_leaves_the_server_running(run_cli, tmp_path, monkeypatch):
@@ -117,7 +181,11 @@ def test_demo_runs_end_to_end_on_shifted_ports_and_leaves_the_server_running(run
         assert f"curl {url}/v2/health/ready" in demo.stdout
         assert "matches onnxruntime" in demo.stdout
         assert "nv_inference_request_success{model=linear}: 0 -> 1" in demo.stdout
-        assert "stop it with `tritonops down`" in demo.stdout
+        key_file = Path(work).resolve() / "volumes" / "repository-api-key" / "key"
+        assert f"the repository API's key: {key_file} (header admin-key)" in demo.stdout
+        for hint in ("status", "logs 0", "down"):
+            assert re.search(rf"^    tritonops {hint} --work-dir {re.escape(work)} +# ", demo.stdout, re.M)
+        assert " | logs | " not in demo.stdout
         assert run_cli("status", "--work-dir", work).returncode == 0
     finally:
         run_cli("down", "--work-dir", work)
@@ -267,3 +335,62 @@ def test_first_error_line_reads_only_the_latest_start(tmp_path):
     log.write_text('I1126 10:26:55.412950 26210 server.cc:302] "Started"\n')
     assert replica_logs.first_error_line(log) is None
     assert replica_logs.first_error_line(tmp_path / "absent.log") is None
+
+
+def test_first_error_line_is_tritons_own_line_when_the_grpc_port_is_taken(tmp_path):
+    # gRPC core logs `chttp2_server.cc ... UNKNOWN:No address added ...` first: noise, not the reason.
+    from tritonops.runtime import replica_logs
+
+    http, grpc, metrics = tritonserver.free_ports(3)
+    empty = tmp_path / "empty-repository"
+    empty.mkdir()
+    with socket.socket() as holder:
+        holder.bind((tritonserver.LOOPBACK, grpc))
+        holder.listen()
+        log = _triton_log(
+            tmp_path,
+            "grpc-busy",
+            f"--model-repository={empty}",
+            "--model-control-mode=explicit",
+            *(f"--{kind}-address={tritonserver.LOOPBACK}" for kind in ("http", "grpc", "metrics")),
+            f"--http-port={http}",
+            f"--grpc-port={grpc}",
+            f"--metrics-port={metrics}",
+        )
+    text = log.read_text()
+    assert "chttp2_server.cc" in text and "UNKNOWN:No address added" in text  # what is skipped
+    line = replica_logs.first_error_line(log)
+    assert line is not None and "main.cc" in line, line
+    assert line.endswith(
+        f"failed to start GRPC service: Unavailable - Socket '{tritonserver.LOOPBACK}:{grpc}' already in use \""
+    )
+
+
+def test_first_error_line_stops_at_a_backend_traceback(tmp_path, backends):
+    from tritonops import onnx_samples
+    from tritonops.runtime import replica_logs
+
+    repository = tmp_path / "repository"
+    onnx_samples.linear(repository / "linear" / "1" / "model.onnx")
+    (repository / "linear" / "config.pbtxt").write_text(
+        'platform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'input [ { name: "input" data_type: TYPE_FP32 dims: [ 5 ] } ]\n'
+        'output [ { name: "output" data_type: TYPE_FP32 dims: [ 2 ] } ]\n'
+    )
+    http, grpc, metrics = tritonserver.free_ports(3)
+    log = _triton_log(
+        tmp_path,
+        "bad-dims",
+        f"--backend-directory={backends}",
+        f"--model-repository={repository}",
+        "--model-control-mode=explicit",
+        "--load-model=linear",
+        *(f"--{kind}-address={tritonserver.LOOPBACK}" for kind in ("http", "grpc", "metrics")),
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+    )
+    assert "\\n\\nAt:\\n" in log.read_text()  # the backend's traceback, escaped in Triton's line
+    line = replica_logs.first_error_line(log)
+    assert line is not None and "At:" not in line and "model.py(" not in line, line
+    assert line.endswith("making complete shape [-1,5])"), line

@@ -222,8 +222,10 @@ def test_failing_replica_is_reported_failed_with_its_reason(start_runtime, tmp_p
     current = start_runtime(repository=broken)
     assert current.failed
     assert "refusing to start" in (Path(current.replicas[0].log).read_text())
-    # The reason quotes the line that says why, not whatever the log ended with.
-    assert "refusing to start" in current.replicas[0].reason
+    # The line that says why (not whatever the log ended with) is kept apart from the short reason.
+    (replica,) = current.replicas
+    assert replica.log_line.startswith("launch: refusing to start:"), replica.log_line
+    assert replica.reason == "exited with code 1, 3 failed starts in a row"
 
 
 def _group_alive(pgid: int) -> bool:

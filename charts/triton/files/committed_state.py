@@ -1,6 +1,7 @@
 """Read and check the committed model state of a Triton model repository.
 
-The promotion tool records what each model serves in `<repository>/current.json`:
+The promotion tool (until it exists, a person: see "Committing a version by hand" in the
+project README) records what each model serves in `<repository>/current.json`:
 
     {"apiVersion": "tritonops/v1", "kind": "CommittedState",
      "models": {"resnet50": {"version": 3, "digest": "sha256:...", "committedAt": "2026-11-25T22:00:00Z"}}}
@@ -216,7 +217,8 @@ def layout_problems(repository: str, committed: dict[str, ModelRecord] | dict[st
                     ERROR,
                     model_dir,
                     f"committed model folder is missing (the record commits {name} version {version}); "
-                    "restore the folder, or remove the model from the record with the promotion tool",
+                    f"restore the folder, or remove models.{name} from the committed-state record "
+                    "(current.json) by hand",
                     field=f"models.{name}",
                     **at,
                 )
@@ -227,7 +229,9 @@ def layout_problems(repository: str, committed: dict[str, ModelRecord] | dict[st
                 Problem(
                     ERROR,
                     f"{model_dir}/{version}",
-                    "committed version folder is missing; restore it or roll back with the promotion tool",
+                    "committed version folder is missing; restore it, or commit a version that is there "
+                    "by hand: pin it in config.pbtxt and set its version and digest (from `tritonops "
+                    "repo validate`) in current.json",
                     field=f"models.{name}.version",
                     **at,
                 )
@@ -253,8 +257,8 @@ def layout_problems(repository: str, committed: dict[str, ModelRecord] | dict[st
                     ERROR,
                     config_path,
                     f"version_policy pins {pinned or 'nothing'} but the committed state says version "
-                    f"{version}; a restart would load the wrong version. Re-run the promotion tool to "
-                    f"repair the pin (version_policy {{ specific {{ versions: [{version}] }} }})",
+                    f"{version}; a restart would load the wrong version. Repair the pin in this file: "
+                    f"version_policy {{ specific {{ versions: [{version}] }} }}",
                     field="version_policy",
                     **at,
                 )
@@ -294,8 +298,8 @@ def digest_problems(repository: str, committed: dict[str, ModelRecord], state_pa
                     WARNING,
                     state_path,
                     f"models.{record.name} has no digest, so the files of version {record.version} "
-                    f"are not verified; the promotion tool always records one. Re-promote the version, "
-                    f'or after checking the files add "digest": "{actual}"',
+                    f"are not verified. After checking the files, add "
+                    f'"digest": "{actual}" to models.{record.name}',
                     **at,
                 )
             )
@@ -307,8 +311,8 @@ def digest_problems(repository: str, committed: dict[str, ModelRecord], state_pa
                     f"model {record.name} version {record.version}: the files hash to {actual} but "
                     f"{state_path} records {record.digest}, so they changed after the commit (or the "
                     "record was edited). Restore the committed files (`tritonops repo checksum --verify` "
-                    "names the changed file when the version has a .sha256 manifest) or promote the "
-                    "version again so that the record matches",
+                    "names the changed file when the version has a .sha256 manifest), or, if these files "
+                    f'are the ones to serve, set models.{record.name}.digest to "{actual}" in the record',
                     **at,
                 )
             )

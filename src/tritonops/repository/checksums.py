@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,15 +173,44 @@ def _digest(path: Path, algorithm: str) -> str:
 
 
 def atomic_write(target: Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary sibling renamed over the target."""
+    """Write a whole file or nothing: a temporary sibling renamed over the target.
+
+    The file gets the mode an ordinary `open()` would give it (0o666 less the umask), or the
+    existing target's mode: `mkstemp`'s 0600 would hide a config or manifest from the pod, which
+    reads the repository as another user (UID 1000) over NFS.
+    """
+    mode = _existing_mode(target)
+    if mode is None:
+        mode = 0o666 & ~_umask()
     descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
+        os.fchmod(descriptor, mode)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _existing_mode(target: Path) -> int | None:
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return None
+
+
+def _umask() -> int:
+    """The process umask (read from /proc where it can be, so the umask is never changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def require_versions(path: Path) -> list[tuple[str, int, Path]]:
@@ -211,5 +241,10 @@ def _why_no_versions(path: Path, *, agent_block: bool) -> str:
 
 
 def _check_path(path: Path) -> None:
+    if path.is_file():
+        folder = path.parent.parent if path.parent.name.isdigit() else path.parent
+        raise errors.InputError(
+            f"{path}: a file; repo checksum takes a model folder (or a repository root): give {folder}"
+        )
     if not path.is_dir():
         raise errors.InputError(f"{path}: no such model repository or model folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,10 @@ from tritonops.repository.findings import Finding, FindingSink, Severity
 
 # A queue delay past this adds more latency than batching usually wins back.
 MAX_SANE_QUEUE_DELAY_US = 100_000
+# Who the pod reads the repository as: the chart's securityContext.runAsUser/runAsGroup defaults.
+POD_USER = (1000, 1000)
+# Files named in one readability finding before "and N more".
+NAMED_FILES = 4
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,20 @@ class ValidationReport:
         return not self.errors
 
 
-def validate(root: Path, *, model: str | None = None, gpu_available: bool | None = None) -> ValidationReport:
-    """Validate a repository; `gpu_available=False` flags KIND_GPU instance groups.
+def validate(
+    root: Path,
+    *,
+    model: str | None = None,
+    gpu_available: bool | None = None,
+    local_tier: bool = False,
+    pod_user: tuple[int, int] = POD_USER,
+) -> ValidationReport:
+    """Validate a repository; `gpu_available=False` flags KIND_GPU instance groups, `local_tier`
+    what the local runtime's Triton (the nvidia-pytriton wheel) lacks.
 
     A committed state at the root (`current.json`) is checked as the pod's launcher checks it:
-    every repository the launcher refuses to start with fails validation.
+    every repository the launcher refuses to start with fails validation. Files and folders the
+    pod's user (`pod_user`: uid, gid) cannot read are warnings.
 
     Raises InputError when the path itself is unusable (exit 2); everything else is a finding.
     """
@@ -54,7 +68,10 @@ def validate(root: Path, *, model: str | None = None, gpu_available: bool | None
     parsed: dict[str, configs.ParsedConfig | None] = {}
     for folder in folders:
         model_sink = FindingSink(model=folder.name)
-        parsed[folder.name] = _validate_model(folder, model_sink, gpu_available, names)
+        config = parsed[folder.name] = _validate_model(folder, model_sink, gpu_available, names)
+        if local_tier and config is not None:
+            _check_local_tier(config, model_sink)
+        _check_readable_by(folder, pod_user, model_sink)
         findings += model_sink.findings
     for folder in folders:
         ensemble = parsed.get(folder.name)
@@ -64,16 +81,123 @@ def validate(root: Path, *, model: str | None = None, gpu_available: bool | None
             findings += ensemble_sink.findings
     # What the pod's launcher checks before it starts Triton, with the launcher's own code.
     findings += committed_state.check(root, model=model)
+    root_sink = FindingSink()
+    _check_readable_by(root, pod_user, root_sink, recurse=False, extra=[root / committed_state.DEFAULT_FILE])
+    findings += root_sink.findings
     return ValidationReport(root, tuple(folder.name for folder in folders), tuple(findings))
 
 
 def _check_root(root: Path) -> None:
+    wanted = "give the repository root (the folder holding model folders)"
     if not root.exists():
-        raise errors.InputError(f"{root}: no such model repository")
+        raise errors.InputError(f"{root}: no such model repository; {wanted}")
     if not root.is_dir():
-        raise errors.InputError(f"{root}: not a folder; give the model repository's root")
+        raise errors.InputError(f"{root}: not a folder; {wanted}")
     if not os.access(root, os.R_OK | os.X_OK):
         raise errors.InputError(f"{root}: cannot read the folder; check its permissions")
+    signs = _model_folder_signs(root)
+    if signs:
+        raise errors.InputError(
+            f"{root}: looks like a model folder ({signs}), not a repository; {wanted}, "
+            f"e.g. `tritonops repo validate {root.parent} --model {root.name}`"
+        )
+    if root.name.isdigit() and _model_folder_signs(root.parent):
+        raise errors.InputError(
+            f"{root}: looks like a version folder of the model {root.parent.name}, not a repository; "
+            f"{wanted}, e.g. `tritonops repo validate {root.parent.parent} --model {root.parent.name}`"
+        )
+
+
+def _model_folder_signs(path: Path) -> str:
+    """What makes `path` look like one model folder rather than a repository root ('' if nothing):
+    a config.pbtxt, or version folders (1, 2, ...) while no sub-folder holds a config.pbtxt."""
+    if (path / "config.pbtxt").is_file():
+        return "it holds config.pbtxt"
+    try:
+        folders = [entry for entry in path.iterdir() if entry.is_dir()]
+    except OSError:
+        return ""
+    versions = sorted((entry.name for entry in folders if entry.name.isdigit()), key=int)
+    if versions and not any((entry / "config.pbtxt").is_file() for entry in folders):
+        return f"version folder(s) {', '.join(versions)}"
+    return ""
+
+
+def _check_local_tier(parsed: configs.ParsedConfig, sink: FindingSink) -> None:
+    """The local runtime runs the nvidia-pytriton wheel's Triton, which ships no repository agents."""
+    for agent in parsed.config.model_repository_agents.agents:
+        if agent.name == "checksum":
+            sink.warning(
+                "model_repository_agents lists the checksum agent, but the local tier's Triton (the "
+                "nvidia-pytriton wheel) has no libtritonrepoagent_checksum.so: `tritonops up` fails to "
+                "load this model. Keep the block for the cluster's image only, or verify files with "
+                "`tritonops repo checksum --verify` instead",
+                file=str(parsed.path),
+                line=parsed.line_of_field("model_repository_agents"),
+                field="model_repository_agents",
+            )
+
+
+def _check_readable_by(
+    folder: Path,
+    user: tuple[int, int],
+    sink: FindingSink,
+    *,
+    recurse: bool = True,
+    extra: Sequence[Path] = (),
+) -> None:
+    """One warning naming what the pod's user cannot read (files) or enter (folders), with the
+    chmod that fixes it: the pod reads the repository as another user, over NFS."""
+    if not os.access(folder, os.R_OK | os.X_OK):
+        return  # unreadable here too: an error already says so
+    blocked: list[tuple[Path, int]] = []
+
+    def check(path: Path, is_dir: bool) -> None:
+        try:
+            info = path.stat()
+        except OSError:
+            return  # missing or broken: reported elsewhere
+        needed = (stat.S_IROTH | stat.S_IXOTH) if is_dir else stat.S_IROTH
+        if not _grants(info, user, needed):
+            blocked.append((path, stat.S_IMODE(info.st_mode)))
+
+    check(folder, True)
+    for path in extra:
+        if path.exists():
+            check(path, False)
+    if recurse:
+        for directory, subdirs, files in os.walk(folder):
+            subdirs.sort()
+            for name in subdirs:
+                check(Path(directory, name), True)
+            for name in sorted(files):
+                check(Path(directory, name), False)
+    if not blocked:
+        return
+    shown = ", ".join(
+        f"{path.relative_to(folder) if path != folder else path}{'/' if path.is_dir() else ''} ({mode:04o})"
+        for path, mode in blocked[:NAMED_FILES]
+    )
+    more = f" and {len(blocked) - NAMED_FILES} more" if len(blocked) > NAMED_FILES else ""
+    if recurse:
+        fix = f"chmod -R o+rX {folder}"
+    else:
+        fix = " && ".join(f"chmod o+{'rx' if path.is_dir() else 'r'} {path}" for path, _ in blocked)
+    sink.warning(
+        f"the pod runs as another user (uid {user[0]}, gid {user[1]}) and cannot read {shown}{more}: "
+        f"Triton or the launcher fails on it in the cluster. Run `{fix}`",
+        file=str(folder),
+    )
+
+
+def _grants(info: os.stat_result, user: tuple[int, int], others_bits: int) -> bool:
+    """Whether the mode lets `user` (uid, gid) have the access `others_bits` stands for."""
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid == user[0]:
+        return mode & (others_bits << 6) == others_bits << 6
+    if info.st_gid == user[1]:
+        return mode & (others_bits << 3) == others_bits << 3
+    return mode & others_bits == others_bits
 
 
 def _validate_model(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonops import environments, errors, rendering, tritonserver
-from tritonops.runtime import podspec, replica_logs, workspace
+from tritonops.runtime import podspec, ports, replica_logs, workspace
 from tritonops.runtime.supervisor import State
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,20 @@ class ReplicaStatus:
     pid: int | None
     ports: dict[str, int]
     log: str
+    # The log line that says why the replica's last start ended (Triton's first error), if any.
+    log_line: str = ""
 
     @property
     def url(self) -> str:
         return f"http://{tritonserver.LOOPBACK}:{self.ports.get('http')}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{tritonserver.LOOPBACK}:{self.ports.get('grpc')}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{tritonserver.LOOPBACK}:{self.ports.get('metrics')}/metrics"
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,18 @@ class RuntimeStatus:
         return self.api_key_file.read_text(encoding="utf-8").strip() if self.api_key_file else None
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """What `down` found and did: whether anything was started in the folder, how many replicas
+    a running supervisor stopped, and how many leftover process groups had to be killed."""
+
+    work_dir: Path
+    started: bool
+    was_running: bool
+    replicas: int = 0
+    killed: int = 0
+
+
 def up(
     env_name: str = "local",
     *,
@@ -79,11 +101,14 @@ def up(
     space = workspace.Workspace(work_dir.resolve())
     if space.supervisor_alive():
         raise errors.InputError(
-            f"{space.root}: a runtime is already running here; run `tritonops down` first"
+            f"{space.root}: a runtime is already running here; run "
+            f"`{workspace.command_hint('down', work_dir)}` first"
         )
     overrides = list(set_values) + ([f"replicaCount={replicas}"] if replicas else [])
     item = rendering.render(env_name, extra_files=extra_files, set_values=overrides)
     count = int(item.one("Deployment")["spec"].get("replicas") or item.values["autoscaling"]["minReplicas"])
+    # Before anything starts: a port another process holds would answer this replica's probes.
+    ports.check(podspec.replica_ports(item, replicas=count, port_offset=port_offset), port_offset)
     model_dir = _prepare_repository(space, repository)
     _reset(space)
     backends = tritonserver.assemble_backends(space.root)
@@ -146,6 +171,7 @@ def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
             pid=r["pid"] if running else None,
             ports=r["ports"],
             log=r["log"],
+            log_line=r.get("log_line", ""),
         )
         for r in state["replicas"]
     )
@@ -167,38 +193,38 @@ def logs(work_dir: Path = Path(workspace.DEFAULT_DIR), replica: int | None = Non
     return "\n".join(parts)
 
 
-def failure_text(replica: ReplicaStatus) -> str:
-    """Why a replica failed: the supervisor's reason, the log line that says why (not Triton's option
-    table), what to do about ports in use, and where the whole log is."""
+def failure_text(replica: ReplicaStatus, work_dir: Path | None = None) -> str:
+    """Why a replica failed, each fact once: the supervisor's short reason, the log line that says
+    why (not Triton's option table), what to do about ports in use, and where the whole log is."""
     lines = [f"replica {replica.index} failed: {replica.reason}"]
-    why = replica_logs.first_error_line(Path(replica.log))
+    why = replica.log_line or replica_logs.first_error_line(Path(replica.log))
     if why:
         lines.append(f"  its log says: {why}")
         if "already in use" in why:
-            lines.append(
-                "  another process holds that port: pick other ports with --port-offset N "
-                "(env TRITONOPS_PORT_OFFSET)"
-            )
-    lines.append(f"  full log: {replica.log} (`tritonops logs {replica.index}`)")
+            lines.append(f"  another process holds that port: {ports.OFFSET_HINT}")
+    logs_command = workspace.command_hint(f"logs {replica.index}", work_dir) if work_dir else "tritonops logs"
+    lines.append(f"  full log: {replica.log} (`{logs_command}`)")
     return "\n".join(lines)
 
 
-def down(work_dir: Path = Path(workspace.DEFAULT_DIR), *, timeout_s: float | None = None) -> int:
+def down(work_dir: Path = Path(workspace.DEFAULT_DIR), *, timeout_s: float | None = None) -> Stopped:
     """SIGTERM the supervisor (which stops each replica within its grace period), then make sure no
-    process of this runtime is left: returns how many had to be killed."""
+    process of this runtime is left. Says whether anything was started or running there."""
     space = workspace.Workspace(work_dir.resolve())
     if not space.plan_file.exists():
-        return 0
+        return Stopped(space.root, started=False, was_running=False)
     plan = space.read_plan()
     grace = max((r.get("grace_s", 30.0) for r in plan.get("replicas", [])), default=30.0)
     pid = space.supervisor_alive()
+    replicas = 0
     if pid is not None:
+        replicas = len((space.read_state() or {}).get("replicas", []))
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else grace + 15)
         while workspace._alive(pid) and time.monotonic() < deadline:
             time.sleep(POLL_S)
     killed = _kill_leftovers(space, pid)
-    return killed
+    return Stopped(space.root, started=True, was_running=pid is not None, replicas=replicas, killed=killed)
 
 
 def _kill_leftovers(space: workspace.Workspace, supervisor_pid: int | None) -> int:
@@ -312,6 +338,7 @@ def describe(current: RuntimeStatus) -> list[dict[str, Any]]:
             "pid": r.pid,
             "ports": r.ports,
             "log": r.log,
+            "log_line": r.log_line,
         }
         for r in current.replicas
     ]

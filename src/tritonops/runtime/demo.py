@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
-from tritonops import errors, triton, tritonserver
+from tritonops import errors, triton
 from tritonops.runtime import controlling, workspace
 
 SMOKE_INPUTS = {
@@ -41,14 +41,13 @@ def _run(work_dir: Path, say: Callable[[str], None], port_offset: int) -> int:
         "local", work_dir=work_dir, port_offset=port_offset, progress=lambda line: say(f"    {line}")
     )
     if current.failed:
-        raise errors.ServerError(controlling.failure_text(current.failed[0]))
+        raise errors.ServerError(controlling.failure_text(current.failed[0], work_dir))
     replica = current.replicas[0]
     address = replica.url.removeprefix("http://")
-    metrics_url = f"http://{tritonserver.LOOPBACK}:{replica.ports['metrics']}/metrics"
-    say(
-        f"    serving on HTTP {replica.url}, gRPC {tritonserver.LOOPBACK}:{replica.ports['grpc']}, "
-        f"metrics {metrics_url}"
-    )
+    metrics_url = replica.metrics_url
+    say(f"    serving on HTTP {replica.url}, gRPC {replica.grpc_address}, metrics {metrics_url}")
+    if current.api_key_file:
+        say(f"    the repository API's key: {current.api_key_file} (header {current.api_header})")
     repository = Path(workspace.Workspace(current.work_dir).read_plan()["repository"])
     with triton.Client(address, api_header=current.api_header, api_key=current.api_key()) as client:
         say(f"2/5 loading `mlp` through the repository API (header {current.api_header})")
@@ -76,7 +75,13 @@ def _run(work_dir: Path, say: Callable[[str], None], port_offset: int) -> int:
     say(f"    curl {replica.url}/v2/health/ready")
     say(f"    curl {replica.url}/v2/models/linear")
     say(f"    curl -s {metrics_url} | grep nv_inference_request_success")
-    say("    .venv/bin/tritonops status | logs | down   (stop it with `tritonops down`)")
+    width = max(len(workspace.command_hint(name, work_dir)) for name in ("status", "logs 0", "down"))
+    for name, what in (
+        ("status", "each replica's state"),
+        ("logs 0", "the server's log"),
+        ("down", "stop it"),
+    ):
+        say(f"    {workspace.command_hint(name, work_dir):<{width}}   # {what}")
     return 0
 
 

@@ -101,13 +101,14 @@ def plan_replicas(
     container = next(c for c in pod["containers"] if c["name"] == "triton")
     shared = _shared_volume_folders(item, pod, work_dir, repository)
     plans = []
+    all_ports = replica_ports(item, replicas=replicas, port_offset=port_offset)
     for index in range(replicas):
         replica_dir = work_dir / "replicas" / str(index)
         (replica_dir / "volumes").mkdir(parents=True, exist_ok=True)
         volumes = {**shared, **_replica_volume_folders(pod, replica_dir)}
         mounts, skipped = _mounts(container, volumes)
         offset = port_offset + 10 * index
-        ports = {p["name"]: int(p["containerPort"]) + offset for p in container.get("ports", [])}
+        ports = all_ports[index]
         mapper = _Mapper(mounts, ports, offset, backends)
         env = {
             e["name"]: mapper.path(str(e.get("value", ""))) for e in container.get("env", []) if "value" in e
@@ -131,6 +132,20 @@ def plan_replicas(
             )
         )
     return plans
+
+
+def replica_ports(item: rendering.Rendering, *, replicas: int, port_offset: int) -> list[dict[str, int]]:
+    """Each replica's ports by name: the rendered container ports + port_offset + 10*i."""
+    container = _triton_container(item)
+    return [
+        {p["name"]: int(p["containerPort"]) + port_offset + 10 * index for p in container.get("ports", [])}
+        for index in range(replicas)
+    ]
+
+
+def _triton_container(item: rendering.Rendering) -> dict[str, Any]:
+    pod = item.one("Deployment")["spec"]["template"]["spec"]
+    return dict(next(c for c in pod["containers"] if c["name"] == "triton"))
 
 
 class _Mapper:

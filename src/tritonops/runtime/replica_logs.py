@@ -22,12 +22,19 @@ _ERROR = re.compile(
     r"(^|: )error: |: (unrecognized|invalid) option|: option .* (requires|doesn't allow) an argument",
     re.IGNORECASE,
 )
-# Every server started without a GPU logs these and carries on (see tritonserver's docstring).
-_NO_GPU_NOISE = (
+# Error lines that never say why: every server started without a GPU logs the first three and
+# carries on (see tritonserver's docstring); gRPC core logs the last two before Triton's own line
+# (`main.cc] "failed to start GRPC service: ... already in use"`) when a port is taken.
+_NOISE = (
     "Failed to initialize NVML",
     "DCGM unable to start",
     "CudaDriverHelper has not been initialized",
+    "chttp2_server.cc:",
+    "UNKNOWN:No address added",
 )
+# Where a Python backend's error message turns into its traceback (escaped in Triton's log line,
+# or real lines in `error: creating server: ...`).
+_TRACEBACK = re.compile(r"(\\n|\n)\s*(\\n|\n)At:")
 LINE_MAX = 400
 
 
@@ -50,7 +57,16 @@ def first_error_line(log_path: Path) -> str | None:
         fallback = line
         glog = _GLOG.match(line)
         severe = (glog["glog"] or glog["iso"]) in "EF" if glog else bool(_ERROR.search(line))
-        if severe and not any(noise in line for noise in _NO_GPU_NOISE):
-            return line[:LINE_MAX]
+        if severe and not any(noise in line for noise in _NOISE):
+            return _short(line)
     # A launcher's exit message or a Python traceback's last line; never a routine Triton line.
-    return fallback[:LINE_MAX] if fallback and not _GLOG.match(fallback) else None
+    return _short(fallback) if fallback and not _GLOG.match(fallback) else None
+
+
+def _short(line: str) -> str:
+    """The message without a backend's traceback (`\\n\\nAt:\\n  model.py(12): ...`), at most
+    LINE_MAX characters."""
+    message = _TRACEBACK.split(line, maxsplit=1)[0].rstrip()
+    if len(message) > LINE_MAX:
+        return message[: LINE_MAX - 3] + "..."
+    return message

@@ -63,6 +63,8 @@ class Replica:
     backoff_until: float = 0.0
     init_done: bool = False
     last_restart: str = ""
+    # The log line that says why the last start ended (kept out of `reason`, so it is shown once).
+    log_line: str = ""
 
     def __post_init__(self) -> None:
         self.log_path = Path(self.plan.work_dir) / "triton.log"
@@ -74,6 +76,7 @@ class Replica:
         if not self.init_done and not self._run_init_containers():
             return
         log.info("replica %d: starting %s", self.plan.index, " ".join(self.plan.command))
+        self.log_line = ""
         with self.log_path.open("ab") as sink:
             sink.write(f"{replica_logs.START_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
             sink.flush()
@@ -195,8 +198,9 @@ class Replica:
 
     def _exited(self, code: int, now: float) -> None:
         self.process = None
+        self.log_line = self._why_it_exited()
         self._restart(
-            f"exited with code {code}: {self._why_it_exited()}",
+            f"exited with code {code}",
             now,
             start_failure=not self.ready,
             already_stopped=True,
@@ -211,7 +215,7 @@ class Replica:
         if start_failure:
             self.start_failures += 1
         if self.start_failures >= MAX_START_FAILURES:
-            self._set(State.FAILED, f"{reason} ({self.start_failures} failed starts in a row)")
+            self._set(State.FAILED, f"{reason}, {self.start_failures} failed starts in a row")
             return
         self.restarts += 1
         self.last_restart = reason
@@ -245,6 +249,7 @@ class Replica:
             "pid": self.process.pid if self.process else None,
             "ports": self.plan.ports,
             "log": str(self.log_path),
+            "log_line": self.log_line,
         }
 
 

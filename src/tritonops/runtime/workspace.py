@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import tempfile
 import time
 from dataclasses import dataclass
@@ -15,6 +16,13 @@ from typing import Any
 from tritonops import errors
 
 DEFAULT_DIR = ".tritonops"
+
+
+def command_hint(command: str, work_dir: Path) -> str:
+    """`tritonops COMMAND`, with `--work-dir DIR` unless DIR is the default folder here."""
+    if Path(work_dir).resolve() == Path(DEFAULT_DIR).resolve():
+        return f"tritonops {command}"
+    return f"tritonops {command} --work-dir {shlex.quote(str(work_dir))}"
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,8 @@ class Workspace:
             return dict(json.loads(self.plan_file.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise errors.InputError(
-                f"{self.root}: nothing was started here; run `tritonops up` first"
+                f"{self.root}: nothing was started here; run `{command_hint('up', self.root)}` first, "
+                "or give the --work-dir it used"
             ) from None
 
     def supervisor_alive(self) -> int | None:

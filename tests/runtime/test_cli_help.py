@@ -1,0 +1,69 @@
+"""What `tritonops --help` and each command's help say a new user needs, and the errors of a
+command group run without its subcommand (no process is started here)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import tritonops
+from tritonops import environments
+
+
+def _help(run_cli, *command: str) -> str:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.split())  # argparse wraps lines: compare word sequences
+
+
+def test_version_names_the_package_and_the_chart(run_cli):
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    chart = (environments.CHART_DIR / "Chart.yaml").read_text()
+    version = re.search(r"^version: *(\S+)", chart, re.M).group(1)
+    assert result.stdout.startswith(f"tritonops {tritonops.__version__} (chart triton {version}, ")
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (("status",), ["2 nothing was started in the work folder", "--json print one object per replica"]),
+        (("logs",), ["REPLICA only this replica", "-n LINES, --lines LINES the last N lines"]),
+        (("down",), ["exit 0 stopped, 3 nothing was running, 2 nothing was started"]),
+        (("up",), ["any environment: local (default), dev or prod", "on the CPU"]),
+        (("lint",), ["--env ENV limit to this environment (repeatable"]),
+        (("demo",), ["smoke inferences checked against onnxruntime", "leaves it running"]),
+    ],
+    ids=["status", "logs", "down", "up", "lint", "demo"],
+)
+def test_command_help_says_what_a_new_user_needs(run_cli, command, said):
+    text = _help(run_cli, *command)
+    for fragment in said:
+        assert fragment in text, text
+
+
+def test_status_help_in_the_command_list_names_every_exit_code(run_cli):
+    text = _help(run_cli)
+    assert "exit 0 all Ready, 1 some not Ready, 3 not running, 2 nothing was started" in text
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ("repo",),
+            "tritonops: repo: choose a command: validate, gen-config or checksum "
+            "(see `tritonops repo --help`)\n",
+        ),
+        (
+            (),
+            "tritonops: choose a command: render, lint, summary, demo, up, status, logs, down, docs or repo",
+        ),
+    ],
+    ids=["repo", "top-level"],
+)
+def test_a_command_group_without_its_command_names_the_choices(run_cli, command, expected):
+    result = run_cli(*command)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(expected) and "repo_command" not in result.stderr
