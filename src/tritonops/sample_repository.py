@@ -29,7 +29,7 @@ input [ { name: "input" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "output" data_type: TYPE_FP32 dims: [ 2 ] } ]
 dynamic_batching { max_queue_delay_microseconds: 100 }
 instance_group [ { count: 1 kind: KIND_CPU } ]
-# The committed version (current.json says the same); written by the promotion tool.
+# The committed version (current.json says the same); committed by hand as README.md describes.
 version_policy { specific { versions: [ 1 ] } }
 """
 
