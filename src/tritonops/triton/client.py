@@ -18,7 +18,8 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from tritonops import errors, tritonserver
+from tritonops import errors
+from tritonops.triton import server as triton_server
 
 ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
@@ -142,7 +143,7 @@ def scrape_metrics(
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The Prometheus text page at `url` as {(metric, sorted labels): value}."""
     try:
-        with tritonserver.LOOPBACK_OPENER.open(url, timeout=timeout_s) as response:
+        with triton_server.LOOPBACK_OPENER.open(url, timeout=timeout_s) as response:
             text = response.read().decode("utf-8", errors="replace")
     except (urllib.error.URLError, OSError) as error:
         raise errors.TritonUnavailable(f"{url}: no metrics ({error})") from error
