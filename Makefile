@@ -31,13 +31,13 @@ lint: setup
 
 docs: setup
 	$(TRITONOPS) docs --write
-	$(PY) -m tritonops.dashboards --write
-	$(PY) -m tritonops.sample_repository
+	$(PY) -m tritonops.observability.dashboard --write
+	$(PY) -m tritonops.repository.sample
 
 docs-check: setup
 	$(TRITONOPS) docs --check
-	$(PY) -m tritonops.dashboards --check
-	$(PY) -m tritonops.sample_repository --check
+	$(PY) -m tritonops.observability.dashboard --check
+	$(PY) -m tritonops.repository.sample --check
 
 bench: setup
 	$(PY) bench/render.py

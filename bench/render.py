@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tritonops import environments, gating, rendering
+from tritonops.chart import environments, gates, render
 
 RESULTS = Path(__file__).resolve().parent / "results" / "render.json"
 TARGET_SECONDS = 3.0
@@ -38,13 +38,13 @@ def _cold_cli() -> None:
 
 def main() -> int:
     def gates_without_policy() -> None:
-        report = gating.run_gates(ENVIRONMENTS, policy=False)
+        report = gates.run_gates(ENVIRONMENTS, policy=False)
         assert report.passed, report.findings
 
-    renderings = [rendering.render(name) for name in ENVIRONMENTS]
+    renderings = [render.render(name) for name in ENVIRONMENTS]
 
     def checkov_alone() -> None:
-        findings, _, _ = gating.checkov(renderings)
+        findings, _, _ = gates.checkov(renderings)
         assert not findings, findings
 
     figures = {

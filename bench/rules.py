@@ -24,16 +24,20 @@ sys.path.insert(0, str(ROOT))
 from tests.observability import kube_state  # noqa: E402
 from tests.observability.test_alert_rules import alert_tests  # noqa: E402
 
-from tritonops import monitoring, rendering, triton, tritonserver  # noqa: E402
-from tritonops.runtime import controlling  # noqa: E402
+from tritonops.chart import render  # noqa: E402
+from tritonops.observability import prometheus as prom  # noqa: E402
+from tritonops.observability import rules  # noqa: E402
+from tritonops.runtime import control  # noqa: E402
+from tritonops.triton import client as triton_client  # noqa: E402
+from tritonops.triton import server as triton_server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rules.json"
 LIVE_VALUES = ROOT / "tests" / "observability" / "resources" / "live-values.yaml"
 
 
 def promtool_suite(scratch: Path) -> list[float]:
-    rules = monitoring.rule_file(rendering.render("dev"), annotations=False)
-    (scratch / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    rule_file = rules.rule_file(render.render("dev"), annotations=False)
+    (scratch / "rules.yaml").write_text(yaml.safe_dump(rule_file, sort_keys=False))
     test_file = scratch / "rules.test.yaml"
     test_file.write_text(
         yaml.safe_dump(
@@ -52,7 +56,7 @@ def promtool_suite(scratch: Path) -> list[float]:
     return samples
 
 
-def evaluation_times(prometheus: monitoring.Prometheus, samples: int = 15) -> dict[str, float]:
+def evaluation_times(prometheus: prom.Prometheus, samples: int = 15) -> dict[str, float]:
     """Median evaluation time per rule group, in ms, over `samples` distinct evaluations of each
     (one reading is noise on a shared machine)."""
     seen: dict[str, dict[str, float]] = {}
@@ -68,23 +72,23 @@ def evaluation_times(prometheus: monitoring.Prometheus, samples: int = 15) -> di
 
 def live_evaluation(scratch: Path) -> dict[str, float]:
     work = scratch / "runtime"
-    current = controlling.up("local", work_dir=work, port_offset=33000, extra_files=(LIVE_VALUES,))
+    current = control.up("local", work_dir=work, port_offset=33000, extra_files=(LIVE_VALUES,))
     prometheus = None
     stack = contextlib.ExitStack()
     try:
-        item = rendering.render("local", extra_files=[LIVE_VALUES])
+        item = render.render("local", extra_files=[LIVE_VALUES])
         targets = [
-            monitoring.Target(kube_state.pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}")
+            prom.Target(kube_state.pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}")
             for r in current.replicas
         ]
         stand_in = stack.enter_context(kube_state.serve(work, item.environment.namespace))
-        config = monitoring.prometheus_config(item, targets, scratch / "live-rules.yaml")
+        config = prom.prometheus_config(item, targets, scratch / "live-rules.yaml")
         config["scrape_configs"].append(kube_state.scrape_job(stand_in))
-        (port,) = tritonserver.free_ports(1)
-        prometheus = monitoring.Prometheus(config, scratch / "prom", port)
+        (port,) = triton_server.free_ports(1)
+        prometheus = prom.Prometheus(config, scratch / "prom", port)
         prometheus.wait_ready()
         replica = current.replicas[0]
-        with triton.Client(replica.url.removeprefix("http://")) as client:
+        with triton_client.Client(replica.url.removeprefix("http://")) as client:
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
                 client.infer("linear", {"input": np.ones((2, 4), dtype=np.float32)})
@@ -93,7 +97,7 @@ def live_evaluation(scratch: Path) -> dict[str, float]:
         if prometheus is not None:
             prometheus.stop()
         stack.close()
-        controlling.down(work)
+        control.down(work)
 
 
 def main() -> int:

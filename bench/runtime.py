@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tritonops.runtime import controlling
+from tritonops.runtime import control
 
 RESULTS = Path(__file__).resolve().parent / "results" / "runtime.json"
 TARGET_SECONDS = 15.0
@@ -25,16 +25,14 @@ def measure(replicas: int) -> tuple[list[float], list[float]]:
         work_dir = Path(tempfile.mkdtemp(prefix="tritonops-bench-runtime-")) / "work"
         try:
             start = time.perf_counter()
-            current = controlling.up(
-                "local", work_dir=work_dir, replicas=replicas, port_offset=32000 + 100 * run
-            )
+            current = control.up("local", work_dir=work_dir, replicas=replicas, port_offset=32000 + 100 * run)
             ups.append(time.perf_counter() - start)
-            assert current.all_ready, controlling.describe(current)
+            assert current.all_ready, control.describe(current)
             start = time.perf_counter()
-            controlling.down(work_dir)
+            control.down(work_dir)
             downs.append(time.perf_counter() - start)
         finally:
-            controlling.down(work_dir)
+            control.down(work_dir)
             shutil.rmtree(work_dir.parent, ignore_errors=True)
     return ups, downs
 

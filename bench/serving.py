@@ -17,29 +17,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from tritonops import benchmarking, onnx_samples  # noqa: E402
-from tritonops.repository import generating  # noqa: E402
-from tritonops.runtime import controlling  # noqa: E402
+from tritonops.repository import config_generator  # noqa: E402
+from tritonops.runtime import control  # noqa: E402
+from tritonops.triton import perf_analyzer, samples  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SIZES = (512, 2048, 2048, 2048, 16)
 CONCURRENCY = (1, 8, 16)
 VARIANTS = {
-    "mlp_default": generating.GenerateOptions(name="mlp_default", max_batch_size=16, instances=1),
-    "mlp_dynamic": generating.GenerateOptions(
+    "mlp_default": config_generator.GenerateOptions(name="mlp_default", max_batch_size=16, instances=1),
+    "mlp_dynamic": config_generator.GenerateOptions(
         name="mlp_dynamic", max_batch_size=16, dynamic_batching=True, instances=1
     ),
 }
 
 
 def build_repository(root: Path) -> Path:
-    model_file = onnx_samples.mlp(root / "mlp_default" / "1" / "model.onnx", sizes=SIZES)
+    model_file = samples.mlp(root / "mlp_default" / "1" / "model.onnx", sizes=SIZES)
     for name, options in VARIANTS.items():
         target = root / name / "1" / "model.onnx"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(model_file, target)
-        (root / name / "config.pbtxt").write_text(generating.generate(target, options))
+        (root / name / "config.pbtxt").write_text(config_generator.generate(target, options))
     return model_file
 
 
@@ -49,7 +49,7 @@ def main() -> int:
     try:
         model_file = build_repository(scratch / "models")
         loads = "{" + ",".join(VARIANTS) + "}"
-        current = controlling.up(
+        current = control.up(
             "local",
             work_dir=work_dir,
             repository=scratch / "models",
@@ -57,7 +57,7 @@ def main() -> int:
             set_values=(f"server.loadModels={loads}", "server.committedState.enabled=false"),
         )
         if not current.all_ready:
-            print(controlling.logs(work_dir, None, 30))
+            print(control.logs(work_dir, None, 30))
             return 1
         address = current.replicas[0].url.removeprefix("http://")
         served = []
@@ -65,15 +65,16 @@ def main() -> int:
             label = "dynamic batching" if name.endswith("dynamic") else "default config"
             for concurrency in CONCURRENCY:
                 served.append(
-                    benchmarking.perf_analyzer(
+                    perf_analyzer.perf_analyzer(
                         address, name, concurrency=concurrency, shape=f"input:{SIZES[0]}", label=label
                     )
                 )
         raw = {
-            c: benchmarking.onnxruntime_reference(model_file, batch=c, features=SIZES[0]) for c in CONCURRENCY
+            c: perf_analyzer.onnxruntime_reference(model_file, batch=c, features=SIZES[0])
+            for c in CONCURRENCY
         }
     finally:
-        controlling.down(work_dir)
+        control.down(work_dir)
         shutil.rmtree(scratch, ignore_errors=True)
     rows = [(m, m.throughput / raw[m.concurrency].throughput) for m in served]
     print(
@@ -93,8 +94,8 @@ def main() -> int:
         "benchmark": "serving",
         "model": "mlp " + "-".join(map(str, SIZES)),
         "cpus": os.cpu_count(),
-        "served": [{**benchmarking.as_dict(m), "served_over_raw": ratio} for m, ratio in rows],
-        "onnxruntime_in_process": [benchmarking.as_dict(m) for m in raw.values()],
+        "served": [{**perf_analyzer.as_dict(m), "served_over_raw": ratio} for m, ratio in rows],
+        "onnxruntime_in_process": [perf_analyzer.as_dict(m) for m in raw.values()],
     }
     (RESULTS / "serving.json").write_text(json.dumps(document, indent=2) + "\n")
     _plot(rows, raw, RESULTS / "serving.png")

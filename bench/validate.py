@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tritonops import onnx_samples as onnx_models  # noqa: E402
-from tritonops.repository import generating, validating  # noqa: E402
+from tritonops.repository import config_generator, validator  # noqa: E402
+from tritonops.triton import samples as onnx_models  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "validate.json"
 MODELS = 50
@@ -33,8 +33,8 @@ def build_repository(root: Path) -> None:
         builder = BUILDERS[index % len(BUILDERS)]
         for version in (1, 2):
             model_file = builder(root / name / str(version) / "model.onnx")
-        options = generating.GenerateOptions(max_batch_size=8, dynamic_batching=True, instances=1)
-        (root / name / "config.pbtxt").write_text(generating.generate(model_file, options))
+        options = config_generator.GenerateOptions(max_batch_size=8, dynamic_batching=True, instances=1)
+        (root / name / "config.pbtxt").write_text(config_generator.generate(model_file, options))
 
 
 def main() -> int:
@@ -44,7 +44,7 @@ def main() -> int:
         in_process = []
         for _ in range(5):
             start = time.perf_counter()
-            report = validating.validate(scratch)
+            report = validator.validate(scratch)
             in_process.append(time.perf_counter() - start)
             assert report.passed and len(report.models) == MODELS, [str(f) for f in report.findings[:5]]
         cold = []

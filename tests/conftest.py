@@ -1,4 +1,5 @@
-"""Shared test helpers: the project root and a runner for the real `tritonops` CLI."""
+"""Shared test helpers: the project root, a runner for the real `tritonops` CLI, and one assembled
+backends folder for every tritonserver the tests start (tests/triton and tests/runtime)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tritonops.triton import server as triton_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,3 +23,9 @@ def run_cli():
         return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One assembled backends folder shared by every server the tests start."""
+    return triton_server.assemble_backends(tmp_path_factory.mktemp("triton-work"))

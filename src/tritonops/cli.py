@@ -21,9 +21,10 @@ from pathlib import Path
 import yaml
 
 import tritonops
-from tritonops import environments, errors, gating, rendering, summarizing, values_docs
-from tritonops.repository import checksums, generating, validating
-from tritonops.runtime import controlling, demo, workspace
+from tritonops import errors
+from tritonops.chart import environments, gates, render, summary, values_docs
+from tritonops.repository import checksums, config_generator, validator
+from tritonops.runtime import control, demo, workspace
 
 log = logging.getLogger("tritonops")
 
@@ -263,11 +264,11 @@ def _add_work_dir(parser: argparse.ArgumentParser) -> None:
 
 def _render(args: argparse.Namespace) -> int:
     env = _chosen_env(args.env, "render")
-    result = rendering.render(env, extra_files=args.extra_files, set_values=args.set_values)
+    result = render.render(env, extra_files=args.extra_files, set_values=args.set_values)
     if args.output_dir is None:
         sys.stdout.write(result.stream())
         return 0
-    done = rendering.write_directory(result, args.output_dir)
+    done = render.write_directory(result, args.output_dir)
     removed = (
         f"; removed {len(done.removed)} file(s) it wrote before, of objects that no longer render"
         if done.removed
@@ -299,14 +300,14 @@ def _lint(args: argparse.Namespace) -> int:
     names = args.env or list(environments.ENVIRONMENTS)
     for name in names:
         environments.get(name)
-    report = gating.run_gates(
+    report = gates.run_gates(
         names, policy=not args.no_policy, extra_files=args.extra_files, set_values=args.set_values
     )
     print(_report_json(report) if args.json else _report_text(report))
     return 0 if report.passed else 1
 
 
-def _report_text(report: gating.GateReport) -> str:
+def _report_text(report: gates.GateReport) -> str:
     lines = [f"gates on {', '.join(report.environments)}: {report.objects_checked} objects"]
     lines += [f"  {gate:<18} {seconds:6.2f}s" for gate, seconds in report.timings.items()]
     for skip, places in _group_skips(report.skips_applied):
@@ -323,14 +324,14 @@ def _report_text(report: gating.GateReport) -> str:
     return "\n".join(lines)
 
 
-def _group_skips(applied: Sequence[tuple[gating.Skip, str]]) -> list[tuple[gating.Skip, list[str]]]:
-    grouped: dict[gating.Skip, list[str]] = {}
+def _group_skips(applied: Sequence[tuple[gates.Skip, str]]) -> list[tuple[gates.Skip, list[str]]]:
+    grouped: dict[gates.Skip, list[str]] = {}
     for skip, where in applied:
         grouped.setdefault(skip, []).append(where)
     return list(grouped.items())
 
 
-def _report_json(report: gating.GateReport) -> str:
+def _report_json(report: gates.GateReport) -> str:
     return json.dumps(
         {
             "environments": report.environments,
@@ -348,11 +349,11 @@ def _report_json(report: gating.GateReport) -> str:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    items = [rendering.render(name) for name in args.env or ["dev", "prod"]]
+    items = [render.render(name) for name in args.env or ["dev", "prod"]]
     if args.json:
-        print(json.dumps([summarizing.describe(item) for item in items], indent=2))
+        print(json.dumps([summary.describe(item) for item in items], indent=2))
     else:
-        print("\n\n".join(summarizing.summarize(item) for item in items))
+        print("\n\n".join(summary.summarize(item) for item in items))
     return 0
 
 
@@ -363,7 +364,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    current = controlling.up(
+    current = control.up(
         args.env,
         work_dir=args.work_dir,
         replicas=args.replicas,
@@ -377,7 +378,7 @@ def _up(args: argparse.Namespace) -> int:
     down = workspace.command_hint("down", args.work_dir)
     if failed:
         for replica in current.failed:
-            print(f"\n{controlling.failure_text(replica, args.work_dir)}")
+            print(f"\n{control.failure_text(replica, args.work_dir)}")
         print(f"stop what is left with `{down}`")
         return 1
     print(_endpoints_text(current))
@@ -385,7 +386,7 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _endpoints_text(current: controlling.RuntimeStatus) -> str:
+def _endpoints_text(current: control.RuntimeStatus) -> str:
     """Where each replica serves, and where the repository API's key is."""
     lines = [
         f"  replica {r.index}: HTTP {r.url}  gRPC {r.grpc_address}  metrics {r.metrics_url}"
@@ -399,14 +400,14 @@ def _endpoints_text(current: controlling.RuntimeStatus) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    current = controlling.status(args.work_dir)
-    print(json.dumps(controlling.describe(current), indent=2) if args.json else _status_text(current))
+    current = control.status(args.work_dir)
+    print(json.dumps(control.describe(current), indent=2) if args.json else _status_text(current))
     if not current.running:
         return STATUS_NOT_RUNNING
     return STATUS_ALL_READY if current.all_ready else STATUS_NOT_ALL_READY
 
 
-def _status_text(current: controlling.RuntimeStatus, *, log_lines: bool = True) -> str:
+def _status_text(current: control.RuntimeStatus, *, log_lines: bool = True) -> str:
     """One row per replica; with `log_lines`, the log line that says why a start ended."""
     lines = [f"runtime in {current.work_dir}: {'running' if current.running else 'stopped'}"]
     for r in current.replicas:
@@ -419,12 +420,12 @@ def _status_text(current: controlling.RuntimeStatus, *, log_lines: bool = True) 
 
 
 def _logs(args: argparse.Namespace) -> int:
-    print(controlling.logs(args.work_dir, args.replica, args.lines))
+    print(control.logs(args.work_dir, args.replica, args.lines))
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    stopped = controlling.down(args.work_dir)
+    stopped = control.down(args.work_dir)
     if not stopped.started:
         raise errors.InputError(
             f"{stopped.work_dir}: nothing was started here, so nothing to stop; give the --work-dir "
@@ -461,13 +462,13 @@ def _docs(args: argparse.Namespace) -> int:
 
 
 def _repo_validate(args: argparse.Namespace) -> int:
-    gpu_available, pod_user = None, validating.POD_USER
+    gpu_available, pod_user = None, validator.POD_USER
     if args.env:
-        values = rendering.render(args.env).values
+        values = render.render(args.env).values
         gpu_available = bool(values["gpu"]["enabled"])
         context = values.get("securityContext") or {}
         pod_user = (int(context.get("runAsUser", pod_user[0])), int(context.get("runAsGroup", pod_user[1])))
-    report = validating.validate(
+    report = validator.validate(
         args.path,
         model=args.model,
         gpu_available=gpu_available,
@@ -486,13 +487,13 @@ def _repo_validate(args: argparse.Namespace) -> int:
 
 
 def _repo_gen_config(args: argparse.Namespace) -> int:
-    options = generating.GenerateOptions(
+    options = config_generator.GenerateOptions(
         args.name, args.max_batch_size, args.dynamic_batching, args.instances, args.kind
     )
     if args.output == "-":
-        sys.stdout.write(generating.generate(args.model_file, options))
+        sys.stdout.write(config_generator.generate(args.model_file, options))
         return 0
-    written = generating.write_config(args.model_file, options, args.output, force=args.force)
+    written = config_generator.write_config(args.model_file, options, args.output, force=args.force)
     print(f"wrote {written.path}")
     if written.kept_version_policy:
         print(f"kept the replaced config's {written.kept_version_policy}")

@@ -8,22 +8,22 @@ from typing import Any
 import pytest
 import yaml
 
-from tritonops import rendering
+from tritonops.chart import render
 
 
 @pytest.fixture(scope="session")
-def rendered() -> dict[str, rendering.Rendering]:
+def rendered() -> dict[str, render.Rendering]:
     """Each environment rendered once with its committed values files."""
-    return {name: rendering.render(name) for name in ("dev", "prod", "local")}
+    return {name: render.render(name) for name in ("dev", "prod", "local")}
 
 
 @pytest.fixture
 def render_with(tmp_path: Path):
     """Render an environment with an extra values file holding `overrides` (the real -f path)."""
 
-    def render(env: str, overrides: dict[str, Any]) -> rendering.Rendering:
+    def render_env(env: str, overrides: dict[str, Any]) -> render.Rendering:
         extra = tmp_path / f"overrides-{len(list(tmp_path.iterdir()))}.yaml"
         extra.write_text(yaml.safe_dump(overrides), encoding="utf-8")
-        return rendering.render(env, extra_files=[extra])
+        return render.render(env, extra_files=[extra])
 
-    return render
+    return render_env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tritonops import custom_resources, environments, gating
+from tritonops.chart import custom_resources, environments, gates
 
 
 def _application(env):
@@ -28,7 +28,7 @@ def test_dev_syncs_automatically_and_prod_by_hand():
 
 
 def test_applications_pass_the_argocd_gate():
-    assert gating.argocd_applications() == []
+    assert gates.argocd_applications() == []
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from tests.chart.helpers import pod_spec, triton_container
-from tritonops import environments, errors, rendering
+from tritonops import errors
+from tritonops.chart import environments, render
 
 ENVIRONMENTS = ("dev", "prod", "local")
 NGC_ENTRYPOINT = "/opt/nvidia/nvidia_entrypoint.sh"
@@ -28,7 +29,7 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
-def pod_template_labels(item: rendering.Rendering) -> dict[str, str]:
+def pod_template_labels(item: render.Rendering) -> dict[str, str]:
     return item.one("Deployment")["spec"]["template"]["metadata"]["labels"]
 
 
@@ -79,7 +80,7 @@ def _argocd_application(env: str) -> dict[str, Any]:
     return yaml.safe_load((environments.ARGOCD_DIR / f"triton-{env}.yaml").read_text(encoding="utf-8"))
 
 
-def _as_argocd_applies_it(item: rendering.Rendering, application: str) -> dict[str, dict[str, Any]]:
+def _as_argocd_applies_it(item: render.Rendering, application: str) -> dict[str, dict[str, Any]]:
     """Every object, with Argo CD's label tracking applied: metadata.labels[instance] = the
     Application's name. Argo CD sets only the object's own metadata (argo-cd util/kube
     SetAppInstanceLabel: "we no longer label the pod template sub resources"), so pod template
@@ -187,9 +188,7 @@ def test_k4_user_facing_values_and_manifests_carry_no_internal_tags(env):
     for path in (environments.CHART_DIR / "values.yaml", *sorted(environments.VALUES_DIR.glob("*.yaml"))):
         assert not internal_tag.search(path.read_text(encoding="utf-8")), path
     environment = environments.get(env)
-    values = rendering.merge_layers(
-        rendering.load_values_file(path).values for path in environment.values_files
-    )
+    values = render.merge_layers(render.load_values_file(path).values for path in environment.values_files)
     chart = helm_python.Chart.load(str(environments.CHART_DIR))
     raw = chart.render(values, name=environment.release, namespace=environment.namespace)
     tagged = sorted(path for path, text in raw.items() if internal_tag.search(text))
@@ -257,7 +256,7 @@ def test_k6_helm_test_pod_labels_hold_each_key_once():
     # The test pod's labels used to repeat app.kubernetes.io/component; a parser keeping the last
     # value hides that, so read Helm's raw output with one that refuses duplicates.
     env = environments.get("prod")
-    values = rendering.merge_layers(rendering.load_values_file(path).values for path in env.values_files)
+    values = render.merge_layers(render.load_values_file(path).values for path in env.values_files)
     chart = helm_python.Chart.load(str(environments.CHART_DIR))
     raw = chart.render(values, name=env.release, namespace=env.namespace)
     text = next(text for path, text in raw.items() if path.endswith("tests/test-infer.yaml"))
@@ -407,7 +406,7 @@ def test_k7_helms_own_schema_check_requires_the_repository_api(tmp_path):
     # (draft-06; Helm <= 3.17 uses gojsonschema, drafts 4/6/7; later Helm santhosh-tekuri/jsonschema).
     chart = helm_python.Chart.load(str(environments.CHART_DIR))
     env = environments.get("dev")
-    values = rendering.merge_layers(rendering.load_values_file(path).values for path in env.values_files)
+    values = render.merge_layers(render.load_values_file(path).values for path in env.values_files)
     chart.render(values, name=env.release, namespace=env.namespace)  # the committed values pass
     values["repositoryApi"]["restricted"]["protocols"] = ["statistics", "logging"]
     with pytest.raises(helm_python.HelmValuesError, match="protocols"):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.chart.helpers import pod_spec, triton_container
-from tritonops import environments, rendering
+from tritonops.chart import environments, render
 
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
@@ -39,7 +39,7 @@ LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 DIGEST = "sha256:" + "ab" * 32
 
 
-def _versions(item: rendering.Rendering) -> set[str]:
+def _versions(item: render.Rendering) -> set[str]:
     return {manifest.body["metadata"]["labels"]["app.kubernetes.io/version"] for manifest in item.manifests}
 
 
@@ -146,7 +146,7 @@ def test_config_changes_roll_the_pods(render_with, tmp_path):
     shutil.copytree(environments.CHART_DIR, chart)
     ready = chart / "files" / "ready.py"
     ready.write_text(ready.read_text(encoding="utf-8") + "# changed\n", encoding="utf-8")
-    edited = rendering.render("dev", chart_dir=chart)
+    edited = render.render("dev", chart_dir=chart)
     (scripts,) = [m.body for m in edited.of_kind("ConfigMap") if m.name == "triton-scripts"]
     assert scripts["data"]["ready.py"].endswith("# changed\n")
     assert re.fullmatch(r"[0-9a-f]{64}", _scripts_checksum(edited))

@@ -7,12 +7,13 @@ import json
 import pytest
 import yaml
 
-from tritonops import errors, gating, rendering
+from tritonops import errors
+from tritonops.chart import gates, render
 
 
 @pytest.fixture(scope="module")
-def full_report() -> gating.GateReport:
-    return gating.run_gates(["dev", "prod", "local"], policy=True)
+def full_report() -> gates.GateReport:
+    return gates.run_gates(["dev", "prod", "local"], policy=True)
 
 
 @pytest.mark.slow
@@ -54,8 +55,8 @@ def test_kubernetes_schema_rejects_unknown_fields(tmp_path):
         "kind": "ConfigMap",
         "metadata": {"name": "x", "namespace": "triton-dev", "bogus": 1},
     }
-    item = rendering.render("dev", extra_files=[_with_extra_objects(tmp_path, [bad])])
-    findings = gating.kubernetes_schema(item)
+    item = render.render("dev", extra_files=[_with_extra_objects(tmp_path, [bad])])
+    findings = gates.kubernetes_schema(item)
     assert [f.subject for f in findings] == ["ConfigMap/x"]
     assert "bogus" in findings[0].message
 
@@ -66,8 +67,8 @@ def test_custom_resource_of_unknown_kind_is_a_finding(tmp_path):
         "kind": "Widget",
         "metadata": {"name": "w", "namespace": "triton-dev"},
     }
-    item = rendering.render("dev", extra_files=[_with_extra_objects(tmp_path, [odd])])
-    assert [f.message for f in gating.custom_resource_checks(item)] == ["no check for this kind"]
+    item = render.render("dev", extra_files=[_with_extra_objects(tmp_path, [odd])])
+    assert [f.message for f in gates.custom_resource_checks(item)] == ["no check for this kind"]
 
 
 @pytest.mark.slow
@@ -80,8 +81,8 @@ def test_checkov_fails_a_privileged_pod_the_skips_do_not_cover(tmp_path):
             "containers": [{"name": "c", "image": "busybox:1.36.1", "securityContext": {"privileged": True}}]
         },
     }
-    item = rendering.render("dev", extra_files=[_with_extra_objects(tmp_path, [pod])])
-    findings, _, _ = gating.checkov([item])
+    item = render.render("dev", extra_files=[_with_extra_objects(tmp_path, [pod])])
+    findings, _, _ = gates.checkov([item])
     rogue = {f.message.split()[0] for f in findings if f.subject == "Pod/rogue"}
     assert "CKV_K8S_16" in rogue, "privileged containers must fail the policy gate"
     assert all(f.subject == "Pod/rogue" for f in findings)
@@ -91,11 +92,11 @@ def test_skips_without_a_reason_are_refused(tmp_path):
     skips = tmp_path / "skips.yaml"
     skips.write_text("skips:\n  - check: CKV_K8S_43\n")
     with pytest.raises(errors.InputError, match=r"skips\[0\]: every skip needs `check` and a `reason`"):
-        gating.load_skips(skips)
+        gates.load_skips(skips)
 
 
 def test_skip_scope_matches_kind_and_name_patterns():
-    skip = gating.Skip("CKV_K8S_8", "one-shot pod", "Pod/*-test-infer")
+    skip = gates.Skip("CKV_K8S_8", "one-shot pod", "Pod/*-test-infer")
     assert skip.matches("CKV_K8S_8", "Pod/triton-test-infer")
     assert not skip.matches("CKV_K8S_8", "Deployment/triton")
     assert not skip.matches("CKV_K8S_9", "Pod/triton-test-infer")
@@ -103,7 +104,7 @@ def test_skip_scope_matches_kind_and_name_patterns():
 
 def test_helm_lint_is_clean_in_strict_mode(rendered):
     for item in rendered.values():
-        assert gating.helm_lint(item) == []
+        assert gates.helm_lint(item) == []
 
 
 def test_lint_with_bad_values_exits_2_before_any_gate(run_cli):
@@ -155,7 +156,7 @@ def _rule(**rule):
     ],
 )
 def test_prometheus_rule_checks(rule, expected):
-    from tritonops import custom_resources
+    from tritonops.chart import custom_resources
 
     assert custom_resources.check_prometheus_rule(_rule(**rule), []) == expected
 
@@ -165,7 +166,7 @@ DIGEST = "sha256:" + "ab" * 32
 
 def test_an_open_repository_api_is_a_settings_finding(render_with):
     item = render_with("dev", {"repositoryApi": {"restricted": {"enabled": False}}})
-    findings, notes = gating.settings(item)
+    findings, notes = gates.settings(item)
     assert [(f.gate, f.scope, f.subject) for f in findings] == [
         ("settings", "dev", "repositoryApi.restricted.enabled")
     ]
@@ -173,12 +174,12 @@ def test_an_open_repository_api_is_a_settings_finding(render_with):
 
 
 def test_prod_without_an_image_digest_is_a_note_not_a_finding(render_with, rendered):
-    findings, notes = gating.settings(rendered["prod"])
+    findings, notes = gates.settings(rendered["prod"])
     assert findings == []
     assert [(n.scope, n.subject) for n in notes] == [("prod", "image.digest")]
     assert "pin the digest" in notes[0].message
-    assert gating.settings(render_with("prod", {"image": {"digest": DIGEST}})) == ([], [])
-    assert gating.settings(rendered["dev"]) == ([], [])  # only prod must pin
+    assert gates.settings(render_with("prod", {"image": {"digest": DIGEST}})) == ([], [])
+    assert gates.settings(rendered["dev"]) == ([], [])  # only prod must pin
 
 
 def test_lint_prints_notes_and_fails_on_an_open_repository_api(run_cli):

@@ -6,7 +6,7 @@ import kubernetes_validate
 import yaml
 
 from tests.chart.helpers import pod_spec, triton_container
-from tritonops import environments
+from tritonops.chart import environments
 
 GPU_ON = {"gpu": {"enabled": True}}
 

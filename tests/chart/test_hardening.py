@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.chart.helpers import launcher_args, pod_spec, triton_container
-from tritonops import environments
+from tritonops.chart import environments
 
 
 @pytest.mark.parametrize("env", ["dev", "prod", "local"])

@@ -19,7 +19,8 @@ from types import ModuleType
 import pytest
 
 from tests.chart.helpers import launcher_args, pod_spec, triton_container
-from tritonops import errors, rendering
+from tritonops import errors
+from tritonops.chart import render
 from tritonops.repository import checksums
 from tritonops.runtime import podspec
 
@@ -785,7 +786,7 @@ def test_chart_passes_no_object_store_folder_for_a_filesystem_repository(rendere
 def test_local_runtime_clears_the_replicas_own_tmp_never_the_machines(tmp_path: Path) -> None:
     # `tritonops up` runs the rendered launcher on a developer's machine: /tmp must map to the
     # replica's own folder, or the launcher would remove other programs' python_env_* folders.
-    item = rendering.render("local")
+    item = render.render("local")
     (plan,) = podspec.plan_replicas(
         item, replicas=1, repository=tmp_path / "models", work_dir=tmp_path, port_offset=0, backends=tmp_path
     )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tritonops import environments
+from tritonops.chart import environments
 
 ADAPTER_VALUES = environments.PROJECT_ROOT / "deploy" / "prometheus-adapter" / "values.yaml"
 

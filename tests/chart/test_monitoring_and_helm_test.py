@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tritonops import environments, errors
+from tritonops import errors
+from tritonops.chart import environments
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

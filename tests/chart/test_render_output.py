@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tritonops import errors, rendering
+from tritonops import errors
+from tritonops.chart import render
 
-RECORD = rendering.RENDER_MANIFEST
+RECORD = render.RENDER_MANIFEST
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
@@ -79,7 +80,7 @@ def test_rerender_replaces_its_own_files_and_drops_objects_that_no_longer_render
     )
 
     assert second.returncode == 0, second.stderr
-    expected = rendering.render("dev", set_values=["monitoring.dashboard.enabled=false"])
+    expected = render.render("dev", set_values=["monitoring.dashboard.enabled=false"])
     files = sorted(_yaml_files(out))
     assert not dashboards & set(files)
     objects = [yaml.safe_load((out / name).read_text()) for name in files]
@@ -108,17 +109,17 @@ def test_one_file_per_object_named_by_install_rank_kind_and_name(run_cli, tmp_pa
 
 def test_a_file_added_or_edited_after_a_render_is_never_overwritten(rendered, tmp_path):
     out = tmp_path / "out"
-    written = rendering.write_directory(rendered["dev"], out).written
+    written = render.write_directory(rendered["dev"], out).written
     (out / "kustomization.yaml").write_text("resources: []\n")
     with pytest.raises(errors.InputError, match=r"kustomization\.yaml"):
-        rendering.write_directory(rendered["dev"], out)
+        render.write_directory(rendered["dev"], out)
     (out / "kustomization.yaml").unlink()
     written[0].write_text("# my edit\n" + written[0].read_text())
     before = _snapshot(out)
     with pytest.raises(
         errors.InputError, match=rf"{re.escape(written[0].name)} \(changed since tritonops wrote it\)"
     ):
-        rendering.write_directory(rendered["dev"], out)
+        render.write_directory(rendered["dev"], out)
     assert _snapshot(out) == before
 
 
@@ -126,7 +127,7 @@ def test_a_new_folder_gets_normal_permissions(rendered, tmp_path):
     target = tmp_path / "rendered" / "dev"
     previous = os.umask(0o022)
     try:
-        written = rendering.write_directory(rendered["dev"], target).written
+        written = render.write_directory(rendered["dev"], target).written
     finally:
         os.umask(previous)
     assert stat.S_IMODE(target.stat().st_mode) == 0o755
@@ -135,7 +136,7 @@ def test_a_new_folder_gets_normal_permissions(rendered, tmp_path):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Unserialisable(rendering.Manifest):
+class _Unserialisable(render.Manifest):
     def to_yaml(self) -> str:
         raise OSError("disk full")
 
@@ -144,14 +145,14 @@ class _Unserialisable(rendering.Manifest):
 def test_a_failure_while_writing_leaves_the_folder_as_it_was(rendered, tmp_path, existing):
     out = tmp_path / "out"
     if existing:
-        rendering.write_directory(rendered["prod"], out)
+        render.write_directory(rendered["prod"], out)
     before = _snapshot(out) if existing else None
     manifests = list(rendered["dev"].manifests)
     manifests[3] = _Unserialisable(manifests[3].template, manifests[3].body)
     broken = dataclasses.replace(rendered["dev"], manifests=tuple(manifests))
 
     with pytest.raises(OSError, match="disk full"):
-        rendering.write_directory(broken, out)
+        render.write_directory(broken, out)
 
     if existing:
         assert _snapshot(out) == before

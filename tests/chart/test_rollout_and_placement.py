@@ -7,14 +7,15 @@ import helm_python
 import pytest
 
 from tests.chart.helpers import pod_spec, triton_container
-from tritonops import environments, errors, rendering
+from tritonops import errors
+from tritonops.chart import environments, render
 
 
-def _template(item: rendering.Rendering) -> dict:
+def _template(item: render.Rendering) -> dict:
     return item.one("Deployment")["spec"]["template"]
 
 
-def _startup_budget(item: rendering.Rendering) -> int:
+def _startup_budget(item: render.Rendering) -> int:
     startup = triton_container(item)["startupProbe"]
     return startup["periodSeconds"] * startup["failureThreshold"]
 
@@ -66,7 +67,7 @@ def test_spread_selector_follows_the_release_name():
     # The 0.1 prod values hard-coded `app.kubernetes.io/instance: triton`; another release name
     # would have spread against pods that do not exist.
     env = environments.get("prod")
-    values = rendering.merge_layers(rendering.load_values_file(path).values for path in env.values_files)
+    values = render.merge_layers(render.load_values_file(path).values for path in env.values_files)
     chart = helm_python.Chart.load(str(environments.CHART_DIR))
     raw = chart.render(values, name="canary", namespace=env.namespace)
     deployment = next(text for path, text in raw.items() if path.endswith("templates/deployment.yaml"))

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from tests.chart.helpers import pod_spec, triton_container
-from tritonops import environments, errors
+from tritonops import errors
+from tritonops.chart import environments
 
 
 @pytest.mark.parametrize("env", ["dev", "prod", "local"])

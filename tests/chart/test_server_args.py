@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tests.chart.helpers import server_args, triton_container
-from tritonops import environments
+from tritonops.chart import environments
 
 APP_VERSION = yaml.safe_load((environments.CHART_DIR / "Chart.yaml").read_text())["appVersion"]
 

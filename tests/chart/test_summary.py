@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import re
 
-from tritonops import summarizing
+from tritonops.chart import summary
 
 PYTHON_REPR = re.compile(r"[{\[]'|'[}\]]|': ")
 
 
 def test_text_is_key_value_lines_without_python_reprs(rendered):
     for name in ("dev", "prod", "local"):
-        text = summarizing.summarize(rendered[name])
+        text = summary.summarize(rendered[name])
         assert not PYTHON_REPR.search(text), text
         head, *lines = text.splitlines()
         assert head == f"{name}: release triton in namespace triton-{name}"
@@ -21,7 +21,7 @@ def test_text_is_key_value_lines_without_python_reprs(rendered):
 
 
 def test_text_spells_out_budgets_gpus_and_objects(rendered):
-    prod = summarizing.summarize(rendered["prod"])
+    prod = summary.summarize(rendered["prod"])
     pdb = rendered["prod"].one("PodDisruptionBudget")["spec"]
     budget = ", ".join(f"{key} {value}" for key, value in pdb.items() if key != "selector")
     assert budget == "minAvailable 1, unhealthyPodEvictionPolicy AlwaysAllow"
@@ -32,7 +32,7 @@ def test_text_spells_out_budgets_gpus_and_objects(rendered):
     )
     listed = re.findall(r"^    (\S+) +(\S+)$", prod, re.MULTILINE)
     assert listed == [(m.kind, m.name) for m in rendered["prod"].manifests]
-    dev = summarizing.summarize(rendered["dev"])
+    dev = summary.summarize(rendered["dev"])
     assert re.search(r"^  disruption: +no PodDisruptionBudget$", dev, re.MULTILINE)
 
 
@@ -42,7 +42,7 @@ def test_json_lists_each_environment_with_the_same_facts(run_cli, rendered):
     documents = json.loads(result.stdout)
     assert [d["environment"] for d in documents] == ["dev", "prod"]
     prod = documents[1]
-    assert prod == json.loads(json.dumps(summarizing.describe(rendered["prod"])))
+    assert prod == json.loads(json.dumps(summary.describe(rendered["prod"])))
     assert prod["namespace"] == "triton-prod"
     assert prod["objects"] == [{"kind": m.kind, "name": m.name} for m in rendered["prod"].manifests]
     pdb = rendered["prod"].one("PodDisruptionBudget")["spec"]
@@ -58,11 +58,11 @@ def test_text_cli_separates_environments_with_a_blank_line(run_cli):
 
 
 def test_an_image_without_a_digest_is_said_to_be_a_tag(rendered, render_with):
-    prod = summarizing.summarize(rendered["prod"])
+    prod = summary.summarize(rendered["prod"])
     image = rendered["prod"].one("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert re.search(rf"^  image: +{re.escape(image)} \(tag, not digest-pinned\)$", prod, re.MULTILINE)
-    assert summarizing.describe(rendered["prod"])["image_digest_pinned"] is False
+    assert summary.describe(rendered["prod"])["image_digest_pinned"] is False
     pinned = render_with("prod", {"image": {"digest": "sha256:" + "ab" * 32}})
-    text = summarizing.summarize(pinned)
+    text = summary.summarize(pinned)
     assert "not digest-pinned" not in text and "@sha256:" + "ab" * 32 in text
-    assert summarizing.describe(pinned)["image_digest_pinned"] is True
+    assert summary.describe(pinned)["image_digest_pinned"] is True

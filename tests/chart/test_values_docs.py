@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tritonops import values_docs
+from tritonops.chart import values_docs
 
 
 def test_every_key_in_values_yaml_is_documented():

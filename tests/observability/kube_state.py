@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tritonops import tritonserver
-from tritonops.runtime import controlling
+from tritonops.runtime import control
 from tritonops.runtime.supervisor import State
+from tritonops.triton import server as triton_server
 
 
 def pod_name(index: int) -> str:
@@ -43,7 +43,7 @@ def process_start(pid: int) -> float:
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def restart_count(replica: controlling.ReplicaStatus) -> int:
+def restart_count(replica: control.ReplicaStatus) -> int:
     """The kubelet's restartCount: it grows when the new container is created. The runtime counts a
     restart when it schedules it, so while a replica waits out its back-off that one has not
     happened yet."""
@@ -55,7 +55,7 @@ def metrics(work_dir: Path, namespace: str, deployment: str) -> str:
     """The series for every replica of the runtime in `work_dir` and for its Deployment (named
     `deployment`), in Prometheus' text format."""
     lines = []
-    replicas = controlling.status(work_dir).replicas
+    replicas = control.status(work_dir).replicas
     available = 0
     for replica in replicas:
         labels = f'namespace="{namespace}",pod="{pod_name(replica.index)}"'
@@ -95,11 +95,11 @@ def serve(work_dir: Path, namespace: str, deployment: str) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((tritonserver.LOOPBACK, 0), Handler)
+    server = http.server.ThreadingHTTPServer((triton_server.LOOPBACK, 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"{tritonserver.LOOPBACK}:{server.server_address[1]}"
+        yield f"{triton_server.LOOPBACK}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tritonops import monitoring, rendering
+from tritonops.chart import render
+from tritonops.observability import rules
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(
@@ -723,10 +724,10 @@ def alert_tests() -> list[dict[str, Any]]:
     ]
 
 
-def write_rule_file(item: rendering.Rendering, path: Path) -> Path:
+def write_rule_file(item: render.Rendering, path: Path) -> Path:
     """`item`'s rules without annotations (prose, covered below): promtool compares annotations
     exactly; the firing logic is untouched."""
-    path.write_text(yaml.safe_dump(monitoring.rule_file(item, annotations=False), sort_keys=False))
+    path.write_text(yaml.safe_dump(rules.rule_file(item, annotations=False), sort_keys=False))
     return path
 
 
@@ -746,7 +747,7 @@ def promtool_test(rule_file: Path, groups: list[dict[str, Any]], scratch: Path) 
 @pytest.fixture(scope="module")
 def rule_file(tmp_path_factory) -> Path:
     """The dev render's rules."""
-    return write_rule_file(rendering.render("dev"), tmp_path_factory.mktemp("rules") / "triton-rules.yaml")
+    return write_rule_file(render.render("dev"), tmp_path_factory.mktemp("rules") / "triton-rules.yaml")
 
 
 def test_promtool_checks_the_rendered_rules(rule_file):
@@ -770,7 +771,7 @@ def test_the_startup_budget_follows_the_startup_probe(render_with_rules, tmp_pat
     item = render_with_rules({"probes": {"startup": {"periodSeconds": 10, "failureThreshold": 150}}})
     exprs = {
         rule["alert"]: " ".join(rule["expr"].split())
-        for group in monitoring.rule_file(item)["groups"]
+        for group in rules.rule_file(item)["groups"]
         for rule in group["rules"]
         if "alert" in rule
     }
@@ -786,13 +787,13 @@ def test_the_startup_budget_follows_the_startup_probe(render_with_rules, tmp_pat
     promtool_test(write_rule_file(item, tmp_path / "long-budget.yaml"), [start], tmp_path)
     # The same start under the default budget: the case above is not one that passes anyway.
     with pytest.raises(AssertionError, match="TritonTargetDown"):
-        promtool_test(write_rule_file(rendering.render("dev"), tmp_path / "default.yaml"), [start], tmp_path)
+        promtool_test(write_rule_file(render.render("dev"), tmp_path / "default.yaml"), [start], tmp_path)
 
 
 def test_every_alert_is_covered_by_a_unit_test():
     alerts = {
         rule["alert"]
-        for group in monitoring.rule_file(rendering.render("dev"))["groups"]
+        for group in rules.rule_file(render.render("dev"))["groups"]
         for rule in group["rules"]
         if "alert" in rule
     }
@@ -803,7 +804,7 @@ def test_every_alert_is_covered_by_a_unit_test():
 def test_every_alert_has_a_runbook_section_and_the_kube_state_metrics_need_is_written_down():
     alerts = {
         rule["alert"]
-        for group in monitoring.rule_file(rendering.render("dev"))["groups"]
+        for group in rules.rule_file(render.render("dev"))["groups"]
         for rule in group["rules"]
         if "alert" in rule
     }
@@ -823,7 +824,7 @@ def test_every_alert_has_a_runbook_section_and_the_kube_state_metrics_need_is_wr
 
 def test_every_alert_carries_severity_namespace_summary_and_runbook():
     for env in ("dev", "prod"):
-        for group in monitoring.rule_file(rendering.render(env))["groups"]:
+        for group in rules.rule_file(render.render(env))["groups"]:
             for rule in group["rules"]:
                 if "alert" not in rule:
                     continue
@@ -836,7 +837,7 @@ def test_every_alert_carries_severity_namespace_summary_and_runbook():
 
 def test_latency_is_never_divided_by_batch_items():
     latency_rules = 0
-    for group in monitoring.rule_file(rendering.render("dev"))["groups"]:
+    for group in rules.rule_file(render.render("dev"))["groups"]:
         for rule in group["rules"]:
             expr = " ".join(rule["expr"].split())
             if "duration_us" in expr:
@@ -851,7 +852,7 @@ def test_rules_follow_their_values(render_with_rules):
     )
     (mean,) = [
         r
-        for g in monitoring.rule_file(item)["groups"]
+        for g in rules.rule_file(item)["groups"]
         for r in g["rules"]
         if r.get("alert") == "TritonHighMeanLatency"
     ]
@@ -860,12 +861,10 @@ def test_rules_follow_their_values(render_with_rules):
 
 def test_the_deployment_and_crash_loop_windows_follow_the_startup_budget_or_their_values(render_with_rules):
     def alerts(item):
-        return {
-            r["alert"]: r for g in monitoring.rule_file(item)["groups"] for r in g["rules"] if "alert" in r
-        }
+        return {r["alert"]: r for g in rules.rule_file(item)["groups"] for r in g["rules"] if "alert" in r}
 
     # Defaults: the progress deadline (budget 600 s + 600 s for the pull) and 3 x (600 s + 300 s).
-    default = alerts(rendering.render("dev"))
+    default = alerts(render.render("dev"))
     assert default["TritonNoReplicaAvailable"]["for"] == "1200s"
     assert "[2700s]" in default["TritonPodCrashLooping"]["expr"]
     longer = alerts(
@@ -890,9 +889,9 @@ def test_the_deployment_and_crash_loop_windows_follow_the_startup_budget_or_thei
 
 @pytest.fixture
 def render_with_rules(tmp_path):
-    def render(overrides):
+    def render_dev(overrides):
         extra = tmp_path / "rules-values.yaml"
         extra.write_text(yaml.safe_dump(overrides))
-        return rendering.render("dev", extra_files=[extra])
+        return render.render("dev", extra_files=[extra])
 
-    return render
+    return render_dev

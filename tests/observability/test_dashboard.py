@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tritonops import dashboards
+from tritonops.observability import dashboard as builder
 
 # What the hand-written builder (before grafana-foundation-sdk) produced, captured once with `_facts`:
 # every panel (id, type, title, gridPos, description, unit, options, targets), every variable and the
@@ -44,12 +44,12 @@ UNITS = {
 
 @pytest.fixture(scope="module")
 def dashboard() -> dict[str, Any]:
-    return dashboards.build()
+    return builder.build()
 
 
 @pytest.fixture(scope="module")
 def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    return dashboards.panels(dashboard)
+    return builder.panels(dashboard)
 
 
 def _targets(panels: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -125,7 +125,7 @@ def _missing(expected: Any, actual: Any, path: str = "") -> list[str]:
 
 def test_committed_dashboard_matches_a_fresh_build():
     result = subprocess.run(
-        [sys.executable, "-m", "tritonops.dashboards", "--check"],
+        [sys.executable, "-m", "tritonops.observability.dashboard", "--check"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -133,28 +133,28 @@ def test_committed_dashboard_matches_a_fresh_build():
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(dashboards.DASHBOARD_FILE.read_text(encoding="utf-8")) == dashboards.build()
+    assert json.loads(builder.DASHBOARD_FILE.read_text(encoding="utf-8")) == builder.build()
 
 
 def test_check_names_the_stale_file_and_the_command_that_fixes_it(tmp_path: Path, capsys):
     stale = tmp_path / "triton.json"
-    assert dashboards.main(["--write", "--file", str(stale)]) == 0
-    assert dashboards.main(["--check", "--file", str(stale)]) == 0
+    assert builder.main(["--write", "--file", str(stale)]) == 0
+    assert builder.main(["--check", "--file", str(stale)]) == 0
     stale.write_text(stale.read_text(encoding="utf-8").replace('"30s"', '"5s"'), encoding="utf-8")
     capsys.readouterr()
-    assert dashboards.main(["--check", "--file", str(stale)]) == 1
+    assert builder.main(["--check", "--file", str(stale)]) == 1
     message = capsys.readouterr().err
     assert str(stale) in message
-    assert "python -m tritonops.dashboards --write" in message
+    assert "python -m tritonops.observability.dashboard --write" in message
 
 
 def test_check_fails_when_the_file_is_missing(tmp_path: Path, capsys):
-    assert dashboards.main(["--check", "--file", str(tmp_path / "absent.json")]) == 1
+    assert builder.main(["--check", "--file", str(tmp_path / "absent.json")]) == 1
     assert "is missing" in capsys.readouterr().err
 
 
 def test_committed_file_is_sorted_indented_and_ends_with_a_newline():
-    text = dashboards.DASHBOARD_FILE.read_text(encoding="utf-8")
+    text = builder.DASHBOARD_FILE.read_text(encoding="utf-8")
     assert text.endswith("}\n")
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -300,13 +300,13 @@ def test_panel_ids_are_unique_and_grid_positions_do_not_overlap(dashboard):
             for y in range(grid["y"], grid["y"] + grid["h"]):
                 assert (x, y) not in occupied, f"{panel['title']} overlaps {occupied[(x, y)]}"
                 occupied[(x, y)] = panel["title"]
-    for panel in dashboards.panels(dashboard):
+    for panel in builder.panels(dashboard):
         ref_ids = [target["refId"] for target in panel["targets"]]
         assert len(ref_ids) == len(set(ref_ids)), panel["title"]
 
 
 def test_panel_queries_substitute_every_grafana_variable(dashboard, panels):
-    queries = dashboards.panel_queries(dashboard)
+    queries = builder.panel_queries(dashboard)
     assert len(queries) == len(_targets(panels))
     for title, expr, _ in queries:
         assert "$" not in expr, (title, expr)
@@ -316,10 +316,10 @@ def test_panel_queries_substitute_every_grafana_variable(dashboard, panels):
 
 
 def test_substitution_covers_braced_forms_and_refuses_unknown_variables():
-    assert dashboards.substitute('x{pod=~"${pod}"}[${__rate_interval}]') == 'x{pod=~".*"}[1m]'
-    assert dashboards.substitute("x[$__range]") == "x[5m]"
-    with pytest.raises(dashboards.errors.InputError, match=r"\$cluster"):
-        dashboards.substitute('x{cluster="$cluster"}')
+    assert builder.substitute('x{pod=~"${pod}"}[${__rate_interval}]') == 'x{pod=~".*"}[1m]'
+    assert builder.substitute("x[$__range]") == "x[5m]"
+    with pytest.raises(builder.errors.InputError, match=r"\$cluster"):
+        builder.substitute('x{cluster="$cluster"}')
 
 
 def _check_rules(promtool: str, exprs: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -335,7 +335,7 @@ def _check_rules(promtool: str, exprs: list[str], tmp_path: Path) -> subprocess.
 
 
 def test_every_query_parses_with_promtool(promtool, dashboard, tmp_path):
-    exprs = [expr for _, expr, _ in dashboards.panel_queries(dashboard)]
+    exprs = [expr for _, expr, _ in builder.panel_queries(dashboard)]
     result = _check_rules(promtool, exprs, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
@@ -421,7 +421,7 @@ def test_queries_compute_per_request_figures_on_synthetic_triton_series(promtool
     input_series += [
         {"series": _series(pod, series), "values": values} for (pod, series), values in ONE_POD.items()
     ]
-    queries = dashboards.panel_queries(dashboard)
+    queries = builder.panel_queries(dashboard)
     assert sorted({title for title, _, _ in queries}) == sorted(EXPECTED)
     position: dict[str, int] = {}
     tests = []

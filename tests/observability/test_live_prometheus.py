@@ -24,9 +24,14 @@ import pytest
 
 from tests.observability import kube_state
 from tests.runtime.conftest import free_port_offset
-from tritonops import dashboards, monitoring, onnx_samples, rendering, sample_repository, triton, tritonserver
-from tritonops.repository import generating
-from tritonops.runtime import controlling
+from tritonops.chart import render
+from tritonops.observability import dashboard, rules
+from tritonops.observability import prometheus as prom
+from tritonops.repository import config_generator, sample
+from tritonops.runtime import control
+from tritonops.triton import client as triton_client
+from tritonops.triton import samples
+from tritonops.triton import server as triton_server
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="prometheus is not installed (make setup)"
@@ -53,16 +58,16 @@ def stack(tmp_path_factory):
     and on the kube-state-metrics stand-in."""
     root = tmp_path_factory.mktemp("live")
     repository = root / "models"
-    shutil.copytree(sample_repository.DEFAULT_OUTPUT, repository)
-    heavy = onnx_samples.compute_heavy(repository / "heavy" / "1" / "model.onnx")
-    options = generating.GenerateOptions(name="heavy", max_batch_size=8, instances=1)
-    (repository / "heavy" / "config.pbtxt").write_text(generating.generate(heavy, options))
+    shutil.copytree(sample.DEFAULT_OUTPUT, repository)
+    heavy = samples.compute_heavy(repository / "heavy" / "1" / "model.onnx")
+    options = config_generator.GenerateOptions(name="heavy", max_batch_size=8, instances=1)
+    (repository / "heavy" / "config.pbtxt").write_text(config_generator.generate(heavy, options))
     # Only the recording-rule test sends to `batches`: no other test's requests enter its 1m window.
-    batches = onnx_samples.linear(repository / "batches" / "1" / "model.onnx")
-    options = generating.GenerateOptions(name="batches", max_batch_size=8, instances=1)
-    (repository / "batches" / "config.pbtxt").write_text(generating.generate(batches, options))
+    batches = samples.linear(repository / "batches" / "1" / "model.onnx")
+    options = config_generator.GenerateOptions(name="batches", max_batch_size=8, instances=1)
+    (repository / "batches" / "config.pbtxt").write_text(config_generator.generate(batches, options))
     runtime_dir = root / "runtime"
-    current = controlling.up(
+    current = control.up(
         "local",
         work_dir=runtime_dir,
         replicas=2,
@@ -73,28 +78,28 @@ def stack(tmp_path_factory):
     )
     prometheus = None
     try:
-        assert current.all_ready, controlling.describe(current)
-        item = rendering.render("local", extra_files=[LIVE_VALUES])
+        assert current.all_ready, control.describe(current)
+        item = render.render("local", extra_files=[LIVE_VALUES])
         deployment = item.one("Deployment")["metadata"]["name"]
         with kube_state.serve(runtime_dir, NAMESPACE, deployment) as stand_in:
             targets = [
-                monitoring.Target(kube_state.pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}")
+                prom.Target(kube_state.pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}")
                 for r in current.replicas
             ]
-            config = monitoring.prometheus_config(item, targets, root / "rules.yaml")
+            config = prom.prometheus_config(item, targets, root / "rules.yaml")
             config["scrape_configs"].append(kube_state.scrape_job(stand_in))
-            (port,) = tritonserver.free_ports(1)
-            prometheus = monitoring.Prometheus(config, root / "prometheus", port)
+            (port,) = triton_server.free_ports(1)
+            prometheus = prom.Prometheus(config, root / "prometheus", port)
             prometheus.wait_ready()
             yield current, prometheus, config
     finally:
         if prometheus is not None:
             prometheus.stop()
-        controlling.down(runtime_dir)
+        control.down(runtime_dir)
 
 
-def _client(current, replica: int = 0) -> triton.Client:
-    return triton.Client(
+def _client(current, replica: int = 0) -> triton_client.Client:
+    return triton_client.Client(
         current.replicas[replica].url.removeprefix("http://"),
         api_header=current.api_header,
         api_key=current.api_key(),
@@ -122,10 +127,10 @@ NOT_SERVED = {"kube_pod_deletion_timestamp", "kube_deployment_status_condition"}
 
 def test_the_stand_in_serves_every_kube_state_series_the_rules_read(stack):
     current, prometheus, _ = stack
-    item = rendering.render("local", extra_files=[LIVE_VALUES])
+    item = render.render("local", extra_files=[LIVE_VALUES])
     read = {
         name
-        for group in monitoring.rule_file(item)["groups"]
+        for group in rules.rule_file(item)["groups"]
         for rule in group["rules"]
         for name in re.findall(r"\b(kube_[a-z_]+)\{", rule["expr"])
     }
@@ -138,7 +143,7 @@ def test_the_stand_in_serves_every_kube_state_series_the_rules_read(stack):
     def restarts_agree() -> bool:
         """Prometheus' restart counts are the runtime's (compared after a scrape, retried)."""
         scraped = prometheus.query(f'kube_pod_container_status_restarts_total{{namespace="{NAMESPACE}"}}')
-        runtime = controlling.status(current.work_dir).replicas
+        runtime = control.status(current.work_dir).replicas
         return {s["metric"]["pod"]: int(s["value"][1]) for s in scraped} == {
             kube_state.pod_name(r.index): kube_state.restart_count(r) for r in runtime
         }
@@ -180,7 +185,7 @@ def test_recording_rules_match_what_the_client_measured(stack):
 
 def test_every_dashboard_query_returns_data(stack):
     _, prometheus, _ = stack
-    queries = dashboards.panel_queries(dashboards.build())
+    queries = dashboard.panel_queries(dashboard.build())
     # No GPU on this machine: the GPU panels are checked by the dashboard tests only.
     checked = [(title, expr) for title, expr, needs_gpu in queries if not needs_gpu]
     assert checked and len(checked) < len(queries), "GPU panels exist and are marked"
@@ -217,7 +222,7 @@ def test_stopping_a_ready_replica_fires_target_down_after_pending(stack):
 def _loaded_on(prometheus, model: str) -> set[str]:
     """The pods Prometheus last scraped `model` from."""
     result = prometheus.query(f'nv_inference_exec_count{{namespace="{NAMESPACE}", model="{model}"}}')
-    return {sample["metric"]["pod"] for sample in result}
+    return {series["metric"]["pod"] for series in result}
 
 
 def test_unloading_a_model_fires_load_failing_per_pod_then_model_unavailable(stack):

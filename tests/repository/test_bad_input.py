@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from tritonops.repository import validating
+from tritonops.repository import validator
 
 
 def _model_error(repo):
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     assert len(report.errors) == 1, [str(f) for f in report.findings]
     return report.errors[0]
 
@@ -107,6 +107,6 @@ def test_model_file_with_a_text_suffix_is_read_as_binary_onnx_like_triton(repo, 
     (model / "1" / "model.onnx").rename(model / "1" / "model.txt")
     config = (model / "config.pbtxt").read_text() + 'default_model_filename: "model.txt"\n'
     (model / "config.pbtxt").write_text(config)
-    assert validating.validate(repo).findings == ()
+    assert validator.validate(repo).findings == ()
     (model / "1" / "model.txt").write_text('ir_version: 8\nname: "not binary"\n')
     assert "not a readable ONNX model" in _model_error(repo).message

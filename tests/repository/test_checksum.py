@@ -56,11 +56,11 @@ def test_agent_block_uses_md5_keys_relative_to_the_model(run_cli, repo, add_line
 
 
 def test_manifest_is_not_read_by_triton_as_a_version(repo, add_linear):
-    from tritonops.repository import validating
+    from tritonops.repository import validator
 
     add_linear()
     checksums.write_manifests(repo)
-    assert validating.validate(repo).findings == ()
+    assert validator.validate(repo).findings == ()
 
 
 def test_corrupt_manifest_and_missing_path_exit_2(run_cli, repo, add_linear):

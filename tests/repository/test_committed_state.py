@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import environments, onnx_samples, sample_repository
-from tritonops.repository import checksums, committed_state, validating
+from tritonops.chart import environments
+from tritonops.repository import checksums, committed_state, sample, validator
 from tritonops.repository.findings import Finding, Severity
+from tritonops.triton import samples
 
 LAUNCH = environments.CHART_DIR / "files" / "launch.py"
 PIN = "version_policy {{ specific {{ versions: [ {version} ] }} }}\n"
@@ -94,7 +95,7 @@ def _pin(repo: Path, text: str) -> None:
 
 
 def _second_version(repo: Path) -> None:
-    onnx_samples.linear(repo / "linear" / "2" / "model.onnx", in_shape=("batch", 4))
+    samples.linear(repo / "linear" / "2" / "model.onnx", in_shape=("batch", 4))
 
 
 # Each case breaks a committed repository the way users (or a half-done promotion) do, and names
@@ -176,7 +177,7 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], str | None, str]] = {
 }
 
 
-def _committed_state_errors(report: validating.ValidationReport, repo: Path, file: str) -> list[Finding]:
+def _committed_state_errors(report: validator.ValidationReport, repo: Path, file: str) -> list[Finding]:
     return [f for f in report.errors if f.file == str(repo / file)]
 
 
@@ -188,7 +189,7 @@ def test_every_repository_the_launcher_refuses_fails_validation(
     breaks(repo)
 
     launched = launch(repo)
-    report = validating.validate(repo)
+    report = validator.validate(repo)
 
     assert launched.returncode != 0 and not launched.started, launched.stderr
     assert launched.stderr.startswith("launch: refusing to start: ")
@@ -205,7 +206,7 @@ def test_every_repository_the_launcher_refuses_fails_validation(
 
 def test_committed_repository_starts_and_validates_clean(committed_repo: Path, launch) -> None:
     launched = launch(committed_repo)
-    report = validating.validate(committed_repo)
+    report = validator.validate(committed_repo)
 
     assert launched.returncode == 0 and launched.started, launched.stderr
     assert report.findings == ()
@@ -218,7 +219,7 @@ def test_record_without_digest_starts_and_is_a_warning_that_names_the_digest(
     digest = checksums.version_digest(committed_repo / "linear" / "1")
 
     launched = launch(committed_repo)
-    report = validating.validate(committed_repo)
+    report = validator.validate(committed_repo)
 
     assert launched.returncode == 0 and launched.started, launched.stderr
     assert report.passed
@@ -243,7 +244,7 @@ def test_a_pin_inside_a_string_is_not_taken_for_the_real_one(committed_repo: Pat
     )
 
     launched = launch(committed_repo)
-    report = validating.validate(committed_repo)
+    report = validator.validate(committed_repo)
 
     assert not launched.started
     assert "pins nothing" in launched.stderr
@@ -264,15 +265,15 @@ def test_model_selection_checks_only_that_models_record(committed_repo: Path, ad
     add_linear("other")
     _edit_state(committed_repo, lambda r: r.update(digest="sha256:" + "1" * 64))
 
-    assert validating.validate(committed_repo, model="other").passed
-    assert not validating.validate(committed_repo, model="linear").passed
+    assert validator.validate(committed_repo, model="other").passed
+    assert not validator.validate(committed_repo, model="linear").passed
 
 
 def test_malformed_record_fails_validation_of_any_single_model(committed_repo: Path, add_linear) -> None:
     add_linear("other")
     (committed_repo / "current.json").write_text("[]", encoding="utf-8")
 
-    report = validating.validate(committed_repo, model="other")
+    report = validator.validate(committed_repo, model="other")
 
     (finding,) = report.errors
     assert (finding.file, finding.field) == (str(committed_repo / "current.json"), "kind")
@@ -295,18 +296,18 @@ def test_validate_cli_names_the_digest_finding_and_exits_1(committed_repo: Path,
 
 
 def test_sample_repository_and_its_committed_state_validate_clean() -> None:
-    sample = sample_repository.DEFAULT_OUTPUT
-    assert committed_state.script().read(str(sample / "current.json")) == {"linear": 1}
-    assert committed_state.check(sample) == []
-    assert validating.validate(sample).findings == ()
+    root = sample.DEFAULT_OUTPUT
+    assert committed_state.script().read(str(root / "current.json")) == {"linear": 1}
+    assert committed_state.check(root) == []
+    assert validator.validate(root).findings == ()
 
 
 def test_sample_repository_with_a_changed_committed_file_fails(tmp_path: Path) -> None:
     copy = tmp_path / "sample"
-    shutil.copytree(sample_repository.DEFAULT_OUTPUT, copy)
+    shutil.copytree(sample.DEFAULT_OUTPUT, copy)
     (copy / "linear" / "1" / "model.onnx.bak").write_bytes(b"")
 
-    (finding,) = validating.validate(copy).errors
+    (finding,) = validator.validate(copy).errors
 
     assert (finding.file, finding.field) == (str(copy / "linear" / "1"), "models.linear.digest")
 
@@ -346,7 +347,7 @@ def test_chart_script_and_package_compute_the_same_version_digest(tmp_path: Path
     if folder == "awkward":
         version = _awkward_version_folder(tmp_path)
     else:
-        version = sample_repository.DEFAULT_OUTPUT / folder.removeprefix("sample-") / "1"
+        version = sample.DEFAULT_OUTPUT / folder.removeprefix("sample-") / "1"
     script = committed_state.script()
 
     assert script.file_digests(str(version)) == checksums.file_digests(version)
@@ -378,6 +379,6 @@ def test_digest_covers_symlinked_folders_as_triton_reads_them_and_stops_at_loops
 
 
 def test_sample_record_holds_the_digest_both_implementations_compute() -> None:
-    sample = sample_repository.DEFAULT_OUTPUT
-    recorded = json.loads((sample / "current.json").read_text(encoding="utf-8"))["models"]["linear"]["digest"]
-    assert committed_state.script().version_digest(str(sample / "linear" / "1")) == recorded
+    root = sample.DEFAULT_OUTPUT
+    recorded = json.loads((root / "current.json").read_text(encoding="utf-8"))["models"]["linear"]["digest"]
+    assert committed_state.script().version_digest(str(root / "linear" / "1")) == recorded

@@ -4,7 +4,7 @@ Python-based onnxruntime backend): every bad case that Triton rejects at load ti
 loads and infers correctly.
 
 Who refuses a bad case matters: the wheel has no ONNX Runtime backend, so the cases marked
-`LOCAL_BACKEND` are refused by our own backend (src/tritonops/backends/onnxruntime/model.py, which
+`LOCAL_BACKEND` are refused by our own backend (src/tritonops/triton/backends/onnxruntime/model.py, which
 raises `TritonModelException`), not by Triton's core. Those verdicts hold for a production pod only
 as far as our backend mirrors NVIDIA's, whose checks are in triton-inference-server/onnxruntime_backend
 src/onnxruntime.cc (`ModelInstanceState::ValidateInputs`, `ModelInstanceState::ValidateOutputs`: input
@@ -27,9 +27,9 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from tritonops import onnx_samples as onnx_models
-from tritonops import tritonserver
-from tritonops.repository import generating, validating
+from tritonops.repository import config_generator, validator
+from tritonops.triton import samples as onnx_models
+from tritonops.triton import server as triton_server
 
 TENSORS = 'input [{{ name: "input" data_type: {dtype} dims: {i} }}]\noutput [{{ name: "output" data_type: TYPE_FP32 dims: {o} }}]\n'
 
@@ -158,7 +158,7 @@ def _post(url: str, body: dict | None = None, timeout: float = 60.0) -> tuple[in
         url, data=data, method="POST", headers={"Content-Type": "application/json"}
     )
     try:
-        with tritonserver.LOOPBACK_OPENER.open(request, timeout=timeout) as response:
+        with triton_server.LOOPBACK_OPENER.open(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
@@ -170,22 +170,22 @@ def triton_repo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(triton_repo: Path, tmp_path_factory) -> Iterator[tritonserver.Server]:
+def server(triton_repo: Path, tmp_path_factory) -> Iterator[triton_server.Server]:
     triton_repo.mkdir(parents=True, exist_ok=True)
-    http, grpc, metrics = tritonserver.free_ports(3)
+    http, grpc, metrics = triton_server.free_ports(3)
     work = tmp_path_factory.mktemp("fidelity-server")
-    with tritonserver.start(
+    with triton_server.start(
         triton_repo, http_port=http, grpc_port=grpc, metrics_port=metrics, log_path=work / "triton.log"
     ) as running:
         yield running
 
 
-def _load(server: tritonserver.Server, name: str) -> tuple[int, str]:
+def _load(server: triton_server.Server, name: str) -> tuple[int, str]:
     status, body = _post(f"{server.url}/v2/repository/models/{name}/load")
     return status, str(body.get("error", ""))
 
 
-def _refusal(server: tritonserver.Server, name: str, error: str) -> str:
+def _refusal(server: triton_server.Server, name: str, error: str) -> str:
     """Why Triton refused `name`: its answer, or for a repository poll failure (500, which only says
     "failed to poll") the poll's own line in the server log."""
     if "failed to poll from model repository" not in error:
@@ -205,7 +205,7 @@ def test_bad_case_is_reported_and_triton_refuses_it(
     name = case.replace("-", "_")
     onnx_models.linear(triton_repo / name / "1" / "model.onnx", in_shape=in_shape)
     (triton_repo / name / "config.pbtxt").write_text(config)
-    report = validating.validate(triton_repo, model=name, gpu_available=False)
+    report = validator.validate(triton_repo, model=name, gpu_available=False)
     status, error = _load(server, name)
     assert not report.passed, f"validate missed a case Triton rejects ({status}: {error})"
     # Triton answers 400 for a failed load and 500 for a config it cannot parse; never 200.
@@ -223,7 +223,7 @@ def test_warning_cases_load_in_triton(server, triton_repo):
     onnx_models.linear(triton_repo / "batching_unused" / "1" / "model.onnx")
     config = _linear_config(0, "[-1, 4]", "[-1, 2]", extra="dynamic_batching { }\n")
     (triton_repo / "batching_unused" / "config.pbtxt").write_text(config)
-    report = validating.validate(triton_repo, model="batching_unused")
+    report = validator.validate(triton_repo, model="batching_unused")
     assert report.passed and report.findings
     assert _load(server, "batching_unused")[0] == 200
 
@@ -232,14 +232,14 @@ def test_truncated_model_is_reported_and_triton_refuses_it(server, triton_repo):
     model_file = onnx_models.linear(triton_repo / "truncated" / "1" / "model.onnx")
     model_file.write_bytes(model_file.read_bytes()[:60])
     (triton_repo / "truncated" / "config.pbtxt").write_text(_linear_config())
-    assert not validating.validate(triton_repo, model="truncated").passed
+    assert not validator.validate(triton_repo, model="truncated").passed
     assert _load(server, "truncated")[0] in (400, 500)
 
 
 def test_empty_version_folder_is_reported_and_triton_refuses_it(server, triton_repo):
     (triton_repo / "hollow" / "1").mkdir(parents=True)
     (triton_repo / "hollow" / "config.pbtxt").write_text(_linear_config())
-    assert not validating.validate(triton_repo, model="hollow").passed
+    assert not validator.validate(triton_repo, model="hollow").passed
     assert _load(server, "hollow")[0] in (400, 500)
 
 
@@ -265,11 +265,11 @@ def _example(name: str, dims: tuple[int, ...], rng: np.random.Generator, dtype) 
 def test_good_case_validates_loads_and_infers_like_onnxruntime(server, triton_repo, model, dynamic_batching):
     name = f"{model}_{'db' if dynamic_batching else 'plain'}"
     model_file = GOOD_MODELS[model](triton_repo / name / "1" / "model.onnx")
-    options = generating.GenerateOptions(
+    options = config_generator.GenerateOptions(
         name=name, max_batch_size=8, dynamic_batching=dynamic_batching, instances=1
     )
-    (triton_repo / name / "config.pbtxt").write_text(generating.generate(model_file, options))
-    report = validating.validate(triton_repo, model=name, gpu_available=False)
+    (triton_repo / name / "config.pbtxt").write_text(config_generator.generate(model_file, options))
+    report = validator.validate(triton_repo, model=name, gpu_available=False)
     assert report.findings == (), [str(f) for f in report.findings]
     status, error = _load(server, name)
     assert status == 200, error

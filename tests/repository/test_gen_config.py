@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.repository.conftest import mode_of
-from tritonops import errors, triton
-from tritonops import onnx_samples as onnx_models
-from tritonops.repository import generating, validating
+from tritonops import errors
+from tritonops.repository import config_generator, validator
+from tritonops.triton import client as triton_client
+from tritonops.triton import samples as onnx_models
 
 BUILDERS = onnx_models.BUILDERS
 
@@ -16,57 +17,59 @@ BUILDERS = onnx_models.BUILDERS
 @pytest.mark.parametrize("dynamic_batching", [False, True], ids=["plain", "dynamic-batching"])
 def test_generated_config_validates_clean(repo, name, dynamic_batching):
     model_file = BUILDERS[name](repo / name / "1" / "model.onnx")
-    options = generating.GenerateOptions(max_batch_size=16, dynamic_batching=dynamic_batching, instances=2)
-    (repo / name / "config.pbtxt").write_text(generating.generate(model_file, options))
-    report = validating.validate(repo)
+    options = config_generator.GenerateOptions(
+        max_batch_size=16, dynamic_batching=dynamic_batching, instances=2
+    )
+    (repo / name / "config.pbtxt").write_text(config_generator.generate(model_file, options))
+    report = validator.validate(repo)
     assert report.findings == (), [str(f) for f in report.findings]
 
 
 def test_generated_config_content(repo):
     model_file = onnx_models.conv(repo / "resnet" / "1" / "model.onnx")
-    text = generating.generate(
-        model_file, generating.GenerateOptions(dynamic_batching=True, instances=2, kind="gpu")
+    text = config_generator.generate(
+        model_file, config_generator.GenerateOptions(dynamic_batching=True, instances=2, kind="gpu")
     )
     from google.protobuf import text_format
 
-    config = text_format.Parse(text, triton.ModelConfig())
+    config = text_format.Parse(text, triton_client.ModelConfig())
     assert config.name == "resnet"
     assert config.platform == "onnxruntime_onnx"
-    assert config.max_batch_size == generating.AUTO_COMPLETE_MAX_BATCH_SIZE
+    assert config.max_batch_size == config_generator.AUTO_COMPLETE_MAX_BATCH_SIZE
     assert list(config.input[0].dims) == [3, 224, 224]
     assert config.dynamic_batching.max_queue_delay_microseconds == 100
-    assert triton.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind) == "KIND_GPU"
+    assert triton_client.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind) == "KIND_GPU"
     assert config.instance_group[0].count == 2
 
 
 def test_fixed_shape_model_gets_full_dims_without_batching(repo):
     model_file = onnx_models.linear(repo / "fixed" / "1" / "model.onnx", in_shape=(1, 4))
-    text = generating.generate(model_file, generating.GenerateOptions())
+    text = config_generator.generate(model_file, config_generator.GenerateOptions())
     assert "max_batch_size: 0" in text
     (repo / "fixed" / "config.pbtxt").write_text(text)
-    assert validating.validate(repo).findings == ()
+    assert validator.validate(repo).findings == ()
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         (
-            generating.GenerateOptions(max_batch_size=8),
+            config_generator.GenerateOptions(max_batch_size=8),
             "--max-batch-size 8: the model cannot batch, these tensors have a fixed first dim: input [1, 4]",
         ),
         (
-            generating.GenerateOptions(max_batch_size=0, dynamic_batching=True),
+            config_generator.GenerateOptions(max_batch_size=0, dynamic_batching=True),
             "--dynamic-batching: needs a batchable model",
         ),
-        (generating.GenerateOptions(instances=0), "--instances: must be >= 1"),
-        (generating.GenerateOptions(kind="tpu"), "--kind 'tpu': use cpu or gpu"),
+        (config_generator.GenerateOptions(instances=0), "--instances: must be >= 1"),
+        (config_generator.GenerateOptions(kind="tpu"), "--kind 'tpu': use cpu or gpu"),
     ],
     ids=["batching-a-fixed-model", "dynamic-batching-without-batching", "zero-instances", "bad-kind"],
 )
 def test_bad_options_are_input_errors(repo, options, message):
     model_file = onnx_models.linear(repo / "m" / "1" / "model.onnx", in_shape=(1, 4))
     with pytest.raises(errors.InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        generating.generate(model_file, options)
+        config_generator.generate(model_file, options)
 
 
 def test_cli_writes_next_to_the_version_and_refuses_to_overwrite(run_cli, repo):
@@ -177,10 +180,10 @@ def test_force_keeps_the_version_policy_pin_of_the_config_it_replaces(run_cli, r
     assert "kept the replaced config's version_policy { specific { versions: 1 } }" in forced.stdout
     from google.protobuf import text_format
 
-    rewritten = text_format.Parse(config.read_text(), triton.ModelConfig())
+    rewritten = text_format.Parse(config.read_text(), triton_client.ModelConfig())
     assert list(rewritten.version_policy.specific.versions) == [1]
     assert rewritten.dynamic_batching.max_queue_delay_microseconds == 100
-    assert validating.validate(repo).errors == []
+    assert validator.validate(repo).errors == []
 
 
 def test_force_refuses_to_replace_an_unreadable_config_that_may_pin_a_version(run_cli, repo):
@@ -197,7 +200,9 @@ def test_force_refuses_to_replace_an_unreadable_config_that_may_pin_a_version(ru
 @pytest.mark.parametrize("dynamic_batching", [False, True], ids=["plain", "dynamic-batching"])
 def test_header_mentions_dynamic_batching_only_when_the_config_has_it(repo, dynamic_batching):
     model_file = onnx_models.linear(repo / "linear" / "1" / "model.onnx")
-    text = generating.generate(model_file, generating.GenerateOptions(dynamic_batching=dynamic_batching))
+    text = config_generator.generate(
+        model_file, config_generator.GenerateOptions(dynamic_batching=dynamic_batching)
+    )
     header = [line for line in text.splitlines() if line.startswith("#")]
     assert any("dynamic_batching" in line for line in header) == dynamic_batching
     assert ("dynamic_batching {" in text) == dynamic_batching

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import environments
-from tritonops.repository import checksums, validating
+from tritonops.chart import environments
+from tritonops.repository import checksums, validator
 
 LAUNCH = environments.CHART_DIR / "files" / "launch.py"
 PIN = "version_policy { specific { versions: [ 1 ] } }\n"
@@ -83,9 +83,9 @@ def test_committed_state_messages_say_what_to_do_by_hand(repo, add_linear, how):
     model = add_linear()
     (model / "config.pbtxt").write_text((model / "config.pbtxt").read_text() + PIN)
     _write_record(repo, {"version": 1, "digest": checksums.version_digest(model / "1")})
-    assert validating.validate(repo).findings == ()
+    assert validator.validate(repo).findings == ()
     _break(repo, model, how)
-    messages = [finding.message for finding in validating.validate(repo).findings]
+    messages = [finding.message for finding in validator.validate(repo).findings]
     assert messages, how
     assert not [m for m in messages if "promotion tool" in m or "promote" in m.lower()], messages
     assert any(HOW_TO_FIX[how] in m for m in messages), messages

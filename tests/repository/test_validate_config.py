@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tritonops.repository import validating
+from tritonops.repository import validator
 
 HEAD = 'platform: "onnxruntime_onnx"\n'
 TENSORS = 'input [{ name: "input" data_type: TYPE_FP32 dims: [4] }]\noutput [{ name: "output" data_type: TYPE_FP32 dims: [2] }]\n'
 
 
 def _only_error(repo):
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     assert len(report.errors) == 1, [str(f) for f in report.findings]
     return report.errors[0]
 
@@ -109,7 +109,7 @@ def test_binary_config_is_one_finding(repo, add_linear):
 )
 def test_config_semantics(repo, add_linear, config, fragment):
     add_linear(config=config)
-    messages = [f.message for f in validating.validate(repo).errors]
+    messages = [f.message for f in validator.validate(repo).errors]
     assert any(fragment in m for m in messages), messages
 
 
@@ -120,7 +120,7 @@ def test_queue_delay_over_100ms_is_a_warning(repo, add_linear):
         + TENSORS
         + "dynamic_batching { max_queue_delay_microseconds: 500000 }\n"
     )
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     assert report.passed
     assert "adds up to 500 ms to every request" in report.findings[0].message
 
@@ -129,9 +129,9 @@ def test_kind_gpu_is_flagged_only_for_environments_without_gpus(repo, add_linear
     add_linear(
         config=HEAD + "max_batch_size: 8\n" + TENSORS + "instance_group [{ kind: KIND_GPU count: 1 }]\n"
     )
-    assert validating.validate(repo).passed
-    assert validating.validate(repo, gpu_available=True).passed
-    (finding,) = validating.validate(repo, gpu_available=False).errors
+    assert validator.validate(repo).passed
+    assert validator.validate(repo, gpu_available=True).passed
+    (finding,) = validator.validate(repo, gpu_available=False).errors
     assert "KIND_GPU on an environment without GPUs" in finding.message
     assert finding.line == 5
 
@@ -166,7 +166,7 @@ def test_ensemble_references_are_checked(repo, add_linear):
         '  { model_name: "missing" model_version: -1 input_map { key: "a" value: "x" } output_map { key: "b" value: "c" } }\n'
         "] }\n"
     )
-    messages = [f.message for f in validating.validate(repo).errors]
+    messages = [f.message for f in validator.validate(repo).errors]
     assert "step 1: 'linear' has no input 'inputs' (it has ['input'])" in messages
     assert "step 1: input_map value 'nowhere' is neither an ensemble input nor any step's output" in messages
     assert "step 2 uses model 'missing', which is not in the repository" in messages
@@ -183,7 +183,7 @@ def test_valid_ensemble_with_empty_version_folder_passes(repo, add_linear):
         'input [{ name: "x" data_type: TYPE_FP32 dims: [4] }]\noutput [{ name: "y" data_type: TYPE_FP32 dims: [2] }]\n'
         'ensemble_scheduling { step [{ model_name: "linear" model_version: -1 input_map { key: "input" value: "x" } output_map { key: "output" value: "y" } }] }\n'
     )
-    assert validating.validate(repo).passed
+    assert validator.validate(repo).passed
 
 
 def test_dynamic_batching_without_batching_is_a_warning(repo, add_linear):
@@ -193,6 +193,6 @@ def test_dynamic_batching_without_batching_is_a_warning(repo, add_linear):
         + 'input [{ name: "input" data_type: TYPE_FP32 dims: [-1, 4] }]\noutput [{ name: "output" data_type: TYPE_FP32 dims: [-1, 2] }]\ndynamic_batching { }\n'
     )
     add_linear(config=config)
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     assert report.passed
     assert any("dynamic_batching has no effect with max_batch_size 0" in f.message for f in report.findings)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tritonops import errors
-from tritonops.repository import checksums, validating
+from tritonops.repository import checksums, validator
 
 
 def _messages(report):
@@ -16,7 +16,7 @@ def _messages(report):
 
 def test_clean_model_validates_clean(repo, add_linear):
     add_linear()
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     assert report.findings == ()
     assert report.models == ("linear",)
 
@@ -35,7 +35,7 @@ def test_clean_model_validates_clean(repo, add_linear):
 def test_misleading_version_folders_are_errors(repo, add_linear, folder, fragment):
     model = add_linear()
     (model / folder).mkdir()
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     assert not report.passed
     (finding,) = report.errors
     assert fragment in finding.message
@@ -45,7 +45,7 @@ def test_misleading_version_folders_are_errors(repo, add_linear, folder, fragmen
 def test_empty_version_folder_is_an_error(repo, add_linear):
     model = add_linear()
     (model / "2").mkdir()
-    (finding,) = validating.validate(repo).errors
+    (finding,) = validator.validate(repo).errors
     assert finding.message.startswith("empty version folder: Triton fails to load version 2")
     assert finding.version == "2"
 
@@ -53,7 +53,7 @@ def test_empty_version_folder_is_an_error(repo, add_linear):
 def test_missing_model_file_names_the_expected_file(repo, add_linear):
     model = add_linear()
     (model / "1" / "model.onnx").rename(model / "1" / "weights.onnx")
-    (finding,) = validating.validate(repo).errors
+    (finding,) = validator.validate(repo).errors
     assert "no model.onnx" in finding.message
 
 
@@ -64,20 +64,20 @@ def test_default_model_filename_is_honoured(repo, add_linear):
     )
     model = add_linear(config=config)
     (model / "1" / "model.onnx").rename(model / "1" / "weights.onnx")
-    assert validating.validate(repo).passed
+    assert validator.validate(repo).passed
 
 
 def test_model_without_versions_is_an_error(repo):
     (repo / "empty").mkdir()
     (repo / "empty" / "config.pbtxt").write_text('backend: "python"\n')
-    messages = _messages(validating.validate(repo))
+    messages = _messages(validator.validate(repo))
     assert "error: no version folders (1, 2, ...): Triton has nothing to load" in messages
 
 
 def test_missing_config_is_a_warning_when_triton_can_auto_complete(repo, add_linear):
     model = add_linear()
     (model / "config.pbtxt").unlink()
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     assert report.passed
     assert "no config.pbtxt: Triton will auto-complete" in report.findings[0].message
 
@@ -85,31 +85,31 @@ def test_missing_config_is_a_warning_when_triton_can_auto_complete(repo, add_lin
 def test_missing_config_for_a_python_model_is_an_error(repo):
     (repo / "pre" / "1").mkdir(parents=True)
     (repo / "pre" / "1" / "model.py").write_text("class TritonPythonModel: ...\n")
-    (finding,) = validating.validate(repo).errors
+    (finding,) = validator.validate(repo).errors
     assert "Triton cannot auto-complete this model's config" in finding.message
 
 
 def test_files_at_the_repository_root_are_not_models(repo, add_linear):
     add_linear()
     (repo / "current.json").write_text("{}")
-    assert validating.validate(repo).models == ("linear",)
+    assert validator.validate(repo).models == ("linear",)
 
 
 def test_single_model_selection_and_unknown_model(repo, add_linear):
     add_linear("a")
     add_linear("b")
-    assert validating.validate(repo, model="b").models == ("b",)
+    assert validator.validate(repo, model="b").models == ("b",)
     with pytest.raises(errors.InputError, match="--model 'c': no such model folder"):
-        validating.validate(repo, model="c")
+        validator.validate(repo, model="c")
 
 
 def test_unusable_paths_are_input_errors(tmp_path):
     with pytest.raises(errors.InputError, match="no such model repository"):
-        validating.validate(tmp_path / "absent")
+        validator.validate(tmp_path / "absent")
     file = tmp_path / "file"
     file.write_text("x")
     with pytest.raises(errors.InputError, match="not a folder"):
-        validating.validate(file)
+        validator.validate(file)
 
 
 def test_symlink_loop_is_one_finding_and_does_not_hang(repo, add_linear):
@@ -118,7 +118,7 @@ def test_symlink_loop_is_one_finding_and_does_not_hang(repo, add_linear):
     model = repo / "linear"
     (model / "2").mkdir()
     (model / "2" / "model.onnx").symlink_to(model / "2" / "model.onnx")
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     messages = [f.message for f in report.errors]
     assert any(m.startswith("symlink loop") for m in messages)
     assert any("Too many levels of symbolic links" in m for m in messages)
@@ -127,7 +127,7 @@ def test_symlink_loop_is_one_finding_and_does_not_hang(repo, add_linear):
 def test_broken_symlink_model_is_reported(repo, add_linear):
     add_linear()
     (repo / "gone").symlink_to(repo / "nowhere")
-    (finding,) = validating.validate(repo).errors
+    (finding,) = validator.validate(repo).errors
     assert finding.message.startswith("broken symlink")
 
 
@@ -146,10 +146,10 @@ def test_a_model_folder_without_config_and_a_version_folder_are_refused(repo, ad
     model = add_linear(versions=(1, 2))
     (model / "config.pbtxt").unlink()
     with pytest.raises(errors.InputError, match=r"looks like a model folder \(version folder\(s\) 1, 2\)"):
-        validating.validate(model)
+        validator.validate(model)
     (model / "config.pbtxt").write_text('name: "linear"\n')
     with pytest.raises(errors.InputError, match="looks like a version folder of the model linear"):
-        validating.validate(model / "1")
+        validator.validate(model / "1")
 
 
 def test_files_the_pod_cannot_read_are_a_warning_with_the_chmod(repo, add_linear):
@@ -159,7 +159,7 @@ def test_files_the_pod_cannot_read_are_a_warning_with_the_chmod(repo, add_linear
     (model / "1.sha256").chmod(0o600)
     (model / "1").chmod(0o700)
     try:
-        report = validating.validate(repo)
+        report = validator.validate(repo)
     finally:
         (model / "1").chmod(0o755)
     assert report.passed
@@ -176,7 +176,7 @@ def test_a_record_the_pod_cannot_read_is_a_warning(repo, add_linear):
     state = repo / "current.json"
     state.write_text('{"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {}}')
     state.chmod(0o600)
-    (finding,) = validating.validate(repo).findings
+    (finding,) = validator.validate(repo).findings
     assert "cannot read current.json (0600)" in finding.message
     assert finding.message.endswith(f"Run `chmod o+r {state}`")
 
@@ -185,12 +185,12 @@ def test_files_the_pod_user_owns_need_no_access_for_others(repo, add_linear):
     model = add_linear()
     (model / "config.pbtxt").chmod(0o600)
     owner = (os.getuid(), os.getgid())
-    assert validating.validate(repo, pod_user=owner).findings == ()
+    assert validator.validate(repo, pod_user=owner).findings == ()
     group_only = (os.getuid() + 1, os.getgid())
     (model / "config.pbtxt").chmod(0o640)
-    assert validating.validate(repo, pod_user=group_only).findings == ()
+    assert validator.validate(repo, pod_user=group_only).findings == ()
     (model / "config.pbtxt").chmod(0o600)
-    assert len(validating.validate(repo, pod_user=group_only).findings) == 1
+    assert len(validator.validate(repo, pod_user=group_only).findings) == 1
 
 
 AGENT_BLOCK = 'model_repository_agents { agents [ { name: "checksum" parameters { key: "MD5:1/model.onnx" value: "0" } } ] }\n'
@@ -199,8 +199,8 @@ AGENT_BLOCK = 'model_repository_agents { agents [ { name: "checksum" parameters 
 def test_a_checksum_agent_block_is_a_warning_on_the_local_tier_only(run_cli, repo, add_linear):
     model = add_linear()
     (model / "config.pbtxt").write_text((model / "config.pbtxt").read_text() + AGENT_BLOCK)
-    assert validating.validate(repo).findings == ()
-    (finding,) = validating.validate(repo, local_tier=True).findings
+    assert validator.validate(repo).findings == ()
+    (finding,) = validator.validate(repo, local_tier=True).findings
     assert (finding.model, finding.field, finding.severity.value) == (
         "linear",
         "model_repository_agents",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tritonops import onnx_samples as onnx_models
-from tritonops.repository import validating
+from tritonops.repository import validator
 from tritonops.repository.signatures import onnx_signature
+from tritonops.triton import samples as onnx_models
 
 LINEAR_TENSORS = 'input [{{ name: "input" data_type: TYPE_FP32 dims: {i} }}]\noutput [{{ name: "output" data_type: TYPE_FP32 dims: {o} }}]\n'
 
@@ -89,18 +89,18 @@ def test_signature_reads_names_types_and_dims_without_initializers(tmp_path, bui
 )
 def test_dims_mismatch_findings_give_the_fix(repo, add_linear, in_shape, config, expected):
     add_linear(config=config, in_shape=in_shape)
-    messages = [f.message for f in validating.validate(repo).errors]
+    messages = [f.message for f in validator.validate(repo).errors]
     assert any(expected in message for message in messages), messages
 
 
 def test_full_shape_config_of_a_fixed_model_is_clean(repo, add_linear):
     add_linear(config=_config(0, "[1, 4]", "[1, 2]"), in_shape=(1, 4))
-    assert validating.validate(repo).findings == ()
+    assert validator.validate(repo).findings == ()
 
 
 def test_batchable_model_served_without_batching_gets_a_warning(repo, add_linear):
     add_linear(config=_config(0, "[-1, 4]", "[-1, 2]"))
-    report = validating.validate(repo)
+    report = validator.validate(repo)
     assert report.passed
     assert "the model can batch, but max_batch_size is 0" in report.findings[0].message
 
@@ -128,13 +128,13 @@ def test_batchable_model_served_without_batching_gets_a_warning(repo, add_linear
 )
 def test_names_and_types_are_compared(repo, add_linear, config, expected):
     add_linear(config=config)
-    assert sorted(f.message for f in validating.validate(repo).errors) == sorted(expected)
+    assert sorted(f.message for f in validator.validate(repo).errors) == sorted(expected)
 
 
 def test_every_version_is_compared(repo, add_linear):
     model = add_linear(versions=(1, 2))
     onnx_models.linear(model / "2" / "model.onnx", in_shape=("batch", 5))
-    (finding,) = validating.validate(repo).errors
+    (finding,) = validator.validate(repo).errors
     assert finding.version == "2"
     assert "dim 0 is 5 in the model but 4 in the config" in finding.message
 
@@ -142,4 +142,4 @@ def test_every_version_is_compared(repo, add_linear):
 def test_reshape_is_compared_instead_of_dims(repo, add_linear):
     config = 'platform: "onnxruntime_onnx"\nmax_batch_size: 8\ninput [{ name: "input" data_type: TYPE_FP32 dims: [2, 2] reshape: { shape: [4] } }]\noutput [{ name: "output" data_type: TYPE_FP32 dims: [2] }]\n'
     add_linear(config=config)
-    assert validating.validate(repo).passed
+    assert validator.validate(repo).passed

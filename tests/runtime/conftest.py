@@ -1,34 +1,14 @@
-"""Fixtures for the runtime tier: our backend imported in-process, and one assembled backends folder."""
+"""Fixtures for the runtime tier: free ports for a runtime, fast probes, and a runtime that always comes down.
+
+The assembled backends folder (`backends`) is shared with tests/triton and lives in tests/conftest.py."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tritonops import tritonserver
-
-
-@pytest.fixture(scope="session")
-def backend_module() -> Iterator[ModuleType]:
-    """Our backend's model.py imported in-process, with the wheel's triton_python_backend_utils."""
-    utils_folder = str(tritonserver.wheel_root() / "backends" / "python")
-    sys.path.insert(0, utils_folder)
-    try:
-        from tritonops.backends.onnxruntime import model
-
-        yield model
-    finally:
-        sys.path.remove(utils_folder)
-
-
-@pytest.fixture(scope="session")
-def backends(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One assembled backends folder shared by every server the tests start."""
-    return tritonserver.assemble_backends(tmp_path_factory.mktemp("triton-work"))
+from tritonops.triton import server as triton_server
 
 
 def free_port_offset(replicas: int, rendered_ports: tuple[int, ...] = (8000, 8001, 8002)) -> int:
@@ -45,7 +25,7 @@ def free_port_offset(replicas: int, rendered_ports: tuple[int, ...] = (8000, 800
             for port in wanted:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sockets.append(sock)
-                sock.bind((tritonserver.LOOPBACK, port))
+                sock.bind((triton_server.LOOPBACK, port))
         except OSError:
             continue
         finally:
@@ -68,7 +48,7 @@ FAST_PROBES = (
 @pytest.fixture
 def start_runtime(tmp_path: Path):
     """Start `tritonops up` (real supervisor, real servers) and always bring it down again."""
-    from tritonops.runtime import controlling
+    from tritonops.runtime import control
 
     started: list[Path] = []
 
@@ -77,7 +57,7 @@ def start_runtime(tmp_path: Path):
     ):
         work_dir = tmp_path / f"work{len(started)}"
         started.append(work_dir)
-        return controlling.up(
+        return control.up(
             "local",
             work_dir=work_dir,
             replicas=replicas,
@@ -88,4 +68,4 @@ def start_runtime(tmp_path: Path):
 
     yield start
     for work_dir in started:
-        controlling.down(work_dir)
+        control.down(work_dir)

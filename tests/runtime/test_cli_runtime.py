@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.runtime.conftest import free_port_offset
-from tritonops import rendering, tritonserver
+from tritonops.chart import render
+from tritonops.triton import server as triton_server
 
 SECRET = "s3cret-value-that-must-not-reach-disk"
 
@@ -31,7 +32,7 @@ def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
         assert up.returncode == 0, up.stdout + up.stderr
         assert "replica 0: Ready" in up.stderr
         http, grpc, metrics = (port + int(offset) for port in (8000, 8001, 8002))
-        loopback = tritonserver.LOOPBACK
+        loopback = triton_server.LOOPBACK
         assert (
             f"  replica 0: HTTP http://{loopback}:{http}  gRPC {loopback}:{grpc}  "
             f"metrics http://{loopback}:{metrics}/metrics"
@@ -47,8 +48,8 @@ def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
         assert SECRET not in plan_text and "TRITONOPS_TEST_API_TOKEN" not in plan_text
         plan = json.loads(plan_text)
         assert "env" not in plan
-        assert plan["search_path_prepend"] == tritonserver.search_path_additions()
-        pod_env = rendering.render("local").one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+        assert plan["search_path_prepend"] == triton_server.search_path_additions()
+        pod_env = render.render("local").one("Deployment")["spec"]["template"]["spec"]["containers"][0]
         assert set(plan["replicas"][0]["env"]) == {e["name"] for e in pod_env.get("env", [])}
         # The supervisor builds the server's env at start: its own, the recorded paths, the pod's env.
         (replica,) = json.loads(status.stdout)
@@ -80,7 +81,7 @@ def test_failed_up_shows_the_log_line_that_says_why_and_status_exits_1(run_cli, 
         assert up.returncode == 1, up.stdout + up.stderr
         why = "unrecognized option '--bogus-flag=1'"
         assert "replica 0 failed: exited with code 1, 3 failed starts in a row\n" in up.stdout
-        assert f"  its log says: {tritonserver.binary()}: {why}\n" in up.stdout
+        assert f"  its log says: {triton_server.binary()}: {why}\n" in up.stdout
         # The line that says why is shown once: not in the status row, the progress or the reason.
         assert (up.stdout + up.stderr).count(why) == 1, up.stdout + up.stderr
         log = Path(work).resolve() / "replicas" / "0" / "triton.log"
@@ -90,7 +91,8 @@ def test_failed_up_shows_the_log_line_that_says_why_and_status_exits_1(run_cli, 
         status = run_cli("status", "--work-dir", work)
         assert status.returncode == 1 and "Failed" in status.stdout, status.stdout + status.stderr
         assert (
-            status.stdout.count(why) == 1 and f"its log says: {tritonserver.binary()}: {why}" in status.stdout
+            status.stdout.count(why) == 1
+            and f"its log says: {triton_server.binary()}: {why}" in status.stdout
         )
     finally:
         run_cli("down", "--work-dir", work)
@@ -100,7 +102,7 @@ def test_up_on_ports_in_use_refuses_before_starting_naming_port_and_replica(run_
     work = tmp_path / "busy"
     offset = free_port_offset(2)
     with socket.socket() as holder:
-        holder.bind((tritonserver.LOOPBACK, 8012 + offset))  # replica 1's metrics port
+        holder.bind((triton_server.LOOPBACK, 8012 + offset))  # replica 1's metrics port
         holder.listen()
         up = run_cli("up", "--work-dir", str(work), "--port-offset", str(offset), "--replicas", "2")
     assert up.returncode == 2, up.stdout + up.stderr
@@ -173,10 +175,10 @@ def test_demo_runs_end_to_end_on_shifted_ports_and_leaves_the_server_running(run
         demo = run_cli("demo", "--work-dir", work)
         assert demo.returncode == 0, demo.stdout + demo.stderr
         http, grpc, metrics = (port + offset for port in (8000, 8001, 8002))
-        url = f"http://{tritonserver.LOOPBACK}:{http}"
+        url = f"http://{triton_server.LOOPBACK}:{http}"
         assert (
-            f"serving on HTTP {url}, gRPC {tritonserver.LOOPBACK}:{grpc}, "
-            f"metrics http://{tritonserver.LOOPBACK}:{metrics}/metrics"
+            f"serving on HTTP {url}, gRPC {triton_server.LOOPBACK}:{grpc}, "
+            f"metrics http://{triton_server.LOOPBACK}:{metrics}/metrics"
         ) in demo.stdout
         assert f"curl {url}/v2/health/ready" in demo.stdout
         assert "matches onnxruntime" in demo.stdout
@@ -268,10 +270,10 @@ def _triton_log(tmp_path: Path, name: str, *args: str) -> Path:
     log = tmp_path / f"{name}.log"
     with log.open("wb") as sink:
         subprocess.run(
-            [str(tritonserver.binary()), *args],
+            [str(triton_server.binary()), *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env=tritonserver.environment(),
+            env=triton_server.environment(),
             timeout=60,
             check=False,
         )
@@ -341,18 +343,18 @@ def test_first_error_line_is_tritons_own_line_when_the_grpc_port_is_taken(tmp_pa
     # gRPC core logs `chttp2_server.cc ... UNKNOWN:No address added ...` first: noise, not the reason.
     from tritonops.runtime import replica_logs
 
-    http, grpc, metrics = tritonserver.free_ports(3)
+    http, grpc, metrics = triton_server.free_ports(3)
     empty = tmp_path / "empty-repository"
     empty.mkdir()
     with socket.socket() as holder:
-        holder.bind((tritonserver.LOOPBACK, grpc))
+        holder.bind((triton_server.LOOPBACK, grpc))
         holder.listen()
         log = _triton_log(
             tmp_path,
             "grpc-busy",
             f"--model-repository={empty}",
             "--model-control-mode=explicit",
-            *(f"--{kind}-address={tritonserver.LOOPBACK}" for kind in ("http", "grpc", "metrics")),
+            *(f"--{kind}-address={triton_server.LOOPBACK}" for kind in ("http", "grpc", "metrics")),
             f"--http-port={http}",
             f"--grpc-port={grpc}",
             f"--metrics-port={metrics}",
@@ -362,22 +364,22 @@ def test_first_error_line_is_tritons_own_line_when_the_grpc_port_is_taken(tmp_pa
     line = replica_logs.first_error_line(log)
     assert line is not None and "main.cc" in line, line
     assert line.endswith(
-        f"failed to start GRPC service: Unavailable - Socket '{tritonserver.LOOPBACK}:{grpc}' already in use \""
+        f"failed to start GRPC service: Unavailable - Socket '{triton_server.LOOPBACK}:{grpc}' already in use \""
     )
 
 
 def test_first_error_line_stops_at_a_backend_traceback(tmp_path, backends):
-    from tritonops import onnx_samples
     from tritonops.runtime import replica_logs
+    from tritonops.triton import samples
 
     repository = tmp_path / "repository"
-    onnx_samples.linear(repository / "linear" / "1" / "model.onnx")
+    samples.linear(repository / "linear" / "1" / "model.onnx")
     (repository / "linear" / "config.pbtxt").write_text(
         'platform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
         'input [ { name: "input" data_type: TYPE_FP32 dims: [ 5 ] } ]\n'
         'output [ { name: "output" data_type: TYPE_FP32 dims: [ 2 ] } ]\n'
     )
-    http, grpc, metrics = tritonserver.free_ports(3)
+    http, grpc, metrics = triton_server.free_ports(3)
     log = _triton_log(
         tmp_path,
         "bad-dims",
@@ -385,7 +387,7 @@ def test_first_error_line_stops_at_a_backend_traceback(tmp_path, backends):
         f"--model-repository={repository}",
         "--model-control-mode=explicit",
         "--load-model=linear",
-        *(f"--{kind}-address={tritonserver.LOOPBACK}" for kind in ("http", "grpc", "metrics")),
+        *(f"--{kind}-address={triton_server.LOOPBACK}" for kind in ("http", "grpc", "metrics")),
         f"--http-port={http}",
         f"--grpc-port={grpc}",
         f"--metrics-port={metrics}",

@@ -14,10 +14,12 @@ import onnxruntime
 import pytest
 
 from tests.runtime.conftest import FAST_PROBES
-from tritonops import errors, onnx_samples, triton
+from tritonops import errors
 from tritonops.repository import checksums
-from tritonops.runtime import controlling, workspace
+from tritonops.runtime import control, workspace
 from tritonops.runtime.supervisor import State
+from tritonops.triton import client as triton_client
+from tritonops.triton import samples
 
 BATCH = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.25, 2.0]], dtype=np.float32)
 
@@ -25,8 +27,8 @@ BATCH = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.25, 2.0]], dtype=np.float3
 def _client(current, replica=0, *, authorised=True):
     address = current.replicas[replica].url.removeprefix("http://")
     if not authorised:
-        return triton.Client(address)
-    return triton.Client(address, api_header=current.api_header, api_key=current.api_key())
+        return triton_client.Client(address)
+    return triton_client.Client(address, api_header=current.api_header, api_key=current.api_key())
 
 
 def _repository(current) -> Path:
@@ -36,13 +38,11 @@ def _repository(current) -> Path:
 def _wait_for(work_dir: Path, predicate, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        current = controlling.status(work_dir)
+        current = control.status(work_dir)
         if predicate(current):
             return current
         time.sleep(0.2)
-    raise AssertionError(
-        f"{what} within {timeout_s} s; last: {controlling.describe(controlling.status(work_dir))}"
-    )
+    raise AssertionError(f"{what} within {timeout_s} s; last: {control.describe(control.status(work_dir))}")
 
 
 def _reference(model_file: Path, batch: np.ndarray) -> np.ndarray:
@@ -56,11 +56,11 @@ def pair(tmp_path_factory):
     from tests.runtime.conftest import free_port_offset
 
     work_dir = tmp_path_factory.mktemp("pair") / "work"
-    current = controlling.up(
+    current = control.up(
         "local", work_dir=work_dir, replicas=2, port_offset=free_port_offset(2), set_values=FAST_PROBES
     )
     yield current
-    controlling.down(work_dir)
+    control.down(work_dir)
 
 
 def test_replicas_reach_ready_through_the_rendered_probes(pair):
@@ -97,27 +97,28 @@ def test_metrics_counters_rise_after_inference(pair):
         "nv_inference_queue_duration_us",
         "nv_inference_request_duration_us",
     )
-    before = triton.scrape_metrics(metrics_url)
+    before = triton_client.scrape_metrics(metrics_url)
     with _client(pair) as client:
         for _ in range(3):
             client.infer("linear", {"input": BATCH})
     deadline = time.monotonic() + 10
     while True:
-        after = triton.scrape_metrics(metrics_url)
+        after = triton_client.scrape_metrics(metrics_url)
         moved = {
-            c: triton.metric_total(after, c, model="linear") > triton.metric_total(before, c, model="linear")
+            c: triton_client.metric_total(after, c, model="linear")
+            > triton_client.metric_total(before, c, model="linear")
             for c in counters
         }
         if all(moved.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert all(moved.values()), moved
-    success = triton.metric_total(
+    success = triton_client.metric_total(
         after, "nv_inference_request_success", model="linear"
-    ) - triton.metric_total(before, "nv_inference_request_success", model="linear")
-    items = triton.metric_total(after, "nv_inference_count", model="linear") - triton.metric_total(
-        before, "nv_inference_count", model="linear"
-    )
+    ) - triton_client.metric_total(before, "nv_inference_request_success", model="linear")
+    items = triton_client.metric_total(
+        after, "nv_inference_count", model="linear"
+    ) - triton_client.metric_total(before, "nv_inference_count", model="linear")
     assert success == 3 and items == 6, "3 requests of 2 items each"
 
 
@@ -149,7 +150,7 @@ def test_failed_candidate_load_keeps_replica_ready_and_serving_the_old_version(s
             time.sleep(0.2)
         assert client.model_ready("linear", 1)
         assert np.allclose(client.infer("linear", {"input": BATCH})["output"], expected, rtol=1e-5)
-    assert controlling.status(current.work_dir).replicas[0].state == State.READY
+    assert control.status(current.work_dir).replicas[0].state == State.READY
     assert "replica 0: NotReady" not in supervisor_log.read_text()[supervisor_seen:]
 
 
@@ -168,7 +169,7 @@ def test_pod_without_its_committed_models_is_kept_unready_until_they_load(start_
         client.load("mlp")
     _wait_for(current.work_dir, lambda s: s.replicas[0].state == State.READY, 10, "replica not Ready again")
     # A restart converges: the launcher loads both committed models before the pod is Ready.
-    os.kill(controlling.status(current.work_dir).replicas[0].pid, signal.SIGKILL)
+    os.kill(control.status(current.work_dir).replicas[0].pid, signal.SIGKILL)
     restarted = _wait_for(
         current.work_dir,
         lambda s: s.replicas[0].restarts >= 1 and s.replicas[0].state == State.READY,
@@ -195,24 +196,24 @@ def test_hung_replica_is_restarted_by_the_liveness_probe(start_runtime):
 def test_down_leaves_no_process_behind(start_runtime):
     current = start_runtime(replicas=2)
     pids = [r.pid for r in current.replicas]
-    controlling.down(current.work_dir)
+    control.down(current.work_dir)
     # down() SIGKILLs what is left; the kernel tears those processes down just after it returns.
     deadline = time.monotonic() + 10
     while (alive := [pid for pid in pids if _group_alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert alive == [], f"process groups {alive} survived down"
-    assert controlling.status(current.work_dir).running is False
+    assert control.status(current.work_dir).running is False
 
 
 def test_second_up_in_the_same_folder_is_refused(start_runtime):
     current = start_runtime()
     with pytest.raises(errors.InputError, match="already running here"):
-        controlling.up("local", work_dir=current.work_dir)
+        control.up("local", work_dir=current.work_dir)
 
 
 def test_failing_replica_is_reported_failed_with_its_reason(start_runtime, tmp_path):
     broken = tmp_path / "broken-repo"
-    onnx_samples.linear(broken / "linear" / "1" / "model.onnx")
+    samples.linear(broken / "linear" / "1" / "model.onnx")
     (broken / "linear" / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\nmax_batch_size: 8\n')
     (broken / "current.json").write_text(
         json.dumps(

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import rendering, tritonserver
+from tritonops.chart import render
 from tritonops.runtime import podspec
+from tritonops.triton import server as triton_server
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def plans(tmp_path_factory):
     work = tmp_path_factory.mktemp("plan")
     repository = work / "models"
     repository.mkdir()
-    item = rendering.render("local", set_values=["replicaCount=2"])
+    item = render.render("local", set_values=["replicaCount=2"])
     return (
         item,
         podspec.plan_replicas(
@@ -36,7 +37,7 @@ def test_command_is_the_rendered_one_with_the_image_swapped(plans):
     command = list(first.command)
     assert command[:2] == [sys.executable, str(work / "volumes" / "scripts" / "launch.py")]
     server = command[command.index("--") + 1 :]
-    assert server[0] == str(tritonserver.binary())
+    assert server[0] == str(triton_server.binary())
     assert server[1] == f"--backend-directory={work / 'backends'}"
     assert "--http-address=127.0.0.1" in server and "--grpc-address=127.0.0.1" in server
     rendered = item.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -96,7 +97,7 @@ def test_kubernetes_variable_expansion():
 
 def test_init_container_runs_only_where_its_command_exists(tmp_path):
     sha = "a" * 64
-    item = rendering.render(
+    item = render.render(
         "local",
         set_values=[
             "modelRepository.pvc.enabled=false",

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from tritonops import rendering, tritonserver
+from tritonops.chart import render
 from tritonops.runtime import podspec
+from tritonops.triton import server as triton_server
 
 NGC_ENTRYPOINT = "/opt/nvidia/nvidia_entrypoint.sh"
 
@@ -19,7 +20,7 @@ def _plan(tmp_path: Path, entrypoint: list[str] | None = None) -> podspec.Replic
     if entrypoint is not None:
         extra.append(tmp_path / "entrypoint.yaml")
         extra[0].write_text(yaml.safe_dump({"image": {"entrypoint": entrypoint}}), encoding="utf-8")
-    item = rendering.render("local", extra_files=extra)
+    item = render.render("local", extra_files=extra)
     (plan,) = podspec.plan_replicas(
         item, replicas=1, repository=tmp_path, work_dir=tmp_path, port_offset=0, backends=tmp_path / "b"
     )
@@ -32,7 +33,7 @@ def test_missing_ngc_entrypoint_is_skipped_and_recorded(tmp_path):
     assert plan.skipped_entrypoint == (NGC_ENTRYPOINT,)
     assert plan.command[:2] == (sys.executable, str(tmp_path / "volumes" / "scripts" / "launch.py"))
     assert NGC_ENTRYPOINT not in plan.command
-    assert str(tritonserver.binary()) in plan.command
+    assert str(triton_server.binary()) in plan.command
 
 
 def test_entrypoint_that_exists_here_runs_first(tmp_path):

@@ -14,8 +14,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tests.runtime.conftest import FAST_PROBES, free_port_offset
-from tritonops import tritonserver
-from tritonops.runtime import controlling
+from tritonops.runtime import control
+from tritonops.triton import server as triton_server
 
 RESTRICTED = [
     ("GET", "/v2/logging", None),
@@ -34,7 +34,7 @@ def server(tmp_path_factory):
     """One replica of the local render, and what `up` printed while starting it."""
     work_dir = tmp_path_factory.mktemp("restricted") / "work"
     said: list[str] = []
-    current = controlling.up(
+    current = control.up(
         "local",
         work_dir=work_dir,
         replicas=1,
@@ -43,7 +43,7 @@ def server(tmp_path_factory):
         progress=said.append,
     )
     yield current, said
-    controlling.down(work_dir)
+    control.down(work_dir)
 
 
 def _status(current, method: str, path: str, body, key: str | None) -> int:
@@ -54,7 +54,7 @@ def _status(current, method: str, path: str, body, key: str | None) -> int:
         headers={current.api_header: key} if key else {},
     )
     try:
-        with tritonserver.LOOPBACK_OPENER.open(request, timeout=10) as response:
+        with triton_server.LOOPBACK_OPENER.open(request, timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from tritonops import errors, triton
+from tritonops import errors
 from tritonops.repository import layout
 from tritonops.repository.findings import FindingSink
+from tritonops.triton import client as triton_client
 
 MANIFEST_SUFFIX = ".sha256"
 CHUNK = 1024 * 1024
@@ -144,7 +145,7 @@ def agent_block(model_dir: Path) -> str:
         for version_dir in folder.versions.values()
         for name, digest in file_digests(version_dir, "md5").items()
     }
-    config = triton.ModelConfig()
+    config = triton_client.ModelConfig()
     config.model_repository_agents.agents.add(name="checksum", parameters=parameters)
     return str(text_format.MessageToString(config))
 

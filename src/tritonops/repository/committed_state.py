@@ -16,9 +16,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tritonops import environments, triton
+from tritonops.chart import environments
 from tritonops.repository import configs
 from tritonops.repository.findings import Finding, FindingSink, Severity
+from tritonops.triton import client as triton_client
 
 SCRIPT = environments.CHART_DIR / "files" / "committed_state.py"
 DEFAULT_FILE = "current.json"
@@ -88,7 +89,7 @@ def _pin_disagreements(root: Path, records: dict[str, Any]) -> list[Finding]:
         if parsed is None:
             continue  # reported with the model
         launcher = script().pinned_versions(parsed.text)
-        policy: triton.ModelConfig = parsed.config
+        policy: triton_client.ModelConfig = parsed.config
         server = (
             sorted(set(policy.version_policy.specific.versions))
             if policy.version_policy.HasField("specific")

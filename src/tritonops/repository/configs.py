@@ -9,8 +9,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from tritonops import triton
 from tritonops.repository.findings import FindingSink
+from tritonops.triton import client as triton_client
 
 # Larger than any sane text config; past this the file is not read (it is not a config).
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -46,7 +46,7 @@ class ParsedConfig:
 
     path: Path
     text: str
-    config: triton.ModelConfig
+    config: triton_client.ModelConfig
 
     def line_of(self, *fragments: str) -> int | None:
         """The first line holding all fragments (e.g. a tensor's `name: "x"`), for findings."""
@@ -97,7 +97,7 @@ def read_config(path: Path, sink: FindingSink) -> ParsedConfig | None:
     except UnicodeDecodeError as error:
         sink.error(f"not UTF-8 text (byte {error.start}); save the config as UTF-8", file=file)
         return None
-    config = triton.ModelConfig()
+    config = triton_client.ModelConfig()
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as error:

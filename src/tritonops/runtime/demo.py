@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
-from tritonops import errors, triton
-from tritonops.runtime import controlling, workspace
+from tritonops import errors
+from tritonops.runtime import control, workspace
+from tritonops.triton import client as triton_client
 
 SMOKE_INPUTS = {
     "linear": np.array([[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0]], dtype=np.float32),
@@ -30,18 +31,18 @@ def run(work_dir: Path, *, say: Callable[[str], None], port_offset: int = 0) -> 
     try:
         return _run(work_dir, say, port_offset)
     except BaseException:
-        controlling.down(work_dir)
+        control.down(work_dir)
         raise
 
 
 def _run(work_dir: Path, say: Callable[[str], None], port_offset: int) -> int:
     started = time.monotonic()
     say("1/5 rendering the chart for `local` and starting the runtime (the rendered pod, real tritonserver)")
-    current = controlling.up(
+    current = control.up(
         "local", work_dir=work_dir, port_offset=port_offset, progress=lambda line: say(f"    {line}")
     )
     if current.failed:
-        raise errors.ServerError(controlling.failure_text(current.failed[0], work_dir))
+        raise errors.ServerError(control.failure_text(current.failed[0], work_dir))
     replica = current.replicas[0]
     address = replica.url.removeprefix("http://")
     metrics_url = replica.metrics_url
@@ -49,12 +50,12 @@ def _run(work_dir: Path, say: Callable[[str], None], port_offset: int) -> int:
     if current.api_key_file:
         say(f"    the repository API's key: {current.api_key_file} (header {current.api_header})")
     repository = Path(workspace.Workspace(current.work_dir).read_plan()["repository"])
-    with triton.Client(address, api_header=current.api_header, api_key=current.api_key()) as client:
+    with triton_client.Client(address, api_header=current.api_header, api_key=current.api_key()) as client:
         say(f"2/5 loading `mlp` through the repository API (header {current.api_header})")
         _check_restricted(address)
         client.load("mlp")
         say(f"    /v2/models/mlp/ready: {'200 ready' if client.model_ready('mlp') else 'NOT ready'}")
-        before = triton.scrape_metrics(metrics_url)
+        before = triton_client.scrape_metrics(metrics_url)
         say("3/5 smoke inferences, checked against onnxruntime in-process")
         for model, batch in SMOKE_INPUTS.items():
             got = client.infer(model, {"input": batch})["output"]
@@ -64,12 +65,12 @@ def _run(work_dir: Path, say: Callable[[str], None], port_offset: int) -> int:
             if verdict != "matches":
                 raise errors.TritonRequestError(f"{model}: Triton's answer differs from onnxruntime's")
         _wait_for_metrics_refresh()
-        after = triton.scrape_metrics(metrics_url)
+        after = triton_client.scrape_metrics(metrics_url)
     say("4/5 /metrics moved:")
     for model in SMOKE_INPUTS:
         for counter in ("nv_inference_request_success", "nv_inference_count", "nv_inference_exec_count"):
-            old = triton.metric_total(before, counter, model=model)
-            new = triton.metric_total(after, counter, model=model)
+            old = triton_client.metric_total(before, counter, model=model)
+            new = triton_client.metric_total(after, counter, model=model)
             say(f"    {counter}{{model={model}}}: {old:g} -> {new:g}")
     say(f"5/5 done in {time.monotonic() - started:.1f} s. The server keeps running; try:")
     say(f"    curl {replica.url}/v2/health/ready")
@@ -87,7 +88,7 @@ def _run(work_dir: Path, say: Callable[[str], None], port_offset: int) -> int:
 
 def _check_restricted(address: str) -> None:
     """The repository API must refuse a caller without the header (the chart's restricted API)."""
-    with triton.Client(address) as anonymous:
+    with triton_client.Client(address) as anonymous:
         try:
             anonymous.load("mlp")
         except errors.RepositoryApiForbidden:

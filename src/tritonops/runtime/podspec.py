@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonops import errors, rendering, tritonserver
+from tritonops import errors
+from tritonops.chart import render
+from tritonops.triton import server as triton_server
 
 PORT_FLAGS = {"http": "--http-port=", "grpc": "--grpc-port=", "metrics": "--metrics-port="}
 # Words the mapper replaces with their local equivalents: never an entrypoint to look up.
@@ -87,7 +89,7 @@ class ReplicaPlan:
 
 
 def plan_replicas(
-    item: rendering.Rendering,
+    item: render.Rendering,
     *,
     replicas: int,
     repository: Path,
@@ -134,7 +136,7 @@ def plan_replicas(
     return plans
 
 
-def replica_ports(item: rendering.Rendering, *, replicas: int, port_offset: int) -> list[dict[str, int]]:
+def replica_ports(item: render.Rendering, *, replicas: int, port_offset: int) -> list[dict[str, int]]:
     """Each replica's ports by name: the rendered container ports + port_offset + 10*i."""
     container = _triton_container(item)
     return [
@@ -143,7 +145,7 @@ def replica_ports(item: rendering.Rendering, *, replicas: int, port_offset: int)
     ]
 
 
-def _triton_container(item: rendering.Rendering) -> dict[str, Any]:
+def _triton_container(item: render.Rendering) -> dict[str, Any]:
     pod = item.one("Deployment")["spec"]["template"]["spec"]
     return dict(next(c for c in pod["containers"] if c["name"] == "triton"))
 
@@ -174,10 +176,10 @@ class _Mapper:
             mapped[0] = sys.executable
         if "tritonserver" in mapped:
             at = mapped.index("tritonserver")
-            mapped[at] = str(tritonserver.binary())
+            mapped[at] = str(triton_server.binary())
             mapped.insert(at + 1, f"--backend-directory={self.backends}")
             # Local replicas listen on loopback only: nothing but this machine may reach them.
-            loopback = [f"--{kind}-address={tritonserver.LOOPBACK}" for kind in ("http", "grpc", "metrics")]
+            loopback = [f"--{kind}-address={triton_server.LOOPBACK}" for kind in ("http", "grpc", "metrics")]
             mapped[at + 2 : at + 2] = loopback
         return [self._port(word) for word in mapped]
 
@@ -231,7 +233,7 @@ def _probe(probe: dict[str, Any] | None, mapper: _Mapper, env: dict[str, str]) -
     }
     if "httpGet" in probe:
         get = probe["httpGet"]
-        url = f"http://{tritonserver.LOOPBACK}:{mapper.port(get['port'])}{get.get('path', '/')}"
+        url = f"http://{triton_server.LOOPBACK}:{mapper.port(get['port'])}{get.get('path', '/')}"
         return ProbeSpec("http", url=url, **timing)  # type: ignore[arg-type]
     if "exec" in probe:
         command = tuple(mapper.command(list(probe["exec"]["command"]), env))
@@ -266,7 +268,7 @@ def _expand(word: str, env: dict[str, str]) -> str:
 
 
 def _shared_volume_folders(
-    item: rendering.Rendering, pod: dict[str, Any], work_dir: Path, repository: Path
+    item: render.Rendering, pod: dict[str, Any], work_dir: Path, repository: Path
 ) -> dict[str, Path]:
     """Volumes every replica shares: the model repository, ConfigMaps and Secrets."""
     folders: dict[str, Path] = {}
@@ -306,7 +308,7 @@ def _mounts(container: dict[str, Any], volumes: dict[str, Path]) -> tuple[dict[s
     return mounts, skipped
 
 
-def _write_config_map(item: rendering.Rendering, name: str, folder: Path) -> Path:
+def _write_config_map(item: render.Rendering, name: str, folder: Path) -> Path:
     config_map = next((m.body for m in item.of_kind("ConfigMap") if m.name == name), None)
     if config_map is None:
         raise errors.InputError(
@@ -318,7 +320,7 @@ def _write_config_map(item: rendering.Rendering, name: str, folder: Path) -> Pat
     return folder
 
 
-def _write_secret(item: rendering.Rendering, volume: dict[str, Any], folder: Path) -> Path:
+def _write_secret(item: render.Rendering, volume: dict[str, Any], folder: Path) -> Path:
     """The rendered Secret's items; an existing Secret (not rendered) gets a fresh local key."""
     folder.mkdir(parents=True, exist_ok=True)
     secret = next((m.body for m in item.of_kind("Secret") if m.name == volume["secretName"]), None)

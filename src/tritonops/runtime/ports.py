@@ -16,7 +16,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonops import errors, tritonserver
+from tritonops import errors
+from tritonops.triton import server as triton_server
 
 LOWEST, HIGHEST = 1024, 65535
 SUPERVISOR_MODULE = "tritonops.runtime.supervisor"
@@ -78,7 +79,7 @@ def check(ports: list[dict[str, int]], port_offset: int) -> None:
         raise errors.InputError(f"{_describe(busy)}: {hint + ', or ' if hint else ''}{OFFSET_HINT}")
 
 
-def in_use(port: int, host: str = tritonserver.LOOPBACK) -> bool:
+def in_use(port: int, host: str = triton_server.LOOPBACK) -> bool:
     """Whether binding `host:port` fails because something holds it (a listener, not TIME_WAIT)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from tritonops import tritonserver
 from tritonops.runtime.podspec import ProbeSpec
+from tritonops.triton import server as triton_server
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def run_probe(spec: ProbeSpec, env: dict[str, str] | None = None) -> ProbeResult
 
 def _http(spec: ProbeSpec) -> ProbeResult:
     try:
-        with tritonserver.LOOPBACK_OPENER.open(spec.url, timeout=spec.timeout_s) as response:
+        with triton_server.LOOPBACK_OPENER.open(spec.url, timeout=spec.timeout_s) as response:
             status = int(response.status)
     except urllib.error.HTTPError as error:
         status = error.code

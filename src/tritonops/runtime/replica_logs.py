@@ -23,7 +23,7 @@ _ERROR = re.compile(
     re.IGNORECASE,
 )
 # Error lines that never say why: every server started without a GPU logs the first three and
-# carries on (see tritonserver's docstring); gRPC core logs the last two before Triton's own line
+# carries on (see tritonops.triton.server's docstring); gRPC core logs the last two before Triton's own line
 # (`main.cc] "failed to start GRPC service: ... already in use"`) when a port is taken.
 _NOISE = (
     "Failed to initialize NVML",

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonops import tritonserver
 from tritonops.runtime import probes, replica_logs, workspace
 from tritonops.runtime.podspec import ReplicaPlan
+from tritonops.triton import server as triton_server
 
 log = logging.getLogger("tritonops.supervisor")
 
@@ -259,7 +259,7 @@ def run(work_dir: Path) -> int:
     recorded = json.loads(space.plan_file.read_text())
     plans = [ReplicaPlan.from_dict(data) for data in recorded["replicas"]]
     # The process env: this environment, the search paths `up` recorded, then the pod spec's env.
-    base_env = tritonserver.environment(additions=recorded.get("search_path_prepend", {}))
+    base_env = triton_server.environment(additions=recorded.get("search_path_prepend", {}))
     replicas = [Replica(plan, {**base_env, **plan.env}) for plan in plans]
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

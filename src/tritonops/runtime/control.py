@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonops import environments, errors, rendering, tritonserver
+from tritonops import errors
+from tritonops.chart import environments, render
 from tritonops.runtime import podspec, ports, replica_logs, workspace
 from tritonops.runtime.supervisor import State
+from tritonops.triton import server as triton_server
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +42,15 @@ class ReplicaStatus:
 
     @property
     def url(self) -> str:
-        return f"http://{tritonserver.LOOPBACK}:{self.ports.get('http')}"
+        return f"http://{triton_server.LOOPBACK}:{self.ports.get('http')}"
 
     @property
     def grpc_address(self) -> str:
-        return f"{tritonserver.LOOPBACK}:{self.ports.get('grpc')}"
+        return f"{triton_server.LOOPBACK}:{self.ports.get('grpc')}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{tritonserver.LOOPBACK}:{self.ports.get('metrics')}/metrics"
+        return f"http://{triton_server.LOOPBACK}:{self.ports.get('metrics')}/metrics"
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,13 @@ def up(
             f"`{workspace.command_hint('down', work_dir)}` first"
         )
     overrides = list(set_values) + ([f"replicaCount={replicas}"] if replicas else [])
-    item = rendering.render(env_name, extra_files=extra_files, set_values=overrides)
+    item = render.render(env_name, extra_files=extra_files, set_values=overrides)
     count = int(item.one("Deployment")["spec"].get("replicas") or item.values["autoscaling"]["minReplicas"])
     # Before anything starts: a port another process holds would answer this replica's probes.
     ports.check(podspec.replica_ports(item, replicas=count, port_offset=port_offset), port_offset)
     model_dir = _prepare_repository(space, repository)
     _reset(space)
-    backends = tritonserver.assemble_backends(space.root)
+    backends = triton_server.assemble_backends(space.root)
     plans = podspec.plan_replicas(
         item,
         replicas=count,
@@ -138,7 +140,7 @@ def up(
             # Never the caller's whole environment (it may hold secrets): only the search-path
             # entries the local server needs; the pod spec's env is in each replica's plan, and
             # the supervisor adds both to its own environment when it starts a replica.
-            "search_path_prepend": tritonserver.search_path_additions(),
+            "search_path_prepend": triton_server.search_path_additions(),
             "api_header": restricted["header"] if restricted["enabled"] else None,
             "api_key_file": str(space.root / "volumes" / "repository-api-key" / restricted["secretKey"])
             if restricted["enabled"]

@@ -1,4 +1,4 @@
-"""ONNX models built with onnx's helper API, model repository folders, and KServe v2 calls, for the runtime tests."""
+"""ONNX models built with onnx's helper API, model repository folders, and KServe v2 calls, for the Triton tests."""
 
 from __future__ import annotations
 

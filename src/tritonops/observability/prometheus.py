@@ -1,11 +1,11 @@
-"""Prometheus views of a rendering: the PrometheusRule's groups as a plain rule file (what
-promtool and a bare Prometheus read), and a scrape configuration derived from the ServiceMonitor
-the way prometheus-operator derives it (port, path, interval, timeout, target labels)."""
+"""Prometheus, run here on a rendering: a scrape configuration derived from the ServiceMonitor the
+way prometheus-operator derives it (port, path, interval, timeout, target labels), a whole
+configuration with the rendered rules (`rules.py`), and a real Prometheus server on loopback (Debian's
+`prometheus`) with the few HTTP calls the live checks make."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import shutil
@@ -21,7 +21,10 @@ from typing import Any
 
 import yaml
 
-from tritonops import errors, rendering, tritonserver
+from tritonops import errors
+from tritonops.chart import render
+from tritonops.observability import rules
+from tritonops.triton import server as triton_server
 
 
 @dataclass(frozen=True)
@@ -32,30 +35,7 @@ class Target:
     address: str
 
 
-def rule_file(item: rendering.Rendering, *, annotations: bool = True) -> dict[str, Any]:
-    """The rendered PrometheusRule's spec as a Prometheus rule file ({"groups": [...]}).
-
-    `annotations=False` drops the prose, for promtool's unit tests, which compare annotations
-    exactly; the firing logic is untouched."""
-    rules = item.of_kind("PrometheusRule")
-    if not rules:
-        raise errors.InputError(
-            f"{item.environment.name}: no PrometheusRule rendered; set monitoring.prometheusRule.enabled=true"
-        )
-    groups = copy.deepcopy(rules[0].body["spec"]["groups"])
-    if not annotations:
-        for group in groups:
-            for rule in group["rules"]:
-                rule.pop("annotations", None)
-    return {"groups": groups}
-
-
-def write_rule_file(item: rendering.Rendering, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(rule_file(item), sort_keys=False), encoding="utf-8")
-    return path
-
-
-def scrape_config(item: rendering.Rendering, targets: Sequence[Target]) -> dict[str, Any]:
+def scrape_config(item: render.Rendering, targets: Sequence[Target]) -> dict[str, Any]:
     """A scrape job equivalent to what prometheus-operator generates from the ServiceMonitor:
     job = the Service's name, and namespace, service, pod, endpoint labels on every target."""
     monitor = item.one("ServiceMonitor")
@@ -152,7 +132,7 @@ class Prometheus:
     def _get(self, path: str) -> dict[str, Any]:
 
         try:
-            with tritonserver.LOOPBACK_OPENER.open(self.url + path, timeout=10) as response:
+            with triton_server.LOOPBACK_OPENER.open(self.url + path, timeout=10) as response:
                 body = response.read()
         except (urllib.error.URLError, OSError) as error:
             raise errors.ToolError(f"{self.url}{path}: {error}") from error
@@ -160,7 +140,7 @@ class Prometheus:
 
 
 def prometheus_config(
-    item: rendering.Rendering, targets: Sequence[Target], rule_path: Path, *, interval: str = "1s"
+    item: render.Rendering, targets: Sequence[Target], rule_path: Path, *, interval: str = "1s"
 ) -> dict[str, Any]:
     """A whole Prometheus configuration: the ServiceMonitor's scrape job and the rendered rules."""
     job = scrape_config(item, targets)
@@ -168,6 +148,6 @@ def prometheus_config(
     job["scrape_timeout"] = interval
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": [str(write_rule_file(item, rule_path))],
+        "rule_files": [str(rules.write_rule_file(item, rule_path))],
         "scrape_configs": [job],
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tritonops import errors
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = PROJECT_ROOT / "charts" / "triton"
 VALUES_DIR = PROJECT_ROOT / "values"
 ARGOCD_DIR = PROJECT_ROOT / "deploy" / "argocd"

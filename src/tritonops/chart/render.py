@@ -26,7 +26,8 @@ import helm_python
 import jsonschema
 import yaml
 
-from tritonops import environments, errors
+from tritonops import errors
+from tritonops.chart import environments
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import onnxruntime
 from tritonops import errors
 
 PERF_ANALYZER = (
-    Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[2] / ".venv"))
+    Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[3] / ".venv"))
     / "libexec"
     / "perf_analyzer"
 )

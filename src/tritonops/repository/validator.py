@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonops import errors, triton
+from tritonops import errors
 from tritonops.repository import committed_state, configs, layout, signatures
 from tritonops.repository.findings import Finding, FindingSink, Severity
+from tritonops.triton import client as triton_client
 
 # A queue delay past this adds more latency than batching usually wins back.
 MAX_SANE_QUEUE_DELAY_US = 100_000
@@ -317,7 +318,7 @@ def _check_tensors(parsed: configs.ParsedConfig, sink: FindingSink) -> None:
             elif tensor.name in seen:
                 sink.error(f"duplicate {kind} name {tensor.name!r}", **at)
             seen.add(tensor.name)
-            if tensor.data_type == triton.data_type_value("TYPE_INVALID"):
+            if tensor.data_type == triton_client.data_type_value("TYPE_INVALID"):
                 sink.error(f"{kind} {tensor.name!r}: data_type is missing (e.g. TYPE_FP32)", **at)
             dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
             if not tensor.dims and not tensor.HasField("reshape"):
@@ -367,7 +368,7 @@ def _check_instance_groups(
     parsed: configs.ParsedConfig, sink: FindingSink, gpu_available: bool | None
 ) -> None:
     for group in parsed.config.instance_group:
-        kind = triton.ModelInstanceGroup.Kind.Name(group.kind)
+        kind = triton_client.ModelInstanceGroup.Kind.Name(group.kind)
         at = {
             "file": str(parsed.path),
             "line": parsed.line_of("KIND_") or parsed.line_of_field("instance_group"),
@@ -459,7 +460,7 @@ def _compare_onnx(model_file: Path, parsed: configs.ParsedConfig, sink: FindingS
                     f"{kind} {tensor.name!r} is not in the model; the model's {kind}s are {names}", **at
                 )
                 continue
-            configured_type = triton.data_type_name(tensor.data_type)
+            configured_type = triton_client.data_type_name(tensor.data_type)
             if configured_type != graph.data_type:
                 sink.error(
                     f"{kind} {tensor.name!r}: config says {configured_type}, the model says {graph.data_type}; set data_type: {graph.data_type}",
@@ -574,7 +575,7 @@ def _all_step_outputs(steps: Sequence[object]) -> set[str]:
     return {value for step in steps for value in step.output_map.values()}  # type: ignore[attr-defined]
 
 
-def _quiet_config(path: Path) -> triton.ModelConfig | None:
+def _quiet_config(path: Path) -> triton_client.ModelConfig | None:
     """A step model's config for cross-checks; its own problems are reported with that model."""
     if not path.is_file():
         return None

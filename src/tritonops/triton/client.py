@@ -1,12 +1,12 @@
 """The only module that imports tritonclient: Triton's ModelConfig protobuf and the client calls
 (health, repository index, load/unload with the restricted-API header, readiness per version,
-metadata, inference, metrics). tritonclient's exceptions become ours at one choke point."""
+metadata, inference), plus the metrics page read with prometheus_client's parser. tritonclient's
+exceptions become ours at one choke point."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 import time
 import urllib.error
 import urllib.request
@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 import tritonclient.http as httpclient
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from tritonops import errors, tritonserver
+from tritonops import errors
+from tritonops.triton import server as triton_server
 
 ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
@@ -133,28 +135,37 @@ def _translated(address: str, *, model: str | None = None) -> Iterator[None]:
         raise errors.TritonUnavailable(f"{subject}: no answer ({error})") from error
 
 
-METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape_metrics(
-    url: str, *, timeout_s: float = 5.0
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape_metrics(url: str, *, timeout_s: float = 5.0) -> Samples:
     """The Prometheus text page at `url` as {(metric, sorted labels): value}."""
     try:
-        with tritonserver.LOOPBACK_OPENER.open(url, timeout=timeout_s) as response:
+        with triton_server.LOOPBACK_OPENER.open(url, timeout=timeout_s) as response:
             text = response.read().decode("utf-8", errors="replace")
     except (urllib.error.URLError, OSError) as error:
         raise errors.TritonUnavailable(f"{url}: no metrics ({error})") from error
-    samples = {}
-    for line in text.splitlines():
-        match = METRIC_LINE.match(line)
-        if match is None or line.startswith("#"):
-            continue
-        labels = tuple(sorted(LABEL.findall(match.group(3) or "")))
-        with contextlib.suppress(ValueError):
-            samples[(match.group(1), labels)] = float(match.group(4))
-    return samples
+    try:
+        return parse_metrics(text)
+    except ValueError as error:
+        raise errors.TritonRequestError(f"{url}: not a Prometheus text page ({error})") from error
+
+
+def parse_metrics(text: str) -> Samples:
+    """A Prometheus text page as {(metric, sorted labels): value}, each series under the name the
+    page gives it, which is the name Prometheus stores and queries use.
+
+    prometheus_client's parser does the reading (escapes, NaN and +Inf, timestamps). Given a
+    `# TYPE x counter` line it renames the counter's samples to OpenMetrics names (`x` becomes
+    `x_total`, as for all of Triton's counters), so the TYPE lines are dropped first: every sample
+    is then read as untyped and keeps its name. Raises ValueError on a line that is not Prometheus
+    text."""
+    untyped = "\n".join(line for line in text.splitlines() if line.split(None, 2)[:2] != ["#", "TYPE"])
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(untyped)
+        for sample in family.samples
+    }
 
 
 def metric_total(

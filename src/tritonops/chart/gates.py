@@ -28,7 +28,8 @@ import helm_python
 import kubernetes_validate
 import yaml
 
-from tritonops import custom_resources, environments, errors, rendering
+from tritonops import errors
+from tritonops.chart import custom_resources, environments, render
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def run_gates(
     timings: dict[str, float] = {}
     with _timed(timings, "render"):
         renderings = [
-            rendering.render(name, extra_files=extra_files, set_values=set_values) for name in env_names
+            render.render(name, extra_files=extra_files, set_values=set_values) for name in env_names
         ]
     findings: list[Finding] = []
     with _timed(timings, "helm-lint"):
@@ -126,7 +127,7 @@ def run_gates(
     )
 
 
-def settings(item: rendering.Rendering) -> tuple[list[Finding], list[Finding]]:
+def settings(item: render.Rendering) -> tuple[list[Finding], list[Finding]]:
     """(findings, notes) on values the schema allows but a deployment should not run with."""
     env, values = item.environment.name, item.values
     findings, notes = [], []
@@ -153,14 +154,14 @@ def settings(item: rendering.Rendering) -> tuple[list[Finding], list[Finding]]:
     return findings, notes
 
 
-def _image(item: rendering.Rendering) -> str:
+def _image(item: render.Rendering) -> str:
     pod = item.one("Deployment")["spec"]["template"]["spec"]
     return str(next(c for c in pod["containers"] if c["name"] == "triton")["image"])
 
 
-def helm_lint(item: rendering.Rendering) -> list[Finding]:
+def helm_lint(item: render.Rendering) -> list[Finding]:
     """`helm lint --strict` with the environment's layered values."""
-    overrides = rendering.merge_layers(layer.values for layer in item.layers)
+    overrides = render.merge_layers(layer.values for layer in item.layers)
     report = helm_python.lint(
         str(item.chart_dir),
         overrides,
@@ -174,7 +175,7 @@ def helm_lint(item: rendering.Rendering) -> list[Finding]:
     return found
 
 
-def values_schema(item: rendering.Rendering) -> list[Finding]:
+def values_schema(item: render.Rendering) -> list[Finding]:
     """The merged values against values.schema.json (render already refuses bad values; this proves it)."""
     chart = helm_python.Chart.load(str(item.chart_dir))
     try:
@@ -184,7 +185,7 @@ def values_schema(item: rendering.Rendering) -> list[Finding]:
     return []
 
 
-def kubernetes_schema(item: rendering.Rendering) -> list[Finding]:
+def kubernetes_schema(item: render.Rendering) -> list[Finding]:
     """Every built-in object against the pinned Kubernetes OpenAPI schema, unknown fields rejected."""
     found = []
     for manifest in item.manifests:
@@ -207,7 +208,7 @@ def kubernetes_schema(item: rendering.Rendering) -> list[Finding]:
     return found
 
 
-def custom_resource_checks(item: rendering.Rendering) -> list[Finding]:
+def custom_resource_checks(item: render.Rendering) -> list[Finding]:
     """Custom resources against what their operators require; an unknown one is a finding too."""
     bodies = [manifest.body for manifest in item.manifests]
     found = []
@@ -263,7 +264,7 @@ def load_skips(path: Path = CHECKOV_SKIPS_FILE) -> list[Skip]:
 
 
 def checkov(
-    renderings: Sequence[rendering.Rendering], skips_file: Path = CHECKOV_SKIPS_FILE
+    renderings: Sequence[render.Rendering], skips_file: Path = CHECKOV_SKIPS_FILE
 ) -> tuple[list[Finding], list[tuple[Skip, str]], list[Skip]]:
     """checkov's Kubernetes policies on the rendered objects; listed skips applied, the rest must pass."""
     skips = load_skips(skips_file)
@@ -279,7 +280,7 @@ def checkov(
     return found, applied, [skip for skip in skips if id(skip) not in used]
 
 
-def _run_checkov(renderings: Sequence[rendering.Rendering]) -> list[tuple[str, str, str, str]]:
+def _run_checkov(renderings: Sequence[render.Rendering]) -> list[tuple[str, str, str, str]]:
     """Failed checks as (check id, check name, environment, KIND/NAME)."""
     binary = _checkov_binary()
     with tempfile.TemporaryDirectory(prefix="tritonops-checkov-") as scratch:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tritonops import rendering
+from tritonops.chart import render
 
 
-def describe(item: rendering.Rendering) -> dict[str, Any]:
+def describe(item: render.Rendering) -> dict[str, Any]:
     """Namespace, workload, scheduling, model repository, probes, monitoring and objects, as JSON-able data."""
     deployment = item.one("Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -49,7 +49,7 @@ def describe(item: rendering.Rendering) -> dict[str, Any]:
     }
 
 
-def summarize(item: rendering.Rendering) -> str:
+def summarize(item: render.Rendering) -> str:
     """`describe` as text: one `key: value` line per fact, lists one item per line."""
     facts = describe(item)
     scheduling, models, probes = facts["scheduling"], facts["models"], facts["probes"]
@@ -76,7 +76,7 @@ def summarize(item: rendering.Rendering) -> str:
     return "\n".join(lines)
 
 
-def _replicas(item: rendering.Rendering, deployment: dict[str, Any]) -> dict[str, Any]:
+def _replicas(item: render.Rendering, deployment: dict[str, Any]) -> dict[str, Any]:
     hpas = item.of_kind("HorizontalPodAutoscaler")
     if not hpas:
         return {"fixed": deployment["spec"].get("replicas")}
@@ -104,7 +104,7 @@ def _metric(metric: dict[str, Any]) -> str:
     return f"{metric['type']} metric {source['metric']['name']} (target {value})"
 
 
-def _disruption_budget(item: rendering.Rendering) -> dict[str, Any]:
+def _disruption_budget(item: render.Rendering) -> dict[str, Any]:
     pdbs = item.of_kind("PodDisruptionBudget")
     if not pdbs:
         return {}
@@ -143,7 +143,7 @@ def _probe(probe: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _release_label(item: rendering.Rendering, kind: str) -> str | None:
+def _release_label(item: render.Rendering, kind: str) -> str | None:
     found = item.of_kind(kind)
     if not found:
         return None

@@ -1,7 +1,7 @@
 """The sample model repository (`examples/model-repository/`) the demo and the tests use, built
 deterministically from code: `linear` (dynamic batching, committed as version 1) and `mlp`.
 
-    python -m tritonops.sample_repository [--check] [OUTPUT]
+    python -m tritonops.repository.sample [--check] [OUTPUT]
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tritonops import environments, onnx_samples
+from tritonops.chart import environments
 from tritonops.repository import checksums
+from tritonops.triton import samples
 
 DEFAULT_OUTPUT = environments.PROJECT_ROOT / "examples" / "model-repository"
 COMMITTED_AT = "2026-11-25T00:00:00Z"
@@ -48,9 +49,9 @@ def build(output: Path) -> None:
     """Write the whole sample repository into `output` (replacing it)."""
     if output.exists():
         shutil.rmtree(output)
-    onnx_samples.linear(output / "linear" / "1" / "model.onnx")
+    samples.linear(output / "linear" / "1" / "model.onnx")
     (output / "linear" / "config.pbtxt").write_text(LINEAR_CONFIG, encoding="utf-8")
-    onnx_samples.mlp(output / "mlp" / "1" / "model.onnx")
+    samples.mlp(output / "mlp" / "1" / "model.onnx")
     (output / "mlp" / "config.pbtxt").write_text(MLP_CONFIG, encoding="utf-8")
     checksums.write_manifests(output)
     committed = {
@@ -84,7 +85,7 @@ def differences(expected: Path, actual: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tritonops.sample_repository")
+    parser = argparse.ArgumentParser(prog="python -m tritonops.repository.sample")
     parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when the committed files differ from a fresh build"
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
         stale = differences(fresh, args.output) if args.output.exists() else ["(missing)"]
     if stale:
         print(
-            f"{args.output} is stale ({', '.join(stale)}); run `python -m tritonops.sample_repository`",
+            f"{args.output} is stale ({', '.join(stale)}); run `python -m tritonops.repository.sample`",
             file=sys.stderr,
         )
         return 1

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from tritonops import environments, errors
+from tritonops import errors
+from tritonops.chart import environments
 
 START = "<!-- values-table:start -->"
 END = "<!-- values-table:end -->"

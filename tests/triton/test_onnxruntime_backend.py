@@ -1,6 +1,6 @@
 """The Python-based onnxruntime backend on the real tritonserver: serves ONNX repositories, strict at load.
 
-The load refusals here come from our own backend (src/tritonops/backends/onnxruntime/model.py), not
+The load refusals here come from our own backend (src/tritonops/triton/backends/onnxruntime/model.py), not
 from Triton's core: the wheel's server has no ONNX Runtime backend. They stand for what a production
 pod's NVIDIA backend refuses only as far as ours mirrors triton-inference-server/onnxruntime_backend
 src/onnxruntime.cc (`ModelInstanceState::ValidateInputs`, `ModelInstanceState::ValidateOutputs`, with
@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.runtime.helpers import (
+from tests.triton.helpers import (
     infer,
     infer_inputs,
     linear_model,
@@ -26,7 +26,7 @@ from tests.runtime.helpers import (
     typed_model,
     write_model,
 )
-from tritonops import tritonserver
+from tritonops.triton import server as triton_server
 
 LINEAR_CONFIG = """
 platform: "onnxruntime_onnx"
@@ -136,10 +136,10 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(
     repository: Path, backends: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tritonserver.Server]:
+) -> Iterator[triton_server.Server]:
     """One real tritonserver for the module, explicit mode, with the two typed models loaded at start."""
     log_path = tmp_path_factory.mktemp("server") / "tritonserver.log"
-    with tritonserver.start(
+    with triton_server.start(
         repository,
         log_path=log_path,
         backend_directory=backends,
@@ -149,7 +149,7 @@ def server(
 
 
 @pytest.fixture(scope="module")
-def client(server: tritonserver.Server) -> Iterator[httpclient.InferenceServerClient]:
+def client(server: triton_server.Server) -> Iterator[httpclient.InferenceServerClient]:
     """An HTTP client with room for the concurrency test."""
     with httpclient.InferenceServerClient(server.url.removeprefix("http://"), concurrency=16) as http:
         yield http

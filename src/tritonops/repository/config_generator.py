@@ -7,9 +7,10 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from tritonops import errors, triton
+from tritonops import errors
 from tritonops.repository import checksums, configs, signatures
 from tritonops.repository.findings import FindingSink
+from tritonops.triton import client as triton_client
 
 CONFIG_FILE = "config.pbtxt"
 
@@ -88,13 +89,13 @@ def output_path(model_file: Path, output: str | None) -> Path:
     return target
 
 
-def _existing_version_policy(target: Path) -> triton.ModelConfig | None:
+def _existing_version_policy(target: Path) -> triton_client.ModelConfig | None:
     """The version_policy of the config about to be replaced; an InputError when that config
     cannot be read but may pin a version (a silently dropped pin loads the wrong version)."""
     parsed = configs.read_config(target, FindingSink())
     if parsed is not None:
         if parsed.config.HasField("version_policy"):
-            kept = triton.ModelConfig()
+            kept = triton_client.ModelConfig()
             kept.version_policy.CopyFrom(parsed.config.version_policy)
             return kept
         return None
@@ -114,7 +115,7 @@ def generate(
     model_file: Path,
     options: GenerateOptions,
     *,
-    version_policy: triton.ModelConfig | None = None,
+    version_policy: triton_client.ModelConfig | None = None,
 ) -> str:
     """The text of a config.pbtxt for an ONNX model; bad options or an unreadable model raise InputError.
 
@@ -130,7 +131,7 @@ def generate(
     if max_batch_size is None:
         max_batch_size = AUTO_COMPLETE_MAX_BATCH_SIZE if batchable else 0
     _check_options(model_file, options, max_batch_size, batchable, signature)
-    config = triton.ModelConfig(
+    config = triton_client.ModelConfig(
         name=options.name or default_name(model_file),
         platform="onnxruntime_onnx",
         max_batch_size=max_batch_size,
@@ -138,19 +139,19 @@ def generate(
     for tensor in signature.inputs:
         config.input.add(
             name=tensor.name,
-            data_type=triton.data_type_value(tensor.data_type),
+            data_type=triton_client.data_type_value(tensor.data_type),
             dims=_dims(tensor, max_batch_size),
         )
     for tensor in signature.outputs:
         config.output.add(
             name=tensor.name,
-            data_type=triton.data_type_value(tensor.data_type),
+            data_type=triton_client.data_type_value(tensor.data_type),
             dims=_dims(tensor, max_batch_size),
         )
     if options.dynamic_batching:
         config.dynamic_batching.max_queue_delay_microseconds = START_QUEUE_DELAY_US
     if options.instances:
-        kind = triton.ModelInstanceGroup.Kind.Value(f"KIND_{options.kind.upper()}")
+        kind = triton_client.ModelInstanceGroup.Kind.Value(f"KIND_{options.kind.upper()}")
         config.instance_group.add(count=options.instances, kind=kind)
     if version_policy is not None:
         config.version_policy.CopyFrom(version_policy.version_policy)

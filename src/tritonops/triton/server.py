@@ -119,7 +119,7 @@ def _prepend(entries: list[str], search_path: str) -> str:
 
 def backend_source() -> Path:
     """Our Python-based ONNX Runtime backend, as shipped in the package."""
-    resource = importlib.resources.files("tritonops.backends.onnxruntime") / "model.py"
+    resource = importlib.resources.files("tritonops.triton.backends.onnxruntime") / "model.py"
     return Path(str(resource))
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 import tritonops
-from tritonops import environments
+from tritonops.chart import environments
 
 
 def _help(run_cli, *command: str) -> str:

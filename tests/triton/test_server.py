@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from tests.runtime.helpers import infer, linear_model, write_model
-from tritonops import errors, tritonserver
+from tests.triton.helpers import infer, linear_model, write_model
+from tritonops import errors
+from tritonops.triton import server as triton_server
 
 PLAIN_PYTHON_MODEL = """
 import numpy as np
@@ -74,17 +75,17 @@ def _live_in_group(pgid: int) -> list[int]:
     return members
 
 
-def start(repository: Path, backends: Path, log_path: Path, **kwargs: object) -> tritonserver.Server:
-    return tritonserver.start(repository, log_path=log_path, backend_directory=backends, **kwargs)  # type: ignore[arg-type]
+def start(repository: Path, backends: Path, log_path: Path, **kwargs: object) -> triton_server.Server:
+    return triton_server.start(repository, log_path=log_path, backend_directory=backends, **kwargs)  # type: ignore[arg-type]
 
 
 def test_help_lists_every_option_we_pass() -> None:
     # tritonserver prints its usage on stderr and exits 1.
     result = subprocess.run(
-        [tritonserver.binary(), "--help"], capture_output=True, text=True, timeout=30, check=False
+        [triton_server.binary(), "--help"], capture_output=True, text=True, timeout=30, check=False
     )
     assert "Usage: tritonserver" in result.stderr
-    args = tritonserver.command(
+    args = triton_server.command(
         Path("/repo"),
         backend_directory=Path("/b"),
         http_port=1,
@@ -97,7 +98,7 @@ def test_help_lists_every_option_we_pass() -> None:
 
 
 def test_free_ports_are_distinct_and_bindable() -> None:
-    ports = tritonserver.free_ports(3)
+    ports = triton_server.free_ports(3)
     assert len(set(ports)) == 3
     for port in ports:
         with socket.socket() as sock:
@@ -105,7 +106,7 @@ def test_free_ports_are_distinct_and_bindable() -> None:
 
 
 def test_environment_puts_this_interpreter_first() -> None:
-    env = tritonserver.environment({"PATH": "/usr/bin", "PYTHONPATH": "/extra"})
+    env = triton_server.environment({"PATH": "/usr/bin", "PYTHONPATH": "/extra"})
     assert env["PATH"].split(os.pathsep)[-1] == "/usr/bin"
     assert (Path(env["PATH"].split(os.pathsep)[0]) / "python3").exists()
     assert env["PYTHONPATH"].split(os.pathsep)[-1] == "/extra"
@@ -114,15 +115,15 @@ def test_environment_puts_this_interpreter_first() -> None:
 
 def test_assembled_backends_link_the_wheel_and_carry_our_backend(backends: Path) -> None:
     assert (backends / "python").is_symlink()
-    assert (backends / "python").resolve() == (tritonserver.wheel_root() / "backends" / "python").resolve()
-    assert (backends / "onnxruntime" / "model.py").read_bytes() == tritonserver.backend_source().read_bytes()
-    stub = backends / "onnxruntime" / tritonserver.STUB_NAME
+    assert (backends / "python").resolve() == (triton_server.wheel_root() / "backends" / "python").resolve()
+    assert (backends / "onnxruntime" / "model.py").read_bytes() == triton_server.backend_source().read_bytes()
+    stub = backends / "onnxruntime" / triton_server.STUB_NAME
     assert stub.is_symlink() and os.access(stub, os.X_OK)
-    assert (backends / "onnxruntime" / tritonserver.UTILS_NAME).is_file()
+    assert (backends / "onnxruntime" / triton_server.UTILS_NAME).is_file()
 
 
 def test_assembling_twice_is_harmless(backends: Path) -> None:
-    assert tritonserver.assemble_backends(backends.parent) == backends
+    assert triton_server.assemble_backends(backends.parent) == backends
     assert (backends / "python").is_symlink()
 
 

@@ -1,0 +1,119 @@
+"""Reading Triton's /metrics page (the Prometheus text format) with prometheus_client's parser."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tritonops import errors
+from tritonops.triton import client as triton_client
+from tritonops.triton import server as triton_server
+
+# The shape of Triton 2.51's page: HELP and TYPE lines, counters without a _total suffix.
+TRITON_PAGE = """\
+# HELP nv_inference_request_success Number of successful inference requests, all batch sizes
+# TYPE nv_inference_request_success counter
+nv_inference_request_success{model="linear",version="1"} 3
+nv_inference_request_success{model="mlp",version="1"} 2
+# HELP nv_inference_request_failure Number of failed inference requests, all batch sizes
+# TYPE nv_inference_request_failure counter
+nv_inference_request_failure{model="linear",reason="BACKEND",version="1"} 1
+# HELP nv_cpu_memory_used_bytes CPU free memory (RAM), in bytes
+# TYPE nv_cpu_memory_used_bytes gauge
+nv_cpu_memory_used_bytes 123456789
+"""
+
+
+def series(metric: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return metric, tuple(sorted(labels.items()))
+
+
+def test_counters_keep_the_names_the_page_gives_them():
+    # prometheus_client alone would read these as nv_inference_request_success_total (OpenMetrics).
+    samples = triton_client.parse_metrics(TRITON_PAGE)
+    assert samples == {
+        series("nv_inference_request_success", model="linear", version="1"): 3.0,
+        series("nv_inference_request_success", model="mlp", version="1"): 2.0,
+        series("nv_inference_request_failure", model="linear", reason="BACKEND", version="1"): 1.0,
+        series("nv_cpu_memory_used_bytes"): 123456789.0,
+    }
+    assert triton_client.metric_total(samples, "nv_inference_request_success") == 5.0
+    assert triton_client.metric_total(samples, "nv_inference_request_success", model="mlp") == 2.0
+
+
+def test_a_counter_named_with_total_keeps_its_suffix():
+    page = '# TYPE requests_total counter\nrequests_total{code="200"} 7\n'
+    assert triton_client.parse_metrics(page) == {series("requests_total", code="200"): 7.0}
+
+
+def test_label_values_are_unescaped_and_may_hold_braces_and_commas():
+    page = 'm{model="a}b,c",path="C:\\\\models",quote="say \\"hi\\""} 1\n'
+    assert triton_client.parse_metrics(page) == {
+        series("m", model="a}b,c", path="C:\\models", quote='say "hi"'): 1.0
+    }
+
+
+def test_histogram_and_summary_series_keep_their_suffixes_and_timestamps_are_ignored():
+    page = """\
+# TYPE latency histogram
+latency_bucket{le="100"} 1
+latency_bucket{le="+Inf"} 2
+latency_sum 150
+latency_count 2
+# TYPE queue summary
+queue{quantile="0.5"} 3
+queue_count 4 1700000000000
+"""
+    samples = triton_client.parse_metrics(page)
+    assert samples[series("latency_bucket", le="+Inf")] == 2.0
+    assert samples[series("latency_sum")] == 150.0
+    assert samples[series("queue", quantile="0.5")] == 3.0
+    assert samples[series("queue_count")] == 4.0
+
+
+@pytest.fixture
+def page_server() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback HTTP server answering every GET with the body in its list (set by the test)."""
+    body: list[bytes] = [b""]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body[0])))
+            self.end_headers()
+            self.wfile.write(body[0])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((triton_server.LOOPBACK, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{triton_server.LOOPBACK}:{server.server_address[1]}/metrics", body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_scrape_reads_the_page_over_http(page_server):
+    url, body = page_server
+    body[0] = TRITON_PAGE.encode()
+    assert triton_client.scrape_metrics(url) == triton_client.parse_metrics(TRITON_PAGE)
+
+
+def test_a_page_that_is_not_prometheus_text_is_refused_naming_the_url(page_server):
+    url, body = page_server
+    body[0] = b"<html><body>not metrics</body></html>\n"
+    with pytest.raises(errors.TritonRequestError, match=f"{url}: not a Prometheus text page"):
+        triton_client.scrape_metrics(url)
+
+
+def test_no_answer_is_temporary_and_names_the_url():
+    (port,) = triton_server.free_ports(1)
+    url = f"http://{triton_server.LOOPBACK}:{port}/metrics"
+    with pytest.raises(errors.TritonUnavailable, match=f"{url}: no metrics"):
+        triton_client.scrape_metrics(url, timeout_s=2.0)
