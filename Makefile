@@ -31,13 +31,9 @@ lint: setup
 
 docs: setup
 	$(TRITONOPS) docs --write
-	$(PY) -m tritonops.observability.dashboard --write
-	$(PY) -m tritonops.repository.sample
 
 docs-check: setup
 	$(TRITONOPS) docs --check
-	$(PY) -m tritonops.observability.dashboard --check
-	$(PY) -m tritonops.repository.sample --check
 
 bench: setup
 	$(PY) bench/render.py

@@ -26,7 +26,7 @@ from tests.observability.test_alert_rules import alert_tests  # noqa: E402
 
 from tritonops.chart import render  # noqa: E402
 from tritonops.observability import prometheus as prom  # noqa: E402
-from tritonops.observability import rules  # noqa: E402
+from tritonops.observability import rule_file as rules  # noqa: E402
 from tritonops.runtime import control  # noqa: E402
 from tritonops.triton import client as triton_client  # noqa: E402
 from tritonops.triton import server as triton_server  # noqa: E402

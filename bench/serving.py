@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from tritonops.repository import config_generator  # noqa: E402
 from tritonops.runtime import control  # noqa: E402
-from tritonops.triton import perf_analyzer, samples  # noqa: E402
+from tritonops.triton import onnx_models, perf_analyzer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SIZES = (512, 2048, 2048, 2048, 16)
@@ -33,7 +33,7 @@ VARIANTS = {
 
 
 def build_repository(root: Path) -> Path:
-    model_file = samples.mlp(root / "mlp_default" / "1" / "model.onnx", sizes=SIZES)
+    model_file = onnx_models.mlp(root / "mlp_default" / "1" / "model.onnx", sizes=SIZES)
     for name, options in VARIANTS.items():
         target = root / name / "1" / "model.onnx"
         if not target.exists():

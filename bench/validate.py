@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tritonops.repository import config_generator, validator  # noqa: E402
-from tritonops.triton import samples as onnx_models  # noqa: E402
+from tritonops.triton import onnx_models  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "validate.json"
 MODELS = 50

@@ -67,3 +67,25 @@ def test_a_command_group_without_its_command_names_the_choices(run_cli, command,
     result = run_cli(*command)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith(expected) and "repo_command" not in result.stderr
+
+
+def test_docs_check_covers_the_dashboard_and_the_sample_repository(tmp_path, monkeypatch, capsys):
+    # One command regenerates and checks every generated file (the Makefile calls only this one).
+    from tritonops import cli
+    from tritonops.observability import dashboard
+    from tritonops.repository import example_repository
+
+    stale_dashboard = tmp_path / "triton.json"
+    stale_dashboard.write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(dashboard, "DASHBOARD_FILE", stale_dashboard)
+    assert cli.main(["docs", "--check"]) == 1
+    assert str(stale_dashboard) in capsys.readouterr().err
+
+    monkeypatch.setattr(dashboard, "DASHBOARD_FILE", tmp_path / "fresh.json")
+    assert dashboard.main(["--write", "--file", str(tmp_path / "fresh.json")]) == 0
+    empty_repository = tmp_path / "model-repository"
+    empty_repository.mkdir()
+    monkeypatch.setattr(example_repository, "DEFAULT_OUTPUT", empty_repository)
+    capsys.readouterr()
+    assert cli.main(["docs", "--check"]) == 1
+    assert str(empty_repository) in capsys.readouterr().err

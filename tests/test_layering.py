@@ -23,7 +23,19 @@ PACKAGE = ROOT / "src" / "tritonops"
 # layer -> the other layers its modules may import (a layer may always import itself). A layer is a
 # subpackage, or one of the top-level modules: cli, errors and the package root (its __init__).
 LAYERS: dict[str, frozenset[str]] = {
-    "cli": frozenset({"tritonops", "errors", "chart", "repository", "observability", "triton", "runtime"}),
+    "cli": frozenset(
+        {
+            "tritonops",
+            "errors",
+            "chart",
+            "repository",
+            "observability",
+            "triton",
+            "runtime",
+            "promotion",
+            "cluster",
+        }
+    ),
     "tritonops": frozenset({"errors", "chart"}),  # the public surface re-exports render and the errors
     "promotion": frozenset({"errors", "chart", "repository", "observability", "triton", "cluster"}),
     "runtime": frozenset({"errors", "chart", "repository", "observability", "triton"}),
@@ -72,6 +84,8 @@ def imports(package: Path, path: Path, modules: set[str]) -> Iterator[Import]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield Import(source, f"{where}:{node.lineno}", alias.name)
+        elif isinstance(node, ast.Call) and _imported_by_name(node):
+            yield Import(source, f"{where}:{node.lineno}", _imported_by_name(node))
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -80,6 +94,17 @@ def imports(package: Path, path: Path, modules: set[str]) -> Iterator[Import]:
             for alias in node.names:
                 candidate = f"{base}.{alias.name}"
                 yield Import(source, f"{where}:{node.lineno}", candidate if candidate in modules else base)
+
+
+def _imported_by_name(call: ast.Call) -> str:
+    """The module an `importlib.import_module("...")` or `__import__("...")` call with a constant
+    name loads, else ''."""
+    function = call.func
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+    if name not in ("import_module", "__import__") or not call.args:
+        return ""
+    first = call.args[0]
+    return first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else ""
 
 
 def all_imports(package: Path) -> list[Import]:
@@ -114,6 +139,11 @@ def test_every_module_belongs_to_a_layer():
         if layer_of(module_name(PACKAGE, path)) not in LAYERS
     ]
     assert not strays, "\n".join(strays)
+
+
+def test_the_cli_may_import_every_other_layer():
+    """The CLI is the top: a new layer (promotion, cluster) must be reachable from it."""
+    assert LAYERS["cli"] == frozenset(LAYERS) - {"cli"}
 
 
 def test_the_layer_table_flows_one_way():
@@ -197,13 +227,23 @@ def test_backend_files_import_nothing_from_tritonops():
         ),
         (
             "repository/bad.py",
-            "from ..observability import rules\n",
-            "imports tritonops.observability.rules: layer repository may import only chart, errors, "
+            "from ..observability import rule_file\n",
+            "imports tritonops.observability.rule_file: layer repository may import only chart, errors, "
             "triton (observability is not below repository",
         ),
         ("stray.py", "from tritonops import errors\n", "(tritonops.stray): in no layer"),
+        (
+            "chart/bad.py",
+            "import importlib\nimportlib.import_module('tritonops.runtime.control')\n",
+            "imports tritonops.runtime.control: layer chart may import only errors",
+        ),
+        (
+            "triton/bad.py",
+            "def late():\n    return __import__('tritonops.cli')\n",
+            "imports tritonops.cli: layer triton may import only errors (nothing imports the CLI",
+        ),
     ],
-    ids=["module-level", "function-level", "relative", "top-level-module"],
+    ids=["module-level", "function-level", "relative", "top-level-module", "import_module", "__import__"],
 )
 def test_a_wrong_import_is_named_with_its_module_and_rule(tmp_path, source, text, words):
     """The layer check fails on each kind of import, naming the file, the import and the rule."""

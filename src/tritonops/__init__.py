@@ -8,7 +8,7 @@ The package's folders are its layers; data flows one way, top to bottom, and not
     cluster/            (room) what needs a Kubernetes API, behind small interfaces
     chart/              values layering, Helm rendering, gates, summary, values docs
     repository/         a model repository as data: layout, configs, signatures, checksums, validation
-    observability/      the Prometheus rules, a real Prometheus for the live checks, the Grafana dashboard
+    observability/      the chart's Prometheus rules as a rule file, a real Prometheus for the live checks, the Grafana dashboard
     triton/             the Triton client (the only importer of tritonclient), the local server, backends
     errors              one error hierarchy; the type decides retry or rollback, and the exit code
 

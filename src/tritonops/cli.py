@@ -23,7 +23,8 @@ import yaml
 import tritonops
 from tritonops import errors
 from tritonops.chart import environments, gates, render, summary, values_docs
-from tritonops.repository import checksums, config_generator, validator
+from tritonops.observability import dashboard
+from tritonops.repository import checksums, config_generator, example_repository, validator
 from tritonops.runtime import control, demo, workspace
 
 log = logging.getLogger("tritonops")
@@ -148,10 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_work_dir(down)
     down.set_defaults(handler=_down)
 
-    docs = commands.add_parser("docs", help="generate the chart README's values table")
+    docs = commands.add_parser(
+        "docs",
+        help="regenerate or check every generated file: the chart README's values table, "
+        "the Grafana dashboard JSON and the sample model repository",
+    )
     mode = docs.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="rewrite the table in charts/triton/README.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 when the committed table is stale")
+    mode.add_argument("--write", action="store_true", help="rewrite every generated file")
+    mode.add_argument("--check", action="store_true", help="exit 1 when any generated file is stale")
     docs.set_defaults(handler=_docs)
     _add_repo_commands(commands)
     _describe_commands(commands)
@@ -445,6 +450,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _docs(args: argparse.Namespace) -> int:
+    """Every generated file: the chart README's values table, the dashboard, the sample repository."""
     readme = environments.CHART_DIR / "README.md"
     docs, undocumented = values_docs.parse()
     if undocumented:
@@ -453,12 +459,19 @@ def _docs(args: argparse.Namespace) -> int:
     if args.write:
         readme.write_text(updated, encoding="utf-8")
         print(f"wrote the values table ({len(docs)} keys) to {readme}")
-        return 0
-    if updated != readme.read_text(encoding="utf-8"):
-        print(f"{readme}: the values table is stale; run `make docs`", file=sys.stderr)
-        return 1
-    print(f"{readme}: values table is current ({len(docs)} keys)")
-    return 0
+    elif updated != readme.read_text(encoding="utf-8"):
+        print(f"{readme}: the values table is stale; run `tritonops docs --write`", file=sys.stderr)
+        return 1 | _other_generated_files(check=True)
+    else:
+        print(f"{readme}: values table is current ({len(docs)} keys)")
+    return _other_generated_files(check=args.check)
+
+
+def _other_generated_files(*, check: bool) -> int:
+    """The dashboard JSON and the sample repository, written or checked by their own generators."""
+    dashboard_code = dashboard.main(["--check" if check else "--write"])
+    repository_code = example_repository.main(["--check"] if check else [])
+    return max(dashboard_code, repository_code)
 
 
 def _repo_validate(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tritonops.chart import render
-from tritonops.observability import rules
+from tritonops.observability import rule_file as rules
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(

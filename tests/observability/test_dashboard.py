@@ -145,7 +145,7 @@ def test_check_names_the_stale_file_and_the_command_that_fixes_it(tmp_path: Path
     assert builder.main(["--check", "--file", str(stale)]) == 1
     message = capsys.readouterr().err
     assert str(stale) in message
-    assert "python -m tritonops.observability.dashboard --write" in message
+    assert "tritonops docs --write" in message
 
 
 def test_check_fails_when_the_file_is_missing(tmp_path: Path, capsys):
@@ -218,6 +218,7 @@ def test_template_variables(dashboard):
     for name in ("namespace", "model", "pod"):
         assert variables[name]["type"] == "query"
         assert variables[name]["datasource"]["uid"] == "${datasource}"
+        assert variables[name]["definition"] == _variable_query(variables[name])  # Grafana's list shows it
 
 
 def test_variable_ids_are_their_names(dashboard):

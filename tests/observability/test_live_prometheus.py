@@ -25,12 +25,13 @@ import pytest
 from tests.observability import kube_state
 from tests.runtime.conftest import free_port_offset
 from tritonops.chart import render
-from tritonops.observability import dashboard, rules
+from tritonops.observability import dashboard
 from tritonops.observability import prometheus as prom
-from tritonops.repository import config_generator, sample
+from tritonops.observability import rule_file as rules
+from tritonops.repository import config_generator, example_repository
 from tritonops.runtime import control
 from tritonops.triton import client as triton_client
-from tritonops.triton import samples
+from tritonops.triton import onnx_models
 from tritonops.triton import server as triton_server
 
 pytestmark = pytest.mark.skipif(
@@ -58,12 +59,12 @@ def stack(tmp_path_factory):
     and on the kube-state-metrics stand-in."""
     root = tmp_path_factory.mktemp("live")
     repository = root / "models"
-    shutil.copytree(sample.DEFAULT_OUTPUT, repository)
-    heavy = samples.compute_heavy(repository / "heavy" / "1" / "model.onnx")
+    shutil.copytree(example_repository.DEFAULT_OUTPUT, repository)
+    heavy = onnx_models.compute_heavy(repository / "heavy" / "1" / "model.onnx")
     options = config_generator.GenerateOptions(name="heavy", max_batch_size=8, instances=1)
     (repository / "heavy" / "config.pbtxt").write_text(config_generator.generate(heavy, options))
     # Only the recording-rule test sends to `batches`: no other test's requests enter its 1m window.
-    batches = samples.linear(repository / "batches" / "1" / "model.onnx")
+    batches = onnx_models.linear(repository / "batches" / "1" / "model.onnx")
     options = config_generator.GenerateOptions(name="batches", max_batch_size=8, instances=1)
     (repository / "batches" / "config.pbtxt").write_text(config_generator.generate(batches, options))
     runtime_dir = root / "runtime"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonops.triton import samples as onnx_models
+from tritonops.triton import onnx_models
 
 LINEAR_CONFIG = """
 name: "{name}"

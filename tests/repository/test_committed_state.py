@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tritonops.chart import environments
-from tritonops.repository import checksums, committed_state, sample, validator
+from tritonops.repository import checksums, committed_state, example_repository, validator
 from tritonops.repository.findings import Finding, Severity
-from tritonops.triton import samples
+from tritonops.triton import onnx_models
 
 LAUNCH = environments.CHART_DIR / "files" / "launch.py"
 PIN = "version_policy {{ specific {{ versions: [ {version} ] }} }}\n"
@@ -95,7 +95,7 @@ def _pin(repo: Path, text: str) -> None:
 
 
 def _second_version(repo: Path) -> None:
-    samples.linear(repo / "linear" / "2" / "model.onnx", in_shape=("batch", 4))
+    onnx_models.linear(repo / "linear" / "2" / "model.onnx", in_shape=("batch", 4))
 
 
 # Each case breaks a committed repository the way users (or a half-done promotion) do, and names
@@ -296,7 +296,7 @@ def test_validate_cli_names_the_digest_finding_and_exits_1(committed_repo: Path,
 
 
 def test_sample_repository_and_its_committed_state_validate_clean() -> None:
-    root = sample.DEFAULT_OUTPUT
+    root = example_repository.DEFAULT_OUTPUT
     assert committed_state.script().read(str(root / "current.json")) == {"linear": 1}
     assert committed_state.check(root) == []
     assert validator.validate(root).findings == ()
@@ -304,7 +304,7 @@ def test_sample_repository_and_its_committed_state_validate_clean() -> None:
 
 def test_sample_repository_with_a_changed_committed_file_fails(tmp_path: Path) -> None:
     copy = tmp_path / "sample"
-    shutil.copytree(sample.DEFAULT_OUTPUT, copy)
+    shutil.copytree(example_repository.DEFAULT_OUTPUT, copy)
     (copy / "linear" / "1" / "model.onnx.bak").write_bytes(b"")
 
     (finding,) = validator.validate(copy).errors
@@ -347,7 +347,7 @@ def test_chart_script_and_package_compute_the_same_version_digest(tmp_path: Path
     if folder == "awkward":
         version = _awkward_version_folder(tmp_path)
     else:
-        version = sample.DEFAULT_OUTPUT / folder.removeprefix("sample-") / "1"
+        version = example_repository.DEFAULT_OUTPUT / folder.removeprefix("sample-") / "1"
     script = committed_state.script()
 
     assert script.file_digests(str(version)) == checksums.file_digests(version)
@@ -379,6 +379,6 @@ def test_digest_covers_symlinked_folders_as_triton_reads_them_and_stops_at_loops
 
 
 def test_sample_record_holds_the_digest_both_implementations_compute() -> None:
-    root = sample.DEFAULT_OUTPUT
+    root = example_repository.DEFAULT_OUTPUT
     recorded = json.loads((root / "current.json").read_text(encoding="utf-8"))["models"]["linear"]["digest"]
     assert committed_state.script().version_digest(str(root / "linear" / "1")) == recorded

@@ -28,7 +28,7 @@ import onnxruntime
 import pytest
 
 from tritonops.repository import config_generator, validator
-from tritonops.triton import samples as onnx_models
+from tritonops.triton import onnx_models
 from tritonops.triton import server as triton_server
 
 TENSORS = 'input [{{ name: "input" data_type: {dtype} dims: {i} }}]\noutput [{{ name: "output" data_type: TYPE_FP32 dims: {o} }}]\n'

@@ -8,7 +8,7 @@ from tests.repository.conftest import mode_of
 from tritonops import errors
 from tritonops.repository import config_generator, validator
 from tritonops.triton import client as triton_client
-from tritonops.triton import samples as onnx_models
+from tritonops.triton import onnx_models
 
 BUILDERS = onnx_models.BUILDERS
 

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from tritonops.repository import checksums, sample, validator
+from tritonops.repository import checksums, example_repository, validator
 
 
 def test_committed_sample_matches_a_fresh_build(tmp_path):
     fresh = tmp_path / "sample"
-    sample.build(fresh)
-    assert sample.differences(fresh, sample.DEFAULT_OUTPUT) == []
+    example_repository.build(fresh)
+    assert example_repository.differences(fresh, example_repository.DEFAULT_OUTPUT) == []
 
 
 def test_sample_validates_clean_and_its_manifests_verify():
-    assert validator.validate(sample.DEFAULT_OUTPUT).findings == ()
-    assert all(result.ok for result in checksums.verify_manifests(sample.DEFAULT_OUTPUT))
+    assert validator.validate(example_repository.DEFAULT_OUTPUT).findings == ()
+    assert all(result.ok for result in checksums.verify_manifests(example_repository.DEFAULT_OUTPUT))
 
 
 def test_committed_state_pins_what_the_config_pins():
     import json
     import runpy
 
-    state = json.loads((sample.DEFAULT_OUTPUT / "current.json").read_text())
+    state = json.loads((example_repository.DEFAULT_OUTPUT / "current.json").read_text())
     assert state["models"]["linear"]["version"] == 1
-    committed_state = runpy.run_path(str(sample.environments.CHART_DIR / "files" / "committed_state.py"))
-    assert committed_state["read"](str(sample.DEFAULT_OUTPUT / "current.json")) == {"linear": 1}
-    committed_state["check_repository"](str(sample.DEFAULT_OUTPUT), {"linear": 1})
-    digest = checksums.version_digest(sample.DEFAULT_OUTPUT / "linear" / "1")
+    committed_state = runpy.run_path(
+        str(example_repository.environments.CHART_DIR / "files" / "committed_state.py")
+    )
+    assert committed_state["read"](str(example_repository.DEFAULT_OUTPUT / "current.json")) == {"linear": 1}
+    committed_state["check_repository"](str(example_repository.DEFAULT_OUTPUT), {"linear": 1})
+    digest = checksums.version_digest(example_repository.DEFAULT_OUTPUT / "linear" / "1")
     assert state["models"]["linear"]["digest"] == digest

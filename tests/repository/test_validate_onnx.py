@@ -7,7 +7,7 @@ import pytest
 
 from tritonops.repository import validator
 from tritonops.repository.signatures import onnx_signature
-from tritonops.triton import samples as onnx_models
+from tritonops.triton import onnx_models
 
 LINEAR_TENSORS = 'input [{{ name: "input" data_type: TYPE_FP32 dims: {i} }}]\noutput [{{ name: "output" data_type: TYPE_FP32 dims: {o} }}]\n'
 

@@ -370,10 +370,10 @@ def test_first_error_line_is_tritons_own_line_when_the_grpc_port_is_taken(tmp_pa
 
 def test_first_error_line_stops_at_a_backend_traceback(tmp_path, backends):
     from tritonops.runtime import replica_logs
-    from tritonops.triton import samples
+    from tritonops.triton import onnx_models
 
     repository = tmp_path / "repository"
-    samples.linear(repository / "linear" / "1" / "model.onnx")
+    onnx_models.linear(repository / "linear" / "1" / "model.onnx")
     (repository / "linear" / "config.pbtxt").write_text(
         'platform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
         'input [ { name: "input" data_type: TYPE_FP32 dims: [ 5 ] } ]\n'

@@ -19,7 +19,7 @@ from tritonops.repository import checksums
 from tritonops.runtime import control, workspace
 from tritonops.runtime.supervisor import State
 from tritonops.triton import client as triton_client
-from tritonops.triton import samples
+from tritonops.triton import onnx_models
 
 BATCH = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.25, 2.0]], dtype=np.float32)
 
@@ -213,7 +213,7 @@ def test_second_up_in_the_same_folder_is_refused(start_runtime):
 
 def test_failing_replica_is_reported_failed_with_its_reason(start_runtime, tmp_path):
     broken = tmp_path / "broken-repo"
-    samples.linear(broken / "linear" / "1" / "model.onnx")
+    onnx_models.linear(broken / "linear" / "1" / "model.onnx")
     (broken / "linear" / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\nmax_batch_size: 8\n')
     (broken / "current.json").write_text(
         json.dumps(

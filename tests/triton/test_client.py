@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import math
+import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +120,24 @@ def test_no_answer_is_temporary_and_names_the_url():
     url = f"http://{triton_server.LOOPBACK}:{port}/metrics"
     with pytest.raises(errors.TritonUnavailable, match=f"{url}: no metrics"):
         triton_client.scrape_metrics(url, timeout_s=2.0)
+
+
+@pytest.mark.parametrize("page", ["busy", "idle"])
+def test_a_real_gpu_triton_page_keeps_every_series(page):
+    """Pages captured from Triton 2.51 on an H200 (GPU metrics on): every sample line survives with
+    its name, labels and value, counters, gauges and summaries alike."""
+    text = (Path(__file__).parent / "resources" / f"h200-triton-2.51-metrics-{page}.txt").read_text()
+    expected = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        name, _, labels = head.partition("{")
+        pairs = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', labels)))
+        expected[(name, pairs)] = float(value)
+    parsed = triton_client.parse_metrics(text)
+    assert len(expected) > 100 and any(name.startswith("nv_gpu_") for name, _ in expected)
+    assert parsed.keys() == expected.keys()
+    for key, value in expected.items():
+        assert parsed[key] == value or (math.isnan(value) and math.isnan(parsed[key])), key
+    assert all(isinstance(value, float) for value in parsed.values())

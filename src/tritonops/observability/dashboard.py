@@ -412,6 +412,11 @@ def build() -> dict[str, Any]:
     model = builder.build()
     model.schema_version = SCHEMA_VERSION  # no builder method: see SCHEMA_VERSION
     encoded: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
+    for variable in encoded["templating"]["list"]:
+        if variable["type"] == "query":
+            # Grafana's variable list shows `definition`; for an object query it does not fall back to
+            # the query text, and the SDK's VariableModel has no such field.
+            variable["definition"] = variable["query"]["query"]
     return encoded
 
 
@@ -475,9 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     committed = args.file.read_text(encoding="utf-8") if args.file.exists() else None
     if committed != fresh:
         state = "is missing" if committed is None else "differs from a fresh build"
-        print(
-            f"{args.file} {state}; run `python -m tritonops.observability.dashboard --write`", file=sys.stderr
-        )
+        print(f"{args.file} {state}; run `tritonops docs --write`", file=sys.stderr)
         return 1
     print(f"{args.file} matches a fresh build")
     return 0

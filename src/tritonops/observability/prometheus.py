@@ -23,7 +23,7 @@ import yaml
 
 from tritonops import errors
 from tritonops.chart import render
-from tritonops.observability import rules
+from tritonops.observability import rule_file
 from tritonops.triton import server as triton_server
 
 
@@ -148,6 +148,6 @@ def prometheus_config(
     job["scrape_timeout"] = interval
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": [str(rules.write_rule_file(item, rule_path))],
+        "rule_files": [str(rule_file.write_rule_file(item, rule_path))],
         "scrape_configs": [job],
     }

@@ -8,7 +8,7 @@
     committed_state   current.json checked by the chart's own script, as the pod's launcher checks it
     validator         `tritonops repo validate`
     config_generator  `tritonops repo gen-config`
-    sample            the sample repository (examples/model-repository/), built from code
+    example_repository  the sample repository (examples/model-repository/), built from code
 
 Uses Triton's ModelConfig protobuf through `tritonops.triton.client` and reads the chart's files
 (`tritonops.chart.environments`).

@@ -7,7 +7,7 @@
     ports         the ports a runtime will take, checked before it starts
     workspace     the work folder: plan, state, logs, mapped volumes
     replica_logs  find the line in a replica's log that says why it failed
-    demo          `make demo`
+    demo          `tritonops demo` (`make demo`)
 
 Takes the chart's rendering (`tritonops.chart`) and runs it on the local Triton (`tritonops.triton`).
 """

@@ -1,4 +1,4 @@
-"""`make demo`: the chart's `local` render run on the real Triton, end to end, left running.
+"""`tritonops demo` (what `make demo` runs): the chart's `local` render run on the real Triton, end to end, left running.
 
 Render `local`, start the runtime, load the second sample model through the restricted repository
 API, check readiness, run smoke inferences checked against onnxruntime in-process, show that the

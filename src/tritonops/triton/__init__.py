@@ -5,7 +5,7 @@ small ONNX models the samples, benchmarks and tests serve.
     server         run the nvidia-pytriton wheel's `tritonserver` (Triton 2.51) here
     backends/      Triton backends shipped as files for the local server (`onnxruntime/model.py`),
                    loaded by tritonserver from disk, never imported by the package
-    samples        deterministic ONNX models built with the `onnx` package
+    onnx_models    deterministic ONNX models built with the `onnx` package
     perf_analyzer  Triton's perf_analyzer against a local replica, for the benchmarks
 
 Imports only `tritonops.errors`.

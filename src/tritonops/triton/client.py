@@ -162,7 +162,7 @@ def parse_metrics(text: str) -> Samples:
     text."""
     untyped = "\n".join(line for line in text.splitlines() if line.split(None, 2)[:2] != ["#", "TYPE"])
     return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        (sample.name, tuple(sorted(sample.labels.items()))): float(sample.value)
         for family in text_string_to_metric_families(untyped)
         for sample in family.samples
     }

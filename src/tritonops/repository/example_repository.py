@@ -1,7 +1,7 @@
 """The sample model repository (`examples/model-repository/`) the demo and the tests use, built
 deterministically from code: `linear` (dynamic batching, committed as version 1) and `mlp`.
 
-    python -m tritonops.repository.sample [--check] [OUTPUT]
+    python -m tritonops.repository.example_repository [--check] [OUTPUT]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tritonops.chart import environments
 from tritonops.repository import checksums
-from tritonops.triton import samples
+from tritonops.triton import onnx_models
 
 DEFAULT_OUTPUT = environments.PROJECT_ROOT / "examples" / "model-repository"
 COMMITTED_AT = "2026-11-25T00:00:00Z"
@@ -49,9 +49,9 @@ def build(output: Path) -> None:
     """Write the whole sample repository into `output` (replacing it)."""
     if output.exists():
         shutil.rmtree(output)
-    samples.linear(output / "linear" / "1" / "model.onnx")
+    onnx_models.linear(output / "linear" / "1" / "model.onnx")
     (output / "linear" / "config.pbtxt").write_text(LINEAR_CONFIG, encoding="utf-8")
-    samples.mlp(output / "mlp" / "1" / "model.onnx")
+    onnx_models.mlp(output / "mlp" / "1" / "model.onnx")
     (output / "mlp" / "config.pbtxt").write_text(MLP_CONFIG, encoding="utf-8")
     checksums.write_manifests(output)
     committed = {
@@ -85,7 +85,7 @@ def differences(expected: Path, actual: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tritonops.repository.sample")
+    parser = argparse.ArgumentParser(prog="python -m tritonops.repository.example_repository")
     parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when the committed files differ from a fresh build"
@@ -101,7 +101,7 @@ def main(argv: list[str]) -> int:
         stale = differences(fresh, args.output) if args.output.exists() else ["(missing)"]
     if stale:
         print(
-            f"{args.output} is stale ({', '.join(stale)}); run `python -m tritonops.repository.sample`",
+            f"{args.output} is stale ({', '.join(stale)}); run `tritonops docs --write`",
             file=sys.stderr,
         )
         return 1
