@@ -84,6 +84,35 @@ def differences(expected: Path, actual: Path) -> list[str]:
     return sorted(found)
 
 
+def _write(output: Path) -> int:
+    """Replace `output` with a fresh build, unless it holds files the build does not make: those
+    are someone's (a model added by hand), and a generator never deletes what it did not write."""
+    with tempfile.TemporaryDirectory() as scratch:
+        fresh = Path(scratch) / "model-repository"
+        build(fresh)
+        foreign = _only_in(output, fresh) if output.exists() else []
+        if foreign:
+            print(
+                f"{output}: holds files the sample build does not make ({', '.join(foreign[:5])}); "
+                "nothing was changed. Move them elsewhere, then run `tritonops docs --write` again",
+                file=sys.stderr,
+            )
+            return 2
+        if output.exists():
+            shutil.rmtree(output)
+        shutil.copytree(fresh, output)
+    print(f"wrote the sample repository to {output}")
+    return 0
+
+
+def _only_in(tree: Path, other: Path) -> list[str]:
+    """Paths under `tree` that `other` does not have (names relative to the roots)."""
+    theirs = {path.relative_to(other) for path in other.rglob("*")}
+    return sorted(
+        str(path.relative_to(tree)) for path in tree.rglob("*") if path.relative_to(tree) not in theirs
+    )
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tritonops.repository.example_repository")
     parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
@@ -92,9 +121,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     if not args.check:
-        build(args.output)
-        print(f"wrote the sample repository to {args.output}")
-        return 0
+        return _write(args.output)
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / "model-repository"
         build(fresh)
