@@ -109,6 +109,17 @@ def probe(port: int, *options: str) -> Probe:
     return Probe(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
 
 
+def probe_on_stalled_record(port: int, stalled_record: Path, cache: Path) -> Probe:
+    """The probe with a shared record that never answers, a 0.5 s read bound and a local copy."""
+    return probe(
+        port,
+        "--timeout=3",
+        "--read-timeout=0.5",
+        f"--committed-state={stalled_record}",
+        f"--state-cache={cache}",
+    )
+
+
 def write_state(path: Path, models: dict[str, int], *, parents: bool = False) -> Path:
     document = {
         "apiVersion": "tritonops/v1",
@@ -365,13 +376,7 @@ def test_stalled_record_keeps_the_pod_ready_on_its_local_copy(
 
     # The subprocess returning at all shows that the reader blocked in open() does not hold the
     # probe process open.
-    result = probe(
-        triton.port,
-        "--timeout=3",
-        "--read-timeout=0.5",
-        f"--committed-state={stalled_record}",
-        f"--state-cache={cache}",
-    )
+    result = probe_on_stalled_record(triton.port, stalled_record, cache)
 
     assert result.returncode == 0, result.output
     assert result.output.startswith(f"ready: using the last good committed state {cache}")
@@ -409,13 +414,7 @@ def test_stalled_record_without_a_local_copy_is_not_ready(
     triton.routes[LIVE] = 200
     cache = tmp_path / "never-written.json"
 
-    result = probe(
-        triton.port,
-        "--timeout=3",
-        "--read-timeout=0.5",
-        f"--committed-state={stalled_record}",
-        f"--state-cache={cache}",
-    )
+    result = probe_on_stalled_record(triton.port, stalled_record, cache)
 
     assert result.returncode == 1
     assert result.output.strip() == (
@@ -431,13 +430,7 @@ def test_local_copy_cannot_make_a_pod_without_its_models_ready(
     cache = write_state(tmp_path / "copy.json", {"m": 2})
     triton.routes[LIVE] = 200  # version 2 answers the default 404
 
-    result = probe(
-        triton.port,
-        "--timeout=3",
-        "--read-timeout=0.5",
-        f"--committed-state={stalled_record}",
-        f"--state-cache={cache}",
-    )
+    result = probe_on_stalled_record(triton.port, stalled_record, cache)
 
     assert result.returncode == 1
     first, second = result.output.strip().splitlines()
@@ -496,13 +489,7 @@ def test_unusable_local_copy_is_named(triton: FakeTriton, stalled_record: Path, 
     cache.write_text("{truncated", encoding="utf-8")
     triton.routes[LIVE] = 200
 
-    result = probe(
-        triton.port,
-        "--timeout=3",
-        "--read-timeout=0.5",
-        f"--committed-state={stalled_record}",
-        f"--state-cache={cache}",
-    )
+    result = probe_on_stalled_record(triton.port, stalled_record, cache)
 
     assert result.returncode == 1
     assert f"and the last good copy is unusable: {cache}: " in result.output
@@ -543,13 +530,7 @@ def test_fallback_says_how_long_ago_the_copy_was_confirmed(
     os.utime(cache, (two_minutes_ago, two_minutes_ago))
     triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 200})
 
-    result = probe(
-        triton.port,
-        "--timeout=3",
-        "--read-timeout=0.5",
-        f"--committed-state={stalled_record}",
-        f"--state-cache={cache}",
-    )
+    result = probe_on_stalled_record(triton.port, stalled_record, cache)
 
     assert result.returncode == 0, result.output
     assert re.search(
