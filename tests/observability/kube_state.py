@@ -13,16 +13,14 @@ is ever being deleted here, so `kube_pod_deletion_timestamp` is never served."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests import loopback_page
 from tritonops.runtime import control
 from tritonops.runtime.supervisor import State
-from tritonops.triton import server as triton_server
 
 
 def pod_name(index: int) -> str:
@@ -82,28 +80,8 @@ def metrics(work_dir: Path, namespace: str, deployment: str) -> str:
 @contextlib.contextmanager
 def serve(work_dir: Path, namespace: str, deployment: str) -> Iterator[str]:
     """Serve `metrics(work_dir, namespace, deployment)` on a free loopback port; yields host:port."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = metrics(work_dir, namespace, deployment).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((triton_server.LOOPBACK, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{triton_server.LOOPBACK}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with loopback_page.serve(lambda: metrics(work_dir, namespace, deployment).encode()) as address:
+        yield address
 
 
 def scrape_job(address: str, interval: str = "1s") -> dict[str, Any]:

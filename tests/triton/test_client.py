@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import math
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import loopback_page
 from tritonops import errors
 from tritonops.triton import client as triton_client
 from tritonops.triton import server as triton_server
@@ -81,25 +80,8 @@ queue_count 4 1700000000000
 def page_server() -> Iterator[tuple[str, list[bytes]]]:
     """A loopback HTTP server answering every GET with the body in its list (set by the test)."""
     body: list[bytes] = [b""]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body[0])))
-            self.end_headers()
-            self.wfile.write(body[0])
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((triton_server.LOOPBACK, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{triton_server.LOOPBACK}:{server.server_address[1]}/metrics", body
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_page.serve(lambda: body[0]) as address:
+        yield f"http://{address}/metrics", body
 
 
 def test_scrape_reads_the_page_over_http(page_server):
