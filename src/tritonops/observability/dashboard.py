@@ -471,11 +471,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--file", type=Path, default=DASHBOARD_FILE, help="the dashboard JSON file")
     args = parser.parse_args(argv)
-    fresh = render()
+    model = build()
+    fresh = render(model)
     if args.write:
         args.file.parent.mkdir(parents=True, exist_ok=True)
         args.file.write_text(fresh, encoding="utf-8")
-        print(f"wrote the dashboard ({len(panels(build()))} panels) to {args.file}")
+        print(f"wrote the dashboard ({len(panels(model))} panels) to {args.file}")
         return 0
     committed = args.file.read_text(encoding="utf-8") if args.file.exists() else None
     if committed != fresh:
