@@ -95,18 +95,16 @@ def run_gates(
             render.render(name, extra_files=extra_files, set_values=set_values) for name in env_names
         ]
     findings: list[Finding] = []
-    with _timed(timings, "helm-lint"):
-        for item in renderings:
-            findings += helm_lint(item)
-    with _timed(timings, "values-schema"):
-        for item in renderings:
-            findings += values_schema(item)
-    with _timed(timings, "kubernetes-schema"):
-        for item in renderings:
-            findings += kubernetes_schema(item)
-    with _timed(timings, "custom-resources"):
-        for item in renderings:
-            findings += custom_resource_checks(item)
+    per_rendering = (
+        ("helm-lint", helm_lint),
+        ("values-schema", values_schema),
+        ("kubernetes-schema", kubernetes_schema),
+        ("custom-resources", custom_resource_checks),
+    )
+    for name, gate in per_rendering:
+        with _timed(timings, name):
+            for item in renderings:
+                findings += gate(item)
     with _timed(timings, "argocd"):
         findings += argocd_applications()
     notes: list[Finding] = []
