@@ -57,3 +57,8 @@ class RepositoryApiForbidden(PermanentError):
 
 class TritonRequestError(PermanentError):
     """Triton answered a request with an error (bad input, unknown model)."""
+
+
+class VerificationFailed(PermanentError):
+    """A loaded version answered wrongly (missing output, wrong shape or type, non-finite values, not
+    what the golden file holds) or is not ready: it must not serve."""

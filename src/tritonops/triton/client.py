@@ -61,7 +61,8 @@ class RequestCounts:
 
 class Client:
     """A Triton endpoint: HTTP at `address` (host:port), and gRPC at `grpc_address` when given, for
-    the repository calls; optionally with the repository-API header and key."""
+    the repository calls; optionally with the restricted-API header and key, sent with every call
+    but the health checks (a chart may restrict metadata, model-config, statistics or inference too)."""
 
     def __init__(
         self,
@@ -105,7 +106,7 @@ class Client:
 
     def model_ready(self, name: str, version: str | int = "") -> bool:
         with _translated(self.address):
-            return bool(self._client.is_model_ready(name, str(version)))
+            return bool(self._client.is_model_ready(name, str(version), headers=self._headers))
 
     def repository_index(self) -> list[dict[str, Any]]:
         """Every model and version the server knows: {name, version, state, reason} (strings)."""
@@ -161,12 +162,12 @@ class Client:
 
     def metadata(self, name: str) -> dict[str, Any]:
         with _translated(self.address, model=name):
-            return dict(self._client.get_model_metadata(name))
+            return dict(self._client.get_model_metadata(name, headers=self._headers))
 
     def model_config(self, name: str, version: str | int = "") -> Any:
         """The config the server runs `name` (at `version`) with, as Triton's ModelConfig protobuf."""
         with _translated(self.address, model=name):
-            document = self._client.get_model_config(name, str(version))
+            document = self._client.get_model_config(name, str(version), headers=self._headers)
         config = ModelConfig()
         try:
             json_format.ParseDict(document, config, ignore_unknown_fields=True)
@@ -180,7 +181,7 @@ class Client:
         """Requests each loaded version of `name` has answered (success and failure), by version.
         A version that is unloaded and loaded again starts from zero."""
         with _translated(self.address, model=name):
-            document = self._client.get_inference_statistics(name)
+            document = self._client.get_inference_statistics(name, headers=self._headers)
         counts = {}
         for entry in document.get("model_stats", []):
             if not str(entry.get("version", "")).isdigit():
@@ -204,7 +205,7 @@ class Client:
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
         with _translated(self.address, model=name):
-            result = self._client.infer(name, tensors, model_version=str(version))
+            result = self._client.infer(name, tensors, model_version=str(version), headers=self._headers)
             response = result.get_response()
             return {output["name"]: result.as_numpy(output["name"]) for output in response["outputs"]}
 
