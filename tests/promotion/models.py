@@ -57,7 +57,8 @@ class TritonPythonModel:
 
 def linear_version(repository: Path, name: str, version: int, *, scale: float = 1.0) -> Path:
     """`<repository>/<name>/<version>/model.onnx`: Y = X @ W + b, with W and b times `scale` (a
-    different `scale` is a version that answers differently)."""
+    different `scale` is a version that answers differently); the first version also writes the
+    model's config, pinned to itself."""
     path = onnx_models.linear(repository / name / str(version) / "model.onnx")
     if scale != 1.0:
         model = onnx.load(str(path))
@@ -67,8 +68,12 @@ def linear_version(repository: Path, name: str, version: int, *, scale: float = 
         onnx.save(model, str(path))
     config = repository / name / "config.pbtxt"
     if not config.exists():
-        config.write_text(LINEAR_CONFIG.format(name=name))
+        config.write_text(LINEAR_CONFIG.format(name=name) + pin(version))
     return path.parent
+
+
+def pin(*versions: int) -> str:
+    return f"version_policy {{ specific {{ versions: [ {', '.join(map(str, versions))} ] }} }}\n"
 
 
 def infinite_version(repository: Path, name: str, version: int) -> Path:

@@ -3,41 +3,14 @@ types, finite values, and golden outputs within a tolerance."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.promotion import models
 from tritonops import errors
 from tritonops.promotion import smoke
 from tritonops.triton import client as triton_client
-from tritonops.triton import server as triton_server
-
-LOADED = ["linear", "scaled", "infinite", "ints", "wrong_shape", "wrong_type", "missing_output"]
-
-
-@pytest.fixture(scope="module")
-def client(backends: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_client.Client]:
-    repository = tmp_path_factory.mktemp("smoke-repository")
-    models.linear_version(repository, "linear", 1)
-    models.linear_version(repository, "scaled", 1, scale=2.0)
-    models.infinite_version(repository, "infinite", 1)
-    models.int_bool_model(repository, "ints")
-    models.python_model(repository, "wrong_shape", "np.concatenate([x, x])")
-    models.python_model(repository, "wrong_type", "x.astype(np.int32)")
-    models.python_model(repository, "missing_output", "x + 1", extra_output=True)
-    with (
-        triton_server.start(
-            repository,
-            log_path=repository.parent / "smoke.log",
-            backend_directory=backends,
-            load_models=LOADED,
-        ) as server,
-        triton_client.Client(server.url.removeprefix("http://"), grpc_address=server.grpc_url) as c,
-    ):
-        yield c
 
 
 def golden_file(tmp_path: Path, client: triton_client.Client, model: str, **outputs: np.ndarray) -> Path:

@@ -199,6 +199,13 @@ class Client:
         self, name: str, inputs: Mapping[str, np.ndarray[Any, Any]], *, version: str | int = ""
     ) -> dict[str, np.ndarray[Any, Any]]:
         """Run one inference; returns every output by name."""
+        return self.infer_answer(name, inputs, version=version)[1]
+
+    def infer_answer(
+        self, name: str, inputs: Mapping[str, np.ndarray[Any, Any]], *, version: str | int = ""
+    ) -> tuple[int, dict[str, np.ndarray[Any, Any]]]:
+        """Run one inference; returns the version that answered (the response's model_version) and
+        every output by name."""
         tensors = []
         for tensor_name, array in inputs.items():
             tensor = httpclient.InferInput(tensor_name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -207,7 +214,9 @@ class Client:
         with _translated(self.address, model=name):
             result = self._client.infer(name, tensors, model_version=str(version), headers=self._headers)
             response = result.get_response()
-            return {output["name"]: result.as_numpy(output["name"]) for output in response["outputs"]}
+            answered = str(response.get("model_version", ""))
+            outputs = {output["name"]: result.as_numpy(output["name"]) for output in response["outputs"]}
+        return int(answered) if answered.isdigit() else 0, outputs
 
 
 # gRPC status codes (tritonclient puts `StatusCode.X` in the exception's status).
