@@ -105,6 +105,20 @@ class Rendering:
     def stream(self) -> str:
         return "".join(f"---\n# Source: {m.template}\n{m.to_yaml()}" for m in self.manifests)
 
+    def source_of(self, path: str) -> str:
+        """Which layer gave the value at the dotted `path`: the last one that sets it (a list or a
+        scalar replaces what lower layers set), e.g. "values/base.yaml" or "--set"; for a key no
+        layer sets, the chart's own values.yaml. For a map, only the last layer that touched it."""
+        for layer in reversed(self.layers):
+            node: Any = layer.values
+            for key in path.split("."):
+                if not isinstance(node, dict) or key not in node:
+                    break
+                node = node[key]
+            else:
+                return layer.source
+        return f"the chart defaults ({_display(self.chart_dir / 'values.yaml')})"
+
 
 def render(
     env_name: str,
