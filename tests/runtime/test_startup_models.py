@@ -112,3 +112,15 @@ def test_committed_files_that_changed_are_refused_before_starting(tmp_path):
         control.up("local", work_dir=tmp_path / "work", repository=repository, set_values=FAST_PROBES)
     assert "digest" in str(raised.value)
     _nothing_started(tmp_path / "work")
+
+
+def test_a_committed_config_that_does_not_pin_its_version_is_refused_before_starting(tmp_path):
+    # Before `up` checked, the launcher refused this repository in each of three starts.
+    repository = tmp_path / "unpinned"
+    shutil.copytree(SAMPLE, repository)
+    config = repository / "linear" / "config.pbtxt"
+    config.write_text(re.sub(r"version_policy\s*\{[^{}]*\{[^{}]*\}\s*\}", "", config.read_text()))
+    with pytest.raises(errors.InputError) as raised:
+        control.up("local", work_dir=tmp_path / "work", repository=repository)
+    assert "version_policy pins nothing but the committed state says version 1" in str(raised.value)
+    _nothing_started(tmp_path / "work")
