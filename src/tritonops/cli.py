@@ -24,12 +24,14 @@ import tritonops
 from tritonops import errors
 from tritonops.chart import environments, gates, render, summary, values_docs
 from tritonops.observability import dashboard
+from tritonops.promotion import lock
 from tritonops.repository import checksums, config_generator, example_repository, validator
 from tritonops.runtime import control, demo, workspace
 
 log = logging.getLogger("tritonops")
 
 STATUS_ALL_READY, STATUS_NOT_ALL_READY, STATUS_NOT_RUNNING = 0, 1, 3
+SET_HELP = "override a value: key=value, as Helm reads it (a={x,y} a list, a={} the empty list, a=null removes a); repeatable"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +56,7 @@ def _add_values_options(parser: argparse.ArgumentParser) -> None:
         dest="set_values",
         action="append",
         default=[],
-        help="override a value: key=value (repeatable)",
+        help=SET_HELP,
     )
 
 
@@ -116,9 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--replicas", type=int, help="replica count (default: the rendered replicaCount)")
     up.add_argument("--repository", type=Path, help="model repository folder (default: a copy of the sample)")
     _add_port_offset(up)
-    up.add_argument(
-        "--set", dest="set_values", action="append", default=[], help="override a value: key=value"
-    )
+    up.add_argument("--set", dest="set_values", action="append", default=[], help=SET_HELP)
     _add_work_dir(up)
     up.set_defaults(handler=_up)
 
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 1 when any generated file is stale")
     docs.set_defaults(handler=_docs)
     _add_repo_commands(commands)
+    _add_unlock_command(commands)
     _describe_commands(commands)
     return parser
 
@@ -201,6 +202,40 @@ def _missing_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
     return missing
 
 
+def _add_unlock_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    unlock = commands.add_parser(
+        "unlock",
+        help="remove a stale promotion lock (left by a promotion that died); exit 3 if the lock is live",
+    )
+    unlock.add_argument(
+        "--repository",
+        type=Path,
+        help="the model repository (default: the one the local runtime in --work-dir serves)",
+    )
+    unlock.add_argument("--force", action="store_true", help="remove the lock even if its holder looks alive")
+    _add_work_dir(unlock)
+    unlock.set_defaults(handler=_unlock)
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    repository = args.repository or _runtime_repository(args.work_dir)
+    removed = lock.clear(repository, force=args.force)
+    if removed is None:
+        print(f"no promotion lock in {repository}")
+    else:
+        print(f"removed {removed.describe()}")
+    return 0
+
+
+def _runtime_repository(work_dir: Path) -> Path:
+    """The model repository the local runtime in `work_dir` serves (from the plan `up` wrote)."""
+    try:
+        plan = workspace.Workspace(work_dir).read_plan()
+    except errors.InputError as error:
+        raise errors.InputError(f"{error}; or give --repository DIR") from None
+    return Path(plan["repository"])
+
+
 def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     repo = commands.add_parser("repo", help="model repository toolkit: validate, gen-config, checksum")
     repo.set_defaults(handler=_missing_command(repo))
@@ -224,6 +259,12 @@ def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     gen.add_argument("--kind", default="cpu", help="instance kind: cpu or gpu")
     gen.add_argument(
         "-o", "--output", help="where to write (default: config.pbtxt in the model folder; - for stdout)"
+    )
+    gen.add_argument(
+        "--warmup",
+        action="store_true",
+        help="add a model_warmup sample (zeros, batch 1, one entry per graph input): a version reports "
+        "ready only once warm, and a failed warmup fails its load",
     )
     gen.add_argument("--force", action="store_true", help="overwrite an existing config")
     gen.set_defaults(handler=_repo_gen_config)
@@ -501,7 +542,7 @@ def _repo_validate(args: argparse.Namespace) -> int:
 
 def _repo_gen_config(args: argparse.Namespace) -> int:
     options = config_generator.GenerateOptions(
-        args.name, args.max_batch_size, args.dynamic_batching, args.instances, args.kind
+        args.name, args.max_batch_size, args.dynamic_batching, args.instances, args.kind, args.warmup
     )
     if args.output == "-":
         sys.stdout.write(config_generator.generate(args.model_file, options))
