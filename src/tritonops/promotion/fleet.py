@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,6 +146,25 @@ def check_reachable(replicas: Sequence[Replica], key: ApiKey, model: str, *, tim
     raise errors.TritonUnavailable(message)
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """Where a replica goes back the moment the candidate fails on any replica: the committed
+    config and pin (config None: nothing is committed, the model is unloaded)."""
+
+    config: Mapping[str, Any] | None
+    pin: Sequence[int]
+
+
+@dataclass(frozen=True)
+class Widened:
+    """A widening load and check on every replica: per replica results, and the requests the
+    candidate answered on the replicas that dropped it at once because it failed somewhere."""
+
+    loads: list[ReplicaResult]
+    checks: list[ReplicaResult]
+    answered: dict[str, int | None]
+
+
 def widen_and_check(
     replicas: Sequence[Replica],
     key: ApiKey,
@@ -155,30 +175,69 @@ def widen_and_check(
     *,
     deadline_s: float,
     golden: smoke.Golden | None = None,
-) -> tuple[list[ReplicaResult], list[ReplicaResult]]:
-    """On every replica: load `config` pinned to `pin` (the committed pin plus the candidate), then at once the
-    smoke check of the candidate (a candidate higher than the committed version takes unversioned
-    traffic as soon as it is ready: the check follows immediately to keep that window short).
-    Returns (load results, check results); a replica whose load failed has a failed check too."""
+    fallback: Fallback | None = None,
+) -> Widened:
+    """On every replica: load `config` pinned to `pin` (the committed pin plus the candidate), then
+    at once the smoke check of the candidate. A candidate higher than the committed version takes
+    unversioned traffic as soon as it is ready, so every moment it serves unverified counts: the
+    check follows its own replica's load immediately, and the moment the candidate fails anywhere
+    (a load or a check) every replica whose load has returned drops it again (narrows to
+    `fallback`) without waiting for the others, after reading how many requests it answered.
+    The caller's restore then verifies every replica on the committed state."""
     loads: dict[str, ReplicaResult] = {}
+    answered: dict[str, int | None] = {}
+    failed = threading.Event()
+
+    def drop(client: triton_client.Client, replica: Replica, checked: bool) -> None:
+        if fallback is None or candidate in fallback.pin:
+            return
+        try:
+            counts = client.request_counts(model).get(candidate)
+            answered[replica.name] = max(0, counts.answered - int(checked)) if counts else 0
+        except errors.TritonOpsError:
+            answered[replica.name] = None
+        try:
+            if fallback.config is None:
+                client.unload(model)
+            else:
+                client.load(
+                    model, config=with_pin(fallback.config, fallback.pin), timeout_s=RESTORE_DEADLINE_S
+                )
+        except errors.TritonOpsError as error:
+            log.warning(
+                "%s: could not drop the candidate at once (%s); the restore retries", replica.name, error
+            )
 
     def work(replica: Replica) -> str:
         with connect(replica, key, timeout_s=deadline_s) as client:
             started = time.monotonic()
             try:
-                seconds = load_pinned(client, model, config, pin, deadline_s=deadline_s)
+                if set(pin) <= set(client.ready_versions(model)):
+                    # Already loaded (a retained version): the same pin again would be a reload.
+                    detail = f"already serves {sorted(set(pin))}: no load needed"
+                    seconds = 0.0
+                else:
+                    seconds = load_pinned(client, model, config, pin, deadline_s=deadline_s)
+                    detail = f"loaded {model} pinned to {sorted(set(pin))}"
             except errors.TritonOpsError as error:
+                failed.set()
                 loads[replica.name] = ReplicaResult(
                     replica.name, False, time.monotonic() - started, str(error)
                 )
                 raise errors.VerificationFailed("not checked: the load failed") from error
-            loads[replica.name] = ReplicaResult(
-                replica.name, True, seconds, f"loaded {model} pinned to {sorted(set(pin))}"
-            )
-            return smoke.run(client, model, candidate, replica=replica.name, golden=golden).describe()
+            loads[replica.name] = ReplicaResult(replica.name, True, seconds, detail)
+            if failed.is_set():
+                drop(client, replica, checked=False)
+                raise errors.VerificationFailed("not checked: the candidate failed on another replica")
+            try:
+                return smoke.run(client, model, candidate, replica=replica.name, golden=golden).describe()
+            except errors.TritonOpsError:
+                failed.set()
+                drop(client, replica, checked=True)
+                raise
 
     checks = each(replicas, work)
-    return [loads[replica.name] for replica in replicas], checks
+    return Widened([loads[replica.name] for replica in replicas], checks, answered)
 
 
 def narrow_and_verify(
@@ -193,19 +252,51 @@ def narrow_and_verify(
     golden: smoke.Golden | None = None,
 ) -> list[ReplicaResult]:
     """On every replica: load `config` pinned to `pin` (dropping the other versions, or reloading
-    the pinned ones a failed or timed-out load left unready), then check that `serving` answers."""
+    the pinned ones a failed or timed-out load left unready), then check that `serving` answers.
+    A replica that does not answer (restarting) is retried until the deadline."""
 
     def work(replica: Replica) -> str:
-        with connect(replica, key, timeout_s=deadline_s) as client:
-            load_pinned(client, model, config, pin, deadline_s=deadline_s)
-            served = client.ready_versions(model)
-            stray = sorted(set(served) - set(pin))
-            if stray:
-                raise errors.VerificationFailed(
-                    f"{model} still serves {stray} beside the pin {sorted(set(pin))}"
+        deadline = time.monotonic() + deadline_s
+        while True:
+            try:
+                return _narrow_one(
+                    replica, key, model, config, pin, serving, deadline - time.monotonic(), golden
                 )
-            checked = smoke.run(client, model, serving, replica=replica.name, golden=golden)
-            return f"pinned to {sorted(set(pin))}; {checked.describe()}"
+            except errors.TemporaryError:
+                if time.monotonic() + 1.0 >= deadline:
+                    raise
+                time.sleep(1.0)
+
+    return each(replicas, work)
+
+
+def _narrow_one(
+    replica: Replica,
+    key: ApiKey,
+    model: str,
+    config: Mapping[str, Any],
+    pin: Sequence[int],
+    serving: int,
+    deadline_s: float,
+    golden: smoke.Golden | None,
+) -> str:
+    with connect(replica, key, timeout_s=deadline_s) as client:
+        load_pinned(client, model, config, pin, deadline_s=deadline_s)
+        served = client.ready_versions(model)
+        stray = sorted(set(served) - set(pin))
+        if stray:
+            raise errors.VerificationFailed(f"{model} still serves {stray} beside the pin {sorted(set(pin))}")
+        checked = smoke.run(client, model, serving, replica=replica.name, golden=golden)
+        return f"pinned to {sorted(set(pin))}; {checked.describe()}"
+
+
+def unload(replicas: Sequence[Replica], key: ApiKey, model: str) -> list[ReplicaResult]:
+    """Unload `model` everywhere (a first promotion's failure: nothing was committed to serve)."""
+
+    def work(replica: Replica) -> str:
+        with connect(replica, key) as client:
+            client.unload(model)
+        return f"unloaded {model} (nothing is committed for it)"
 
     return each(replicas, work)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -231,7 +232,7 @@ def _translated(address: str, *, model: str | None = None) -> Iterator[None]:
         yield
     except InferenceServerException as error:
         status = str(error.status() or "")
-        message = error.message() or str(error)
+        message = _without_tracebacks(error.message() or str(error))
         if status == "403" or "restricted" in message.lower():
             raise errors.RepositoryApiForbidden(
                 f"{subject}: repository API refused the call: {message}"
@@ -247,6 +248,15 @@ def _translated(address: str, *, model: str | None = None) -> Iterator[None]:
         raise errors.TritonUnavailable(f"{subject}: {message}") from error
     except (ConnectionError, OSError) as error:
         raise errors.TritonUnavailable(f"{subject}: no answer ({error})") from error
+
+
+# A Python backend's traceback inside Triton's message ("\n\nAt:\n  file(line): function\n..."):
+# the line before it says what went wrong.
+_BACKEND_TRACEBACK = re.compile(r"\n+At:\n(?:[ \t]+.*\n?)*")
+
+
+def _without_tracebacks(message: str) -> str:
+    return _BACKEND_TRACEBACK.sub("", message).strip().rstrip(";").strip()
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
