@@ -1,16 +1,21 @@
 """Fixtures for the promotion tier: a repository with `linear` committed by the promotion tool's
 own commit, writers for candidate version folders, one real Triton holding the smoke and traffic
-models."""
+models, and the local runtime's two replicas for the chain."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.promotion import models
-from tritonops.promotion import state
+from tests.runtime.conftest import FAST_PROBES, free_port_offset
+from tritonops.promotion import fleet, state
+from tritonops.promotion import replicas as replicas_module
+from tritonops.promotion import traffic as traffic_module
 from tritonops.repository import checksums, committed_state
 from tritonops.triton import client as triton_client
 from tritonops.triton import onnx_models
@@ -97,3 +102,82 @@ def server(backends: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def client(server: triton_server.Server) -> Iterator[triton_client.Client]:
     with triton_client.Client(server.url.removeprefix("http://"), grpc_address=server.grpc_url) as c:
         yield c
+
+
+# --- two real replicas from the local runtime, shared by the chain, crash and bad-input tests -------
+
+
+@dataclass
+class Fleet:
+    """The local runtime's two replicas on a repository where `linear` is committed, and where
+    candidate sources are written (outside the repository)."""
+
+    repository: Path
+    work_dir: Path
+    sources: Path
+    replicas: tuple[replicas_module.Replica, ...]
+    key: replicas_module.ApiKey
+    versions: itertools.count = field(default_factory=lambda: itertools.count(2))
+
+    def record(self) -> state.Record:
+        found = state.effective(self.repository).get("linear")
+        assert found is not None
+        return found
+
+    def new_version(self) -> int:
+        """A version number no folder, source or quarantine has used yet."""
+        return next(self.versions)
+
+    def candidate(self, version: int, *, scale: float = 1.0, build: str = "linear") -> Path:
+        """A source folder for `linear` version `version` (outside the repository)."""
+        root = self.sources / f"{build}-{version}"
+        if build == "linear":
+            models.linear_version(root, "linear", version, scale=scale)
+        elif build == "unloadable":
+            models.unloadable_version(root, "linear", version)
+        elif build == "mismatched":
+            models.mismatched_version(root, "linear", version)
+        return root / "linear" / str(version)
+
+    def served(self) -> list[tuple[int, ...] | None]:
+        return [seen.versions for seen in fleet.served(self.replicas, self.key, ["linear"])["linear"]]
+
+    def traffic(self) -> traffic_module.Traffic:
+        return traffic_module.Traffic(self.replicas, "linear", key=self.key)
+
+
+@pytest.fixture(scope="session")
+def fleet_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """`tritonops up` with 2 replicas on a repository where the promotion tool committed `linear` 1."""
+    from tritonops.runtime import control
+
+    root = tmp_path_factory.mktemp("fleet")
+    repository = root / "models"
+    models.linear_version(repository, "linear", 1)
+    config = (repository / "linear" / "config.pbtxt").read_text()
+    digest = checksums.version_digest(repository / "linear" / "1")
+    state.commit(
+        repository,
+        "linear",
+        state.Record("linear", 1, digest=digest, source="test"),
+        state.config_with_pin(config, [1]),
+    )
+    work_dir = root / "work"
+    try:
+        current = control.up(
+            "local",
+            work_dir=work_dir,
+            replicas=2,
+            repository=repository,
+            port_offset=free_port_offset(2),
+            set_values=FAST_PROBES,
+        )
+        assert current.all_ready, control.logs(work_dir, None, 20)
+        found = tuple(
+            replicas_module.Replica(f"replica-{r.index}", r.url.removeprefix("http://"), r.grpc_address)
+            for r in current.replicas
+        )
+        key = replicas_module.ApiKey(current.api_header, current.api_key())
+        yield Fleet(repository, work_dir, root / "sources", found, key)
+    finally:
+        control.down(work_dir)

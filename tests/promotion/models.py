@@ -114,3 +114,32 @@ def python_model(repository: Path, name: str, expression: str, *, extra_output: 
     extra = ',\n  { name: "EXTRA" data_type: TYPE_FP32 dims: [ 2 ] }' if extra_output else ""
     (repository / name / "config.pbtxt").write_text(PYTHON_CONFIG.format(name=name, extra=extra))
     return repository / name
+
+
+def unloadable_version(repository: Path, name: str, version: int) -> Path:
+    """A version `repo validate` accepts (its signature matches linear's config) that Triton cannot
+    load: its graph uses an operator no runtime implements."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["input", "W"], ["xw"]),
+            helper.make_node("Frobnicate", ["xw"], ["output"], domain="com.example"),
+        ],
+        "unloadable",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", onnx_models.OPSET), helper.make_opsetid("com.example", 1)],
+    )
+    model.ir_version = 8
+    path = repository / name / str(version) / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path.parent
+
+
+def mismatched_version(repository: Path, name: str, version: int) -> Path:
+    """A version whose graph disagrees with linear's config (5 input features, the config says 4)."""
+    return onnx_models.linear(repository / name / str(version) / "model.onnx", in_shape=("batch", 5)).parent
