@@ -148,12 +148,14 @@ class Fleet:
 
 @pytest.fixture(scope="session")
 def fleet_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """`tritonops up` with 2 replicas on a repository where the promotion tool committed `linear` 1."""
+    """`tritonops up` with 2 replicas on a repository where the promotion tool committed `linear` 1
+    (and `fresh` waits for its first promotion)."""
     from tritonops.runtime import control
 
     root = tmp_path_factory.mktemp("fleet")
     repository = root / "models"
     models.linear_version(repository, "linear", 1)
+    models.linear_version(repository, "fresh", 1)  # a second model, never committed nor loaded
     config = (repository / "linear" / "config.pbtxt").read_text()
     digest = checksums.version_digest(repository / "linear" / "1")
     state.commit(

@@ -22,6 +22,7 @@ from tests.promotion.conftest import Fleet
 from tritonops import errors
 from tritonops.observability import prometheus as prom
 from tritonops.promotion import chain, smoke, state, traffic, workarea
+from tritonops.promotion import fleet as fleet_module
 from tritonops.runtime import control
 from tritonops.triton import server as triton_server
 
@@ -65,9 +66,9 @@ def test_a_promotion_under_load_commits_everywhere_with_no_failed_request(fleet_
     version = fleet.new_version()
     source = fleet.candidate(version, scale=0.5)
     with fleet.traffic() as running:
-        running.wait_for(200)
+        running.wait_for(100)
         outcome = promote(fleet, version=version, source=str(source), progress=Marks(running))
-        running.wait_for(len(running.report().answers) + 200)
+        running.wait_for(len(running.report().answers) + 100)
     report = running.report()
     report_swap("promote", report, "load start", "narrow end")
     assert report.failed == []
@@ -146,10 +147,10 @@ def test_a_failed_candidate_rolls_every_replica_back_with_no_failed_request(
         source = fleet.candidate(version)
         options["load_deadline_s"] = 0.3
     with fleet.traffic() as running:
-        running.wait_for(200)
+        running.wait_for(100)
         with pytest.raises(errors.PromotionFailed) as raised:
             promote(fleet, version=version, source=str(source), progress=Marks(running), **options)
-        running.wait_for(len(running.report().answers) + 200)
+        running.wait_for(len(running.report().answers) + 100)
     report = running.report()
     report_swap(case, report, "load start", "restore end")
     outcome = raised.value.outcome
@@ -197,7 +198,7 @@ def test_rollback_returns_to_the_previous_version_with_no_failed_request(fleet_r
     version = fleet.new_version()
     promote(fleet, version=version, source=str(fleet.candidate(version, scale=1.5)))
     with fleet.traffic() as running:
-        running.wait_for(200)
+        running.wait_for(100)
         outcome = chain.rollback(
             repository=fleet.repository,
             replicas=fleet.replicas,
@@ -205,7 +206,7 @@ def test_rollback_returns_to_the_previous_version_with_no_failed_request(fleet_r
             model="linear",
             progress=Marks(running),
         )
-        running.wait_for(len(running.report().answers) + 200)
+        running.wait_for(len(running.report().answers) + 100)
     report = running.report()
     report_swap("rollback", report, "load start", "narrow end")
     assert report.failed == []
@@ -239,9 +240,9 @@ def test_a_lower_version_is_promoted_by_its_pin_and_rolled_back(fleet_runtime: F
     higher = fleet.new_version()
     promote(fleet, version=higher, source=str(fleet.candidate(higher)))
     with fleet.traffic() as running:
-        running.wait_for(200)
+        running.wait_for(100)
         lower = promote(fleet, version=1, progress=Marks(running))  # version 1's folder is still there
-        running.wait_for(len(running.report().answers) + 200)
+        running.wait_for(len(running.report().answers) + 100)
     report = running.report()
     assert report.failed == []
     # While both were loaded the higher committed version kept every unversioned request.
@@ -303,9 +304,9 @@ def test_a_second_promotion_is_refused_while_one_holds_the_lock(fleet_runtime: F
     assert isinstance(result[0], chain.Outcome) and fleet.record().version == version
 
 
-@pytest.fixture
-def prometheus_on_replicas(fleet_runtime: Fleet, tmp_path: Path) -> Iterator[str]:
-    """A real Prometheus scraping both replicas' metrics ports every 500 ms."""
+@pytest.fixture(scope="module")
+def prometheus_on_replicas(fleet_runtime: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping both replicas' metrics ports every 500 ms (once both are up)."""
     if not shutil.which("prometheus"):
         pytest.skip("prometheus not installed (Debian: apt-get install prometheus)")
     current = control.status(fleet_runtime.work_dir)
@@ -315,9 +316,13 @@ def prometheus_on_replicas(fleet_runtime: Fleet, tmp_path: Path) -> Iterator[str
         "scrape_configs": [{"job_name": "triton", "static_configs": [{"targets": targets}]}],
     }
     (port,) = triton_server.free_ports(1)
-    server = prom.Prometheus(config, tmp_path / "prometheus", port)
+    server = prom.Prometheus(config, tmp_path_factory.mktemp("prometheus"), port)
     try:
         server.wait_ready()
+        deadline = time.monotonic() + 30
+        while len(server.query('up{job="triton"} == 1')) < len(targets):
+            assert time.monotonic() < deadline, "Prometheus never scraped both replicas"
+            time.sleep(0.25)
         yield server.url
     finally:
         server.stop()
@@ -331,7 +336,7 @@ def test_a_canary_is_gated_on_its_replica_before_the_rest_are_promoted(
     healthy = '(sum(rate(nv_inference_request_failure{model="linear"}[5s])) or vector(0)) == bool 0'
     spec = chain.GateSpec(healthy, prometheus_on_replicas, window_s=2.0, interval_s=0.5)
     with fleet.traffic() as running:
-        running.wait_for(200)
+        running.wait_for(100)
         outcome = promote(
             fleet,
             version=version,
@@ -340,7 +345,7 @@ def test_a_canary_is_gated_on_its_replica_before_the_rest_are_promoted(
             gate_spec=spec,
             progress=Marks(running),
         )
-        running.wait_for(len(running.report().answers) + 200)
+        running.wait_for(len(running.report().answers) + 100)
     report = running.report()
     report_swap("canary", report, "load start", "narrow end")
     assert report.failed == []
@@ -364,10 +369,10 @@ def test_a_canary_whose_gate_breaches_leaves_the_rest_untouched(fleet_runtime: F
     fleet = fleet_runtime
     before = fleet.record()
     version = fleet.new_version()
-    never = 'sum(nv_inference_request_success{model="linear"}) < bool 0'  # always 0: a breach
+    never = 'sum(up{job="triton"}) < bool 0'  # always 0 once scraped: a breach
     spec = chain.GateSpec(never, prometheus_on_replicas, window_s=5.0, interval_s=0.5)
     with fleet.traffic() as running:
-        running.wait_for(200)
+        running.wait_for(100)
         with pytest.raises(errors.PromotionFailed, match="at step observe: gate breach"):
             promote(
                 fleet,
@@ -405,3 +410,16 @@ def test_if_one_replica_fails_both_roll_back(fleet_runtime: Fleet):
         time.sleep(0.5)
     assert fleet.record() == before
     assert fleet.served() == [tuple(before.pin)] * 2
+
+
+def test_the_first_promotion_of_a_model_commits_its_first_record(fleet_runtime: Fleet):
+    fleet = fleet_runtime
+    assert "fresh" not in state.effective(fleet.repository)
+    outcome = chain.promote(
+        repository=fleet.repository, replicas=fleet.replicas, key=fleet.key, model="fresh", version=1
+    )
+    assert (outcome.result, outcome.version, outcome.previous_version) == ("committed", 1, None)
+    record = state.effective(fleet.repository)["fresh"]
+    assert record.pin == [1] and record.previous is None
+    served = fleet_module.served(fleet.replicas, fleet.key, ["fresh"])["fresh"]
+    assert [seen.versions for seen in served] == [(1,), (1,)]
