@@ -491,7 +491,7 @@ def _outcome(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
             print(f"tritonops: {error}", file=sys.stderr)
             return error.exit_code
         if failed is not None:
-            print(failed.describe())
+            print(failed.describe(result_line=False))
         raise
     print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.describe())
     return 0

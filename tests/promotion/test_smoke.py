@@ -40,7 +40,7 @@ def test_a_good_version_passes_naming_its_outputs(client, model):
     result = smoke.run(client, model, 1, replica="r0")
     expected = {"linear": {"output": [1, 2]}, "ints": {"doubled": [1, 5], "positive": [1, 5]}}[model]
     assert result.outputs == expected and not result.golden
-    assert result.describe().startswith("r0: version 1 ready, outputs")
+    assert result.replica == "r0" and result.describe().startswith("version 1 ready, outputs")
 
 
 @pytest.mark.parametrize(

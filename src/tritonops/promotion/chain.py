@@ -120,15 +120,19 @@ class Outcome:
             "steps": [step.as_dict() for step in self.steps],
         }
 
-    def describe(self) -> str:
-        """Human lines: one per step, then the result."""
+    def describe(self, *, result_line: bool = True) -> str:
+        """Human lines: one per step, then the result (the CLI leaves that out of a failure, whose
+        error line follows)."""
         lines = []
         for step in self.steps:
             lines.append(f"  {step.name:<11} {step.status:<8} {step.seconds:6.2f}s  {step.detail}")
             lines += [f"      {r.replica}: {'ok' if r.ok else 'FAILED'} {r.detail}" for r in step.replicas]
         lines += [f"  warning: {warning}" for warning in self.warnings]
         subject = f"{self.model} " if self.model else ""
-        lines.append(f"{self.command} {subject}{self.result}: {self.reason}")
+        if result_line:
+            lines.append(f"{self.command} {subject}{self.result}: {self.reason}")
+        if self.candidate_answered:
+            lines.append(f"  the rejected candidate answered at least {self.candidate_answered} request(s)")
         return "\n".join(lines)
 
 
@@ -147,8 +151,17 @@ class _Steps:
         if self._progress:
             self._progress(name, message)
 
-    def end(self, detail: str, *, status: str = OK, replicas: Sequence[fleet.ReplicaResult] = ()) -> Step:
-        step = Step(self._name, status, time.monotonic() - self._started, detail, tuple(replicas))
+    def end(
+        self,
+        detail: str,
+        *,
+        status: str = OK,
+        replicas: Sequence[fleet.ReplicaResult] = (),
+        seconds: float | None = None,
+    ) -> Step:
+        """Record the step; `seconds` for a step whose work ran inside another (check, in load)."""
+        took = time.monotonic() - self._started if seconds is None else seconds
+        step = Step(self._name, status, took, detail, tuple(replicas))
         self.steps.append(step)
         log.info("%s %s: %s", step.name, status, detail)
         if self._progress:
@@ -504,6 +517,7 @@ def _load_and_check(
         f"{len(loads) - len(load_failed)}/{len(loads)} replica(s) loaded{label}",
         status=FAILED if load_failed else OK,
         replicas=loads,
+        seconds=max((r.seconds for r in loads), default=0.0),
     )
     if load_failed:
         raise _Failure("load", fleet.summary(loads))
@@ -514,6 +528,7 @@ def _load_and_check(
         + (" against the golden outputs" if golden else ""),
         status=FAILED if check_failed else OK,
         replicas=checks,
+        seconds=max((r.seconds for r in checks), default=0.0),
     )
     if check_failed:
         raise _Failure("check", fleet.summary(checks))

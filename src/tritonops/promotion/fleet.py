@@ -12,6 +12,7 @@ promotion lock serialises promotions, and the agent stands back while the lock i
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -64,7 +65,7 @@ def each(replicas: Sequence[Replica], work: Callable[[Replica], str]) -> list[Re
         try:
             detail = work(replica)
         except errors.TritonOpsError as error:
-            return ReplicaResult(replica.name, False, time.monotonic() - started, str(error))
+            return ReplicaResult(replica.name, False, time.monotonic() - started, _local(str(error), replica))
         return ReplicaResult(replica.name, True, time.monotonic() - started, detail)
 
     if not replicas:
@@ -73,13 +74,25 @@ def each(replicas: Sequence[Replica], work: Callable[[Replica], str]) -> list[Re
         return list(pool.map(one, replicas))
 
 
+def _local(message: str, replica: Replica) -> str:
+    """An error as the replica's own line says it: without "on <this replica>" (the line names it)."""
+    for where in (replica.name, replica.http_address, replica.grpc_address):
+        if where:
+            message = message.replace(f" on {where}: ", ": ").replace(f" on {where}", "")
+            message = message.removeprefix(f"{where}: ")
+    return message
+
+
 def failures(results: Sequence[ReplicaResult]) -> list[ReplicaResult]:
     return [result for result in results if not result.ok]
 
 
 def summary(results: Sequence[ReplicaResult]) -> str:
-    """`r0: why; r1: why` for the failed ones."""
-    return "; ".join(f"{r.replica}: {r.detail}" for r in failures(results))
+    """`r0, r1: why; r2: why else` for the failed ones (replicas that failed alike share a line)."""
+    grouped: dict[str, list[str]] = {}
+    for result in failures(results):
+        grouped.setdefault(result.detail, []).append(result.replica)
+    return "; ".join(f"{', '.join(names)}: {detail}" for detail, names in grouped.items())
 
 
 def with_pin(config: Mapping[str, Any], versions: Sequence[int]) -> dict[str, Any]:
@@ -185,6 +198,7 @@ def widen_and_check(
     `fallback`) without waiting for the others, after reading how many requests it answered.
     The caller's restore then verifies every replica on the committed state."""
     loads: dict[str, ReplicaResult] = {}
+    check_seconds: dict[str, float] = {}
     answered: dict[str, int | None] = {}
     failed = threading.Event()
 
@@ -222,21 +236,28 @@ def widen_and_check(
             except errors.TritonOpsError as error:
                 failed.set()
                 loads[replica.name] = ReplicaResult(
-                    replica.name, False, time.monotonic() - started, str(error)
+                    replica.name, False, time.monotonic() - started, _local(str(error), replica)
                 )
                 raise errors.VerificationFailed("not checked: the load failed") from error
             loads[replica.name] = ReplicaResult(replica.name, True, seconds, detail)
             if failed.is_set():
                 drop(client, replica, checked=False)
                 raise errors.VerificationFailed("not checked: the candidate failed on another replica")
+            started = time.monotonic()
             try:
                 return smoke.run(client, model, candidate, replica=replica.name, golden=golden).describe()
             except errors.TritonOpsError:
                 failed.set()
                 drop(client, replica, checked=True)
                 raise
+            finally:
+                check_seconds[replica.name] = time.monotonic() - started
 
-    checks = each(replicas, work)
+    # Each result's seconds are its check's own (the work also timed the load before it).
+    checks = [
+        dataclasses.replace(result, seconds=check_seconds.get(result.replica, 0.0))
+        for result in each(replicas, work)
+    ]
     return Widened([loads[replica.name] for replica in replicas], checks, answered)
 
 

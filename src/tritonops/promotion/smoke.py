@@ -68,7 +68,7 @@ class Smoke:
 
     def describe(self) -> str:
         shapes = ", ".join(f"{name}{shape}" for name, shape in sorted(self.outputs.items()))
-        return f"{self.replica}: version {self.version} ready, outputs {shapes} finite" + (
+        return f"version {self.version} ready, outputs {shapes} finite" + (
             ", equal to the golden outputs" if self.golden else ""
         )
 

@@ -87,9 +87,10 @@ class Status:
                     + (f" (pin {committed['pin']})" if committed["pin"] != [committed["version"]] else "")
                     + f" at {committed.get('committedAt') or '?'} by {committed.get('committedBy') or '?'}"
                 )
-                lines.append(
-                    f"      source {committed.get('source') or '-'}  digest {committed.get('digest') or '-'}"
-                )
+                source, resolved = committed.get("source"), committed.get("resolvedSource")
+                if resolved and resolved != source:
+                    source = f"{source} ({resolved})"
+                lines.append(f"      source {source or '-'}  digest {committed.get('digest') or '-'}")
             if model.pending:
                 lines.append(f"      pending: {model.pending['note']}")
             for view in model.replicas:
