@@ -183,3 +183,21 @@ def fleet_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield Fleet(repository, work_dir, root / "sources", found, key)
     finally:
         control.down(work_dir)
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest):
+    """Write a line of figures (latency, counts) to the terminal even while output is captured:
+    the promotion tests report what they measured without asserting timings."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if reporter is None or capture is None:  # pragma: no cover - e.g. under xdist
+            print(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    return say

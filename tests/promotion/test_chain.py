@@ -12,7 +12,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,13 @@ class Marks:
             self.started.append(step)
 
 
-def report_swap(name: str, report: traffic.TrafficReport, first: str, last: str) -> dict[str, object]:
-    """Print the figures of one scenario (for the test log) and return the swap comparison."""
+def report_swap(
+    say: Callable[[str], None], name: str, report: traffic.TrafficReport, first: str, last: str
+) -> dict[str, object]:
+    """Report the figures of one scenario on the terminal and return the swap comparison."""
     swap = report.swap(report.mark(first), report.mark(last))
-    print(
-        f"\n[{name}] requests {len(report.answers)}, failed {len(report.failed)}, by version "
+    say(
+        f"[{name}] requests {len(report.answers)}, failed {len(report.failed)}, by version "
         f"{report.by_version()}; p99 steady {swap['steady_p99_ms']} ms vs during the swap "
         f"{swap['swap_p99_ms']} ms (x{swap['ratio']}, {swap['swap_requests']} requests in the window)"
     )
@@ -60,7 +62,7 @@ def promote(fleet: Fleet, **kwargs: object) -> chain.Outcome:
     )  # type: ignore[arg-type]
 
 
-def test_a_promotion_under_load_commits_everywhere_with_no_failed_request(fleet_runtime: Fleet):
+def test_a_promotion_under_load_commits_everywhere_with_no_failed_request(fleet_runtime: Fleet, figures):
     fleet = fleet_runtime
     before = fleet.record()
     version = fleet.new_version()
@@ -70,7 +72,7 @@ def test_a_promotion_under_load_commits_everywhere_with_no_failed_request(fleet_
         outcome = promote(fleet, version=version, source=str(source), progress=Marks(running))
         running.wait_for(len(running.report().answers) + 100)
     report = running.report()
-    report_swap("promote", report, "load start", "narrow end")
+    report_swap(figures, "promote", report, "load start", "narrow end")
     assert report.failed == []
     assert (
         outcome.result == "committed"
@@ -132,7 +134,7 @@ def golden_of_committed(fleet_runtime: Fleet, tmp_path: Path) -> Path:
     ids=["bad-model", "wrong-outputs", "load-timeout"],
 )
 def test_a_failed_candidate_rolls_every_replica_back_with_no_failed_request(
-    fleet_runtime: Fleet, golden_of_committed: Path, case: str, step: str
+    fleet_runtime: Fleet, golden_of_committed: Path, figures, case: str, step: str
 ):
     fleet = fleet_runtime
     before = fleet.record()
@@ -152,14 +154,16 @@ def test_a_failed_candidate_rolls_every_replica_back_with_no_failed_request(
             promote(fleet, version=version, source=str(source), progress=Marks(running), **options)
         running.wait_for(len(running.report().answers) + 100)
     report = running.report()
-    report_swap(case, report, "load start", "restore end")
+    report_swap(figures, case, report, "load start", "restore end")
     outcome = raised.value.outcome
     assert isinstance(outcome, chain.Outcome)
-    print(
+    seen = report.by_version().get(version, 0)
+    figures(
         f"[{case}] the rejected candidate answered {outcome.candidate_answered} request(s) by Triton's "
-        f"statistics, {report.by_version().get(version, 0)} seen by the clients"
+        f"statistics (read just before it was dropped), {seen} seen by the clients"
     )
-    print(outcome.describe())
+    # The statistics are read before the candidate is dropped: never more than the clients saw.
+    assert outcome.candidate_answered is not None and outcome.candidate_answered <= seen
     assert raised.value.step == step == outcome.failed_step and f"promotion failed at step {step}" in str(
         raised.value
     )
@@ -192,7 +196,7 @@ def test_a_candidate_that_disagrees_with_the_config_is_refused_before_any_replic
     assert list((workarea.quarantine_dir(fleet.repository) / "linear").glob(f"{version}-*"))
 
 
-def test_rollback_returns_to_the_previous_version_with_no_failed_request(fleet_runtime: Fleet):
+def test_rollback_returns_to_the_previous_version_with_no_failed_request(fleet_runtime: Fleet, figures):
     fleet = fleet_runtime
     first = fleet.record().version
     version = fleet.new_version()
@@ -208,14 +212,14 @@ def test_rollback_returns_to_the_previous_version_with_no_failed_request(fleet_r
         )
         running.wait_for(len(running.report().answers) + 100)
     report = running.report()
-    report_swap("rollback", report, "load start", "narrow end")
+    report_swap(figures, "rollback", report, "load start", "narrow end")
     assert report.failed == []
     assert (outcome.result, outcome.version, outcome.previous_version) == ("rolled-back", first, version)
     assert fleet.record().version == first and fleet.served() == [(first,), (first,)]
     assert state.read(fleet.repository).history[-1].outcome == "rolled-back"
 
 
-def test_keep_previous_keeps_the_old_version_loaded_so_rollback_needs_no_load(fleet_runtime: Fleet):
+def test_keep_previous_keeps_the_old_version_loaded_so_rollback_needs_no_load(fleet_runtime: Fleet, figures):
     fleet = fleet_runtime
     old = fleet.record().version
     version = fleet.new_version()
@@ -226,8 +230,8 @@ def test_keep_previous_keeps_the_old_version_loaded_so_rollback_needs_no_load(fl
     load = next(s for s in back.steps if s.name == "load")
     assert all("no load needed" in r.detail for r in load.replicas)
     assert fleet.record().version == old and fleet.served() == [(old,), (old,)]
-    print(
-        f"\n[rollback with --keep-previous] {back.seconds:.2f} s: "
+    figures(
+        f"[rollback with --keep-previous] {back.seconds:.2f} s: "
         + ", ".join(f"{s.name} {s.seconds:.2f}s" for s in back.steps)
     )
     # --keep-previous with a lower candidate would leave the higher one taking the traffic: refused.
@@ -329,7 +333,7 @@ def prometheus_on_replicas(fleet_runtime: Fleet, tmp_path_factory: pytest.TempPa
 
 
 def test_a_canary_is_gated_on_its_replica_before_the_rest_are_promoted(
-    fleet_runtime: Fleet, prometheus_on_replicas
+    fleet_runtime: Fleet, prometheus_on_replicas, figures
 ):
     fleet = fleet_runtime
     version = fleet.new_version()
@@ -347,7 +351,7 @@ def test_a_canary_is_gated_on_its_replica_before_the_rest_are_promoted(
         )
         running.wait_for(len(running.report().answers) + 100)
     report = running.report()
-    report_swap("canary", report, "load start", "narrow end")
+    report_swap(figures, "canary", report, "load start", "narrow end")
     assert report.failed == []
     names = [
         (s.name, tuple(r.replica for r in s.replicas)) for s in outcome.steps if s.name in ("load", "check")

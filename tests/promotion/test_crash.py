@@ -46,7 +46,9 @@ def assert_whole_and_consistent(fleet: Fleet) -> None:
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_a_promote_killed_at_each_step_leaves_old_or_new_and_a_rerun_converges(fleet_runtime: Fleet, step):
+def test_a_promote_killed_at_each_step_leaves_old_or_new_and_a_rerun_converges(
+    fleet_runtime: Fleet, figures, step
+):
     fleet = fleet_runtime
     before = fleet.record().version
     version = fleet.new_version()
@@ -55,8 +57,8 @@ def test_a_promote_killed_at_each_step_leaves_old_or_new_and_a_rerun_converges(f
     seen = model_status.status(fleet.repository, fleet.replicas, "linear", key=fleet.key)
     committed = seen.models[0].committed
     assert committed is not None and committed["version"] in (before, version)
-    print(
-        f"\n[killed at {step}] committed {committed['version']} (old {before}, new {version}); drift {seen.models[0].drift}"
+    figures(
+        f"[killed at {step}] committed {committed['version']} (old {before}, new {version}); drift {seen.models[0].drift}"
     )
     # The dead promotion's lock is reported stale, with the command that clears it.
     assert (

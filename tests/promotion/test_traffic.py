@@ -27,7 +27,7 @@ def test_the_report_compares_a_window_with_the_rest_and_buckets_a_timeline():
     assert timeline[1]["failed"] == 1 and timeline[1]["versions"] == {"1": 5, "2": 1}
 
 
-def test_clients_record_which_version_answered_and_triton_counts_the_same(server, client):
+def test_clients_record_which_version_answered_and_triton_counts_the_same(server, client, figures):
     replica = replicas.Replica("r0", server.url.removeprefix("http://"), server.grpc_url)
     config = json_format.MessageToDict(client.model_config("linear"), preserving_proto_field_name=True)
     with traffic.Traffic([replica], "linear", clients=8) as running:
@@ -49,4 +49,4 @@ def test_clients_record_which_version_answered_and_triton_counts_the_same(server
     assert after and {a.version for a in after} == {2}
     assert report.by_version()[2] == counted[2].answered
     swap = report.swap(report.mark("widen"), report.mark("widened"))
-    print(f"\ntraffic across a widening load: {report.summary()}\nswap: {swap}")
+    figures(f"[traffic across a widening load] {report.summary()}; swap {swap}")
