@@ -256,6 +256,43 @@ def test_every_failure_is_reported_in_one_message(triton: FakeTriton, tmp_path: 
     )
 
 
+def write_pending_state(path: Path, version: int, pending: int) -> Path:
+    """`m` committed at `version` with a commit of `pending` under way (or cut short)."""
+    digest = "sha256:" + "0" * 64
+    entry = {"version": version, "digest": digest, "configDigest": digest}
+    entry["pending"] = {"version": pending, "digest": digest, "configDigest": "sha256:" + "1" * 64}
+    document = {"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": entry}}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("ready_version", [2, 3], ids=["commit-point-not-reached", "commit-point-passed"])
+def test_during_a_commit_either_the_committed_or_the_pending_version_ready_is_ready(
+    triton: FakeTriton, tmp_path: Path, ready_version: int
+) -> None:
+    # The probe does not read config.pbtxt to learn which of the two is in force (see ready.py).
+    state = write_pending_state(tmp_path / "current.json", version=2, pending=3)
+    triton.routes.update({LIVE: 200, f"/v2/models/m/versions/{ready_version}/ready": 200})
+
+    result = probe(triton.port, f"--committed-state={state}")
+
+    assert result.returncode == 0, result.output
+
+
+def test_during_a_commit_neither_version_ready_is_not_ready_naming_both(
+    triton: FakeTriton, tmp_path: Path
+) -> None:
+    state = write_pending_state(tmp_path / "current.json", version=2, pending=3)
+    triton.routes.update({LIVE: 200, "/v2/models/m/versions/2/ready": 400})
+
+    result = probe(triton.port, f"--committed-state={state}")
+
+    assert result.returncode == 1
+    assert result.output.strip() == (
+        "not ready: /v2/models/m/versions/2/ready -> 400; /v2/models/m/versions/3/ready -> 404"
+    )
+
+
 @pytest.mark.parametrize("with_state_option", [False, True], ids=["no-option", "state-file-absent"])
 def test_without_committed_state_only_liveness_is_checked(
     triton: FakeTriton, tmp_path: Path, with_state_option: bool

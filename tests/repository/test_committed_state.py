@@ -4,6 +4,7 @@ repository the pod's launcher refuses to start with is an error here, and what s
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import shutil
 import subprocess
@@ -64,12 +65,17 @@ def write_state(repo: Path, models: dict[str, object]) -> Path:
 
 
 def record(repo: Path, model: str, version: int) -> dict[str, object]:
-    """The record the promotion tool writes for a version folder as it is now."""
+    """The record the promotion tool writes for a version folder and config as they are now."""
     return {
         "version": version,
         "digest": checksums.version_digest(repo / model / str(version)),
+        "configDigest": config_digest(repo / model),
         "committedAt": "2026-11-25T22:00:00Z",
     }
+
+
+def config_digest(model: Path) -> str:
+    return "sha256:" + hashlib.sha256((model / "config.pbtxt").read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -174,7 +180,94 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], str | None, str]] = {
         "models.linear.digest",
         "current.json",
     ),
+    "config-edited-after-commit": (
+        lambda repo: _pin(repo, "# tuned after the commit\n" + PIN.format(version=1)),
+        "models.linear.configDigest",
+        "linear/config.pbtxt",
+    ),
+    "retained-folder-missing": (
+        lambda repo: (
+            _pin(repo, PIN.format(version="1, 2")),
+            _edit_state(repo, lambda r: r.update(retained=[2], configDigest=_config_digest(repo))),
+        ),
+        "models.linear.retained",
+        "linear/2",
+    ),
+    "retained-not-pinned": (
+        lambda repo: (_second_version(repo), _edit_state(repo, lambda r: r.update(retained=[2]))),
+        "version_policy",
+        "linear/config.pbtxt",
+    ),
+    "malformed-config-digest": (
+        lambda repo: _edit_state(repo, lambda r: r.update(configDigest="md5:1")),
+        "models.linear.configDigest",
+        "current.json",
+    ),
+    "malformed-retained-holds-the-version": (
+        lambda repo: _edit_state(repo, lambda r: r.update(retained=[1])),
+        "models.linear.retained",
+        "current.json",
+    ),
+    "malformed-retained-not-a-list": (
+        lambda repo: _edit_state(repo, lambda r: r.update(retained=2)),
+        "models.linear.retained",
+        "current.json",
+    ),
+    "malformed-config-not-a-mapping": (
+        lambda repo: _edit_state(repo, lambda r: r.update(config="linear")),
+        "models.linear.config",
+        "current.json",
+    ),
+    "malformed-config-with-another-pin": (
+        lambda repo: _edit_state(
+            repo, lambda r: r.update(config={"version_policy": {"specific": {"versions": ["2"]}}})
+        ),
+        "models.linear.config.version_policy",
+        "current.json",
+    ),
+    "malformed-committed-by": (
+        lambda repo: _edit_state(repo, lambda r: r.update(committedBy=7)),
+        "models.linear.committedBy",
+        "current.json",
+    ),
+    "malformed-previous": (
+        lambda repo: _edit_state(repo, lambda r: r.update(previous={"version": 0})),
+        "models.linear.previous.version",
+        "current.json",
+    ),
+    "malformed-previous-with-its-own-previous": (
+        lambda repo: _edit_state(
+            repo, lambda r: r.update(previous={"version": 1, "previous": {"version": 1}})
+        ),
+        "models.linear.previous.previous",
+        "current.json",
+    ),
+    "malformed-pending-without-config-digest": (
+        lambda repo: _edit_state(repo, lambda r: r.update(pending={"version": 2, "startedAt": "now"})),
+        "models.linear.pending.configDigest",
+        "current.json",
+    ),
+    "malformed-history-outcome": (
+        lambda repo: _edit_history(repo, [{"model": "linear", "version": 1, "outcome": "done"}]),
+        "history[0].outcome",
+        "current.json",
+    ),
+    "malformed-history-not-a-list": (
+        lambda repo: _edit_history(repo, {"model": "linear"}),
+        "history",
+        "current.json",
+    ),
 }
+
+
+def _config_digest(repo: Path) -> str:
+    return config_digest(repo / "linear")
+
+
+def _edit_history(repo: Path, history: object) -> None:
+    document = json.loads((repo / "current.json").read_text(encoding="utf-8"))
+    document["history"] = history
+    (repo / "current.json").write_text(json.dumps(document), encoding="utf-8")
 
 
 def _committed_state_errors(report: validator.ValidationReport, repo: Path, file: str) -> list[Finding]:
@@ -290,6 +383,148 @@ def test_validate_cli_names_the_digest_finding_and_exits_1(committed_repo: Path,
         in result.stdout
     )
     assert "Traceback" not in result.stderr
+
+
+# --- the effective record: a commit cut short between its writes ---------------------------------
+
+
+def _commit_states(repo: Path) -> dict[str, Callable[[], None]]:
+    """The repository as the promotion tool's three writes leave it when committing version 2 of a
+    committed `linear` 1: each entry writes one of the states a crash can leave behind."""
+    _second_version(repo)
+    config = repo / "linear" / "config.pbtxt"
+    old_config = config.read_text(encoding="utf-8")
+    new_config = old_config.replace(PIN.format(version=1), PIN.format(version=2))
+    old = json.loads((repo / "current.json").read_text(encoding="utf-8"))["models"]["linear"]
+    new = {
+        "version": 2,
+        "digest": checksums.version_digest(repo / "linear" / "2"),
+        "configDigest": "sha256:" + hashlib.sha256(new_config.encode()).hexdigest(),
+        "committedAt": "2026-11-26T00:00:00Z",
+        "committedBy": "ops@host pid 1",
+        "source": "models:/linear/2",
+    }
+
+    def before_config(config_text: str) -> None:
+        write_state(repo, {"linear": {**old, "pending": {**new, "startedAt": "2026-11-26T00:00:00Z"}}})
+        config.write_text(config_text, encoding="utf-8")
+
+    return {
+        "pending-written": lambda: before_config(old_config),
+        "config-written": lambda: before_config(new_config),
+        "record-written": lambda: (
+            write_state(repo, {"linear": {**new, "previous": old}}),
+            config.write_text(new_config, encoding="utf-8"),
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    ("state", "in_force"), [("pending-written", 1), ("config-written", 2), ("record-written", 2)]
+)
+def test_a_commit_cut_short_at_any_write_starts_on_the_old_or_the_new_version(
+    committed_repo: Path, launch, state: str, in_force: int
+) -> None:
+    _commit_states(committed_repo)[state]()
+
+    launched = launch(committed_repo)
+    report = validator.validate(committed_repo)
+
+    assert launched.returncode == 0 and launched.started, launched.stderr
+    assert f"committed model linear version {in_force}: files match sha256:" in launched.stderr
+    assert report.passed, [str(f) for f in report.findings]
+    pending = [f for f in report.findings if f.field == "models.linear.pending"]
+    if state == "record-written":
+        assert report.findings == ()
+    else:
+        (warning,) = pending
+        assert warning.severity is Severity.WARNING
+        assert f"version {in_force} " in warning.message and "`tritonops reconcile`" in warning.message
+
+
+def test_a_pending_commit_with_a_config_nobody_committed_is_refused(committed_repo: Path, launch) -> None:
+    committed_config = _config_digest(committed_repo)
+    _commit_states(committed_repo)["pending-written"]()
+    _pin(committed_repo, "# edited by someone\n" + PIN.format(version=1))
+
+    launched = launch(committed_repo)
+
+    # Neither the pending config nor the committed one: the committed record is compared and refused.
+    assert not launched.started
+    assert f"records configDigest {committed_config}, so it changed after the commit" in launched.stderr
+
+
+def test_effective_record_is_pending_only_once_the_config_hashes_to_its_digest() -> None:
+    cs = committed_state.script()
+    new_config = b"version_policy { specific { versions: [2] } }\n"
+    pending = cs.ModelRecord("m", 2, config_digest=cs.config_digest(new_config), started_at="t")
+    old = cs.ModelRecord("m", 1, digest="sha256:" + "a" * 64, pending=pending)
+
+    assert cs.effective_record(old, b"version_policy { specific { versions: [1] } }\n") is old
+    assert cs.effective_record(old, None) is old
+    effective = cs.effective_record(old, new_config)
+    assert (effective.version, effective.pending) == (2, None)
+    assert effective.previous == old._replace(pending=None)
+    assert cs.effective_record(effective, new_config) is effective
+
+
+@pytest.mark.parametrize(
+    ("version", "retained", "pin"), [(2, (), [2]), (2, (1,), [1, 2]), (1, (3, 2), [1, 2, 3])]
+)
+def test_expected_pin_is_the_version_and_the_retained_ones(
+    version: int, retained: tuple[int, ...], pin: list[int]
+) -> None:
+    cs = committed_state.script()
+    assert cs.expected_pin(cs.ModelRecord("m", version, retained=retained)) == pin
+
+
+def test_retained_version_pinned_beside_the_committed_one_starts(committed_repo: Path, launch) -> None:
+    _second_version(committed_repo)
+    _pin(committed_repo, PIN.format(version="1, 2"))
+    _edit_state(
+        committed_repo,
+        lambda r: r.update(version=2, retained=[1], configDigest=_config_digest(committed_repo)),
+    )
+    _edit_state(
+        committed_repo,
+        lambda r: r.update(digest=checksums.version_digest(committed_repo / "linear" / "2")),
+    )
+
+    launched = launch(committed_repo)
+
+    assert launched.returncode == 0 and launched.started, launched.stderr
+    assert "committed model linear version 2 (retained beside it: [1])" in launched.stderr
+    assert validator.validate(committed_repo).findings == ()
+
+
+def test_every_field_the_promotion_tool_writes_reads_back_unchanged() -> None:
+    cs = committed_state.script()
+    digest = "sha256:" + "b" * 64
+    written = {
+        "version": 3,
+        "digest": digest,
+        "configDigest": digest,
+        "config": {"name": "m", "version_policy": {"specific": {"versions": ["2", "3"]}}},
+        "retained": [2],
+        "source": "models:/m@champion",
+        "resolvedSource": "models:/m/7",
+        "committedAt": "2026-11-26T00:00:00Z",
+        "committedBy": "ops@host pid 1",
+        "previous": {"version": 2, "digest": digest},
+        "pending": {"version": 4, "configDigest": digest, "startedAt": "2026-11-27T00:00:00Z"},
+    }
+    history = [
+        {"model": "m", "version": 3, "previousVersion": 2, "outcome": "committed", "at": "t", "by": "b"},
+        {"model": "m", "version": 4, "outcome": "failed", "step": "check", "reason": "NaN in output"},
+    ]
+    document = {"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"m": written}}
+
+    records, entries, problems = cs.parse_document(json.dumps({**document, "history": history}), "f")
+
+    assert problems == []
+    assert cs.to_json(records["m"]) == written
+    assert entries == history
+    assert records["m"].previous.name == records["m"].pending.name == "m"
 
 
 # --- the sample repository ------------------------------------------------------------------------

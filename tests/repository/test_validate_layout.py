@@ -42,6 +42,21 @@ def test_misleading_version_folders_are_errors(repo, add_linear, folder, fragmen
     assert finding.file.endswith(folder)
 
 
+def test_the_promotion_work_area_and_other_dot_folders_are_not_models(repo, add_linear):
+    add_linear()
+    quarantined = repo / ".tritonops" / "quarantine" / "linear" / "2-20261126T000000Z"
+    quarantined.mkdir(parents=True)
+    (quarantined / "model.onnx").write_bytes(b"not a model")
+    (repo / ".tritonops" / "staging" / "linear-3-abc" / "model.onnx").parent.mkdir(parents=True)
+    (repo / ".git").mkdir()
+
+    report = validator.validate(repo)
+
+    assert report.models == ("linear",)
+    assert report.findings == ()
+    assert [(model, number) for model, number, _ in checksums.versions(repo)] == [("linear", 1)]
+
+
 def test_empty_version_folder_is_an_error(repo, add_linear):
     model = add_linear()
     (model / "2").mkdir()

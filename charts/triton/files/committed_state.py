@@ -1,19 +1,34 @@
 """Read and check the committed model state of a Triton model repository.
 
-The promotion tool (until it exists, a person: see "Committing a version by hand" in the
-project README) records what each model serves in `<repository>/current.json`:
+`tritonops promote` / `tritonops rollback` record what each model serves in
+`<repository>/current.json` (a hand-written record with only `version` and `digest` works too):
 
     {"apiVersion": "tritonops/v1", "kind": "CommittedState",
-     "models": {"resnet50": {"version": 3, "digest": "sha256:...", "committedAt": "2026-11-25T22:00:00Z"}}}
+     "models": {"resnet50": {
+        "version": 3, "digest": "sha256:...",          # required / optional
+        "configDigest": "sha256:...",                  # sha256 of config.pbtxt's bytes as committed
+        "config": {...},                               # the committed ModelConfig (protobuf JSON)
+        "retained": [2],                               # versions pinned beside `version`
+        "source": "models:/resnet50/3", "resolvedSource": "...",
+        "committedAt": "2026-11-25T22:00:00Z", "committedBy": "user@host pid 123",
+        "previous": {...},                             # the record rollback returns to
+        "pending": {..., "startedAt": "..."}}},        # only while a commit is under way
+     "history": [{"model": ..., "version": ..., "outcome": "committed", ...}]}
 
-and pins the same version in the model's `config.pbtxt` with
+and pins the same versions in the model's `config.pbtxt` with
 `version_policy { specific { versions: [3] } }`. `digest` is the sha256 of the version's checksum
 manifest (`<sha256>  <path>` per file, sorted; the `tritonops repo checksum` format), so it names
 the exact files that were committed.
 
-This module runs inside the Triton image (standard library only) for the launcher and the
-readiness check, and `tritonops repo validate` loads this same file, so the validator reports
-exactly what the launcher refuses. Keep it importable by Python 3.8 and free of third-party imports.
+A commit writes `pending` into current.json first, then config.pbtxt (the commit point), then the
+final record. So the record in force, the *effective record* (`effective_record`), is `pending`
+when config.pbtxt already hashes to `pending.configDigest`, else the record's own fields: a crash
+between the writes leaves the old state or the new one, never a pod that refuses to start.
+
+This module runs inside the Triton image (standard library only) for the launcher, the readiness
+check and the per-pod agent; `tritonops repo validate` and the promotion tool load this same file,
+so every tool reads the record with one parser. Keep it importable by Python 3.8 and free of
+third-party imports.
 """
 
 from __future__ import annotations
@@ -61,11 +76,80 @@ class CommittedStateError(Exception):
 
 
 class ModelRecord(NamedTuple):
-    """What the record promises for one model: this version, with these files when `digest` is set."""
+    """What the record promises for one model: this version (and `retained` beside it), with these
+    files when `digest` is set and this config.pbtxt when `config_digest` is set.
+
+    `previous` and `pending` are records themselves (without a `previous` or `pending` of their
+    own); `started_at` is set on a pending record only.
+    """
 
     name: str
     version: int
     digest: str | None = None
+    config_digest: str | None = None
+    config: dict | None = None  # the committed ModelConfig, protobuf JSON with proto field names
+    retained: tuple = ()  # sorted positive ints, never `version`
+    source: str | None = None
+    resolved_source: str | None = None
+    committed_at: str | None = None
+    committed_by: str | None = None
+    previous: ModelRecord | None = None
+    pending: ModelRecord | None = None
+    started_at: str | None = None
+
+
+# The record's JSON keys and the ModelRecord fields they fill (the optional string fields).
+_TEXT_FIELDS = (
+    ("source", "source"),
+    ("resolvedSource", "resolved_source"),
+    ("committedAt", "committed_at"),
+    ("committedBy", "committed_by"),
+)
+OUTCOMES = ("committed", "rolled-back", "failed", "noop")
+# History entry keys: (key, what it holds). `model` and `outcome` are required.
+_HISTORY_INTS = ("version", "previousVersion")
+_HISTORY_TEXTS = ("source", "resolvedSource", "digest", "at", "by", "step", "reason")
+
+
+def expected_pin(record: ModelRecord) -> list[int]:
+    """The versions config.pbtxt must pin for this record: its version and the retained ones."""
+    return sorted({record.version, *record.retained})
+
+
+def config_digest(config_bytes: bytes) -> str:
+    """What `configDigest` holds for a config.pbtxt: sha256 of its bytes."""
+    return "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+
+
+def effective_record(record: ModelRecord, config_bytes: bytes | None) -> ModelRecord:
+    """The record in force: `pending` once config.pbtxt (`config_bytes`) hashes to its configDigest
+    (the commit's second write, its commit point, is done), else the record itself.
+
+    The pending record comes back with the record it replaces as its `previous`, as the commit's
+    last write will leave it; an unreadable config (None) means the commit point cannot be shown.
+    """
+    pending = record.pending
+    if pending is None or config_bytes is None or config_digest(config_bytes) != pending.config_digest:
+        return record
+    return pending._replace(previous=record._replace(previous=None, pending=None))
+
+
+def read_config_bytes(repository: str, name: str) -> bytes | None:
+    """A model's config.pbtxt as bytes, or None when it cannot be read."""
+    try:
+        with open(os.path.join(repository, name, "config.pbtxt"), "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def effective_records(repository: str, records: dict[str, ModelRecord]) -> dict[str, ModelRecord]:
+    """{model: effective record}, reading each committed model's config.pbtxt (only where a
+    commit is pending: the other records are in force whatever the config says)."""
+    return {
+        name: effective_record(record, read_config_bytes(repository, name) if record.pending else None)
+        for name, record in records.items()
+    }
 
 
 # --- reading the record -------------------------------------------------------------------------
@@ -94,6 +178,16 @@ def parse(data: bytes | str, path: str) -> dict[str, ModelRecord]:
 
 def parse_problems(data: bytes | str, path: str) -> tuple[dict[str, ModelRecord], list[Problem]]:
     """The well-formed records and a problem (with its field) for everything malformed."""
+    records, _, problems = parse_document(data, path)
+    return records, problems
+
+
+def parse_document(data: bytes | str, path: str) -> tuple[dict[str, ModelRecord], list[dict], list[Problem]]:
+    """(well-formed records, well-formed history entries, a problem for everything malformed).
+
+    A record with any malformed field is left out whole: half a record could start a pod on a
+    version nobody committed.
+    """
 
     def problem(message: str, field: str | None = None, model: str | None = None) -> Problem:
         return Problem(ERROR, path, message, field=field, model=model)
@@ -102,39 +196,154 @@ def parse_problems(data: bytes | str, path: str) -> tuple[dict[str, ModelRecord]
         document = json.loads(data)
     except ValueError as error:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not text
         message = f"cannot read the committed state: not JSON ({error}); restore the file"
-        return {}, [Problem(ERROR, path, message, line=getattr(error, "lineno", None))]
+        return {}, [], [Problem(ERROR, path, message, line=getattr(error, "lineno", None))]
     if not isinstance(document, dict) or document.get("kind") != KIND:
-        return {}, [problem(f"not a committed-state record (kind must be {KIND!r})", "kind")]
+        return {}, [], [problem(f"not a committed-state record (kind must be {KIND!r})", "kind")]
     if document.get("apiVersion") != API_VERSION:
-        return {}, [
-            problem(f"apiVersion {document.get('apiVersion')!r} is not {API_VERSION!r}", "apiVersion")
-        ]
+        return (
+            {},
+            [],
+            [problem(f"apiVersion {document.get('apiVersion')!r} is not {API_VERSION!r}", "apiVersion")],
+        )
     models = document.get("models")
     if not isinstance(models, dict):
-        return {}, [problem("'models' must be a mapping of model name to record", "models")]
+        return {}, [], [problem("'models' must be a mapping of model name to record", "models")]
     records: dict[str, ModelRecord] = {}
     problems: list[Problem] = []
-    for name, record in sorted(models.items()):
-        where = f"models.{name}"
-        if not isinstance(record, dict):
-            problems.append(problem(f"{where} must be a mapping with 'version' and 'digest'", where, name))
-            continue
-        version = record.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            problems.append(problem(f"{where}.version must be a positive integer", f"{where}.version", name))
-            continue
-        digest = record.get("digest")
-        if digest is not None and (not isinstance(digest, str) or not DIGEST_PATTERN.match(digest)):
-            problems.append(
-                problem(
-                    f"{where}.digest {digest!r} is not 'sha256:' followed by 64 lowercase hex digits",
-                    f"{where}.digest",
-                    name,
-                )
+    for name, raw in sorted(models.items()):
+        found: list[Problem] = []
+        record = _record(raw, name, f"models.{name}", found, path, nested=None)
+        problems += found
+        if record is not None and not found:
+            records[name] = record
+    history, history_problems = _history(document.get("history"), path)
+    return records, history, problems + history_problems
+
+
+def _record(
+    raw: object, name: str, where: str, problems: list[Problem], path: str, nested: str | None
+) -> ModelRecord | None:
+    """One record at `where` (models.M, or its `previous` / `pending` when `nested` says so)."""
+
+    def add(message: str, field: str) -> None:
+        problems.append(Problem(ERROR, path, message, field=field, model=name))
+
+    if not isinstance(raw, dict):
+        add(f"{where} must be a mapping with 'version' and 'digest'", where)
+        return None
+    version = raw.get("version")
+    if not _positive_int(version):
+        add(f"{where}.version must be a positive integer", f"{where}.version")
+        return None
+    fields: dict[str, object] = {}
+    for key, attribute in (("digest", "digest"), ("configDigest", "config_digest")):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not DIGEST_PATTERN.match(value)):
+            add(
+                f"{where}.{key} {value!r} is not 'sha256:' followed by 64 lowercase hex digits",
+                f"{where}.{key}",
             )
+        fields[attribute] = value
+    for key, attribute in _TEXT_FIELDS:
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            add(f"{where}.{key} must be a string", f"{where}.{key}")
+        fields[attribute] = value
+    retained = raw.get("retained", [])
+    if (
+        not isinstance(retained, list)
+        or not all(_positive_int(number) for number in retained)
+        or len(set(retained)) != len(retained)
+    ):
+        add(f"{where}.retained must be a list of distinct positive integers", f"{where}.retained")
+        retained = []
+    elif version in retained:
+        add(
+            f"{where}.retained lists version {version}, which is the committed version itself; "
+            "list only the versions kept beside it",
+            f"{where}.retained",
+        )
+    record = ModelRecord(name, version, retained=tuple(sorted(retained)), **fields)
+    config = raw.get("config")
+    if config is not None:
+        pinned = _config_pin(config)
+        if not isinstance(config, dict):
+            add(f"{where}.config must be a mapping (the model config as protobuf JSON)", f"{where}.config")
+        elif pinned != expected_pin(record):
+            add(
+                f"{where}.config pins {pinned or 'nothing'} in its version_policy but the record "
+                f"commits {expected_pin(record)}: every load would send the wrong pin",
+                f"{where}.config.version_policy",
+            )
+        record = record._replace(config=config)
+    if nested == "pending":
+        started = raw.get("startedAt")
+        if started is not None and not isinstance(started, str):
+            add(f"{where}.startedAt must be a string", f"{where}.startedAt")
+        if record.config_digest is None:
+            add(
+                f"{where}.configDigest is missing: a pending commit names the config it writes",
+                f"{where}.configDigest",
+            )
+        record = record._replace(started_at=started)
+    for key in ("previous", "pending"):
+        if key not in raw:
             continue
-        records[name] = ModelRecord(name, version, digest)
-    return records, problems
+        if nested is not None:
+            add(f"{where} must not hold its own '{key}'", f"{where}.{key}")
+            continue
+        inner = _record(raw[key], name, f"{where}.{key}", problems, path, nested=key)
+        record = record._replace(**{key: inner})
+    return record
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _config_pin(config: object) -> list[int] | None:
+    """The specific versions a protobuf-JSON ModelConfig pins (int64 comes as strings), or None."""
+    try:
+        versions = config["version_policy"]["specific"]["versions"]
+        if not isinstance(versions, list):
+            return None
+        return sorted({int(number) for number in versions})
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _history(raw: object, path: str) -> tuple[list[dict], list[Problem]]:
+    """The well-formed history entries (newest last) and a problem per malformed field."""
+    if raw is None:
+        return [], []
+    if not isinstance(raw, list):
+        return [], [Problem(ERROR, path, "'history' must be a list of entries", field="history")]
+    entries, problems = [], []
+    for index, entry in enumerate(raw):
+        where = f"history[{index}]"
+        found = []
+        if not isinstance(entry, dict):
+            found.append((f"{where} must be a mapping", where))
+        else:
+            if not isinstance(entry.get("model"), str) or not entry.get("model"):
+                found.append((f"{where}.model must be a model name", f"{where}.model"))
+            if entry.get("outcome") not in OUTCOMES:
+                found.append(
+                    (
+                        f"{where}.outcome {entry.get('outcome')!r} is not one of {', '.join(OUTCOMES)}",
+                        f"{where}.outcome",
+                    )
+                )
+            for key in _HISTORY_INTS:
+                if entry.get(key) is not None and not _positive_int(entry[key]):
+                    found.append((f"{where}.{key} must be a positive integer or null", f"{where}.{key}"))
+            for key in _HISTORY_TEXTS:
+                if entry.get(key) is not None and not isinstance(entry[key], str):
+                    found.append((f"{where}.{key} must be a string or null", f"{where}.{key}"))
+        problems += [Problem(ERROR, path, message, field=field) for message, field in found]
+        if not found:
+            entries.append(entry)
+    return entries, problems
 
 
 def read_records(path: str) -> dict[str, ModelRecord]:
@@ -148,8 +357,31 @@ def read_records(path: str) -> dict[str, ModelRecord]:
 
 
 def read(path: str) -> dict[str, int]:
-    """{model: committed version}; an absent file means nothing is committed yet."""
+    """{model: committed version in the record} (not the effective record: no config is read);
+    an absent file means nothing is committed yet."""
     return {name: record.version for name, record in read_records(path).items()}
+
+
+def to_json(record: ModelRecord) -> dict:
+    """The record as current.json holds it (the inverse of the parse; empty fields left out)."""
+    document: dict = {"version": record.version}
+    optional = (
+        ("digest", record.digest),
+        ("configDigest", record.config_digest),
+        ("config", record.config),
+        ("retained", list(record.retained) or None),
+        ("source", record.source),
+        ("resolvedSource", record.resolved_source),
+        ("committedAt", record.committed_at),
+        ("committedBy", record.committed_by),
+        ("startedAt", record.started_at),
+    )
+    document.update((key, value) for key, value in optional if value is not None)
+    if record.previous is not None:
+        document["previous"] = to_json(record.previous)
+    if record.pending is not None:
+        document["pending"] = to_json(record.pending)
+    return document
 
 
 # --- the pins in config.pbtxt -------------------------------------------------------------------
@@ -203,78 +435,176 @@ def _as_records(committed: dict[str, ModelRecord] | dict[str, int]) -> list[Mode
     ]
 
 
-def layout_problems(repository: str, committed: dict[str, ModelRecord] | dict[str, int]) -> list[Problem]:
-    """Every committed model's folder, version folder and pin (cheap: no model file is read)."""
+def layout_problems(
+    repository: str,
+    committed: dict[str, ModelRecord] | dict[str, int],
+    state_path: str | None = None,
+) -> list[Problem]:
+    """Every committed model's folder, version folders, pin and config digest, for its effective
+    record (cheap: no model file is read)."""
+    state_path = state_path or os.path.join(repository, DEFAULT_FILE)
     problems = []
-    for record in _as_records(committed):
-        name, version = record.name, record.version
+    for raw in _as_records(committed):
+        name = raw.name
         model_dir = os.path.join(repository, name)
         config_path = os.path.join(model_dir, "config.pbtxt")
-        at = {"model": name, "version": version}
         if not os.path.isdir(model_dir):
             problems.append(
                 Problem(
                     ERROR,
                     model_dir,
-                    f"committed model folder is missing (the record commits {name} version {version}); "
-                    f"restore the folder, or remove models.{name} from the committed-state record "
-                    "(current.json) by hand",
+                    f"committed model folder is missing (the record commits {name} version {raw.version}); "
+                    f"restore the folder, or, if the model is retired, remove models.{name} from the "
+                    f"committed-state record ({state_path})",
                     field=f"models.{name}",
-                    **at,
+                    model=name,
+                    version=raw.version,
                 )
             )
             continue
-        if not os.path.isdir(os.path.join(model_dir, str(version))):
-            problems.append(
-                Problem(
-                    ERROR,
-                    f"{model_dir}/{version}",
-                    "committed version folder is missing; restore it, or commit a version that is there "
-                    "by hand: pin it in config.pbtxt and set its version and digest (from `tritonops "
-                    "repo validate`) in current.json",
-                    field=f"models.{name}.version",
-                    **at,
-                )
-            )
         try:
-            with open(config_path, encoding="utf-8") as handle:
-                pinned = pinned_versions(handle.read())
+            with open(config_path, "rb") as handle:
+                config_bytes: bytes | None = handle.read()
+            config_error = None
         except OSError as error:
+            config_bytes, config_error = None, error
+        record = effective_record(raw, config_bytes)
+        version, pin = record.version, expected_pin(record)
+        at = {"model": name, "version": version}
+        if raw.pending is not None:
+            problems.append(_pending_problem(raw, record, state_path))
+        problems += _missing_versions(repository, record, state_path)
+        if config_bytes is None:
             problems.append(
                 Problem(
                     ERROR,
                     config_path,
-                    f"cannot read: {error.strerror or error}; a committed model needs a config.pbtxt "
-                    f"that pins version {version} (version_policy {{ specific {{ versions: [{version}] }} }})",
+                    f"cannot read: {getattr(config_error, 'strerror', None) or config_error}; a committed "
+                    f"model needs a config.pbtxt that pins version {version} "
+                    f"(version_policy {{ specific {{ versions: {pin} }} }})",
                     field="version_policy",
                     **at,
                 )
             )
             continue
-        if pinned != [version]:
+        pinned = pinned_versions(config_bytes.decode("utf-8", errors="replace"))
+        if pinned != pin:
+            said = f"version {version}" + (
+                f" with {list(record.retained)} retained" if record.retained else ""
+            )
             problems.append(
                 Problem(
                     ERROR,
                     config_path,
-                    f"version_policy pins {pinned or 'nothing'} but the committed state says version "
-                    f"{version}; a restart would load the wrong version. Repair the pin in this file: "
-                    f"version_policy {{ specific {{ versions: [{version}] }} }}",
+                    f"version_policy pins {pinned or 'nothing'} but the committed state says {said}; "
+                    f"a restart would load the wrong version. Repair the pin in this file: "
+                    f"version_policy {{ specific {{ versions: {pin} }} }}",
                     field="version_policy",
                     **at,
+                )
+            )
+        problems += _config_digest_problems(record, config_bytes, config_path, state_path)
+    return problems
+
+
+def _pending_problem(raw: ModelRecord, effective: ModelRecord, state_path: str) -> Problem:
+    """A commit that has not written its final record yet: in flight, or cut short by a crash."""
+    pending = raw.pending
+    assert pending is not None
+    if effective is not raw:  # effective_record returns the record itself until the commit point
+        where = f"its config write landed, so version {pending.version} is in force"
+    else:
+        where = f"its config write did not land, so version {raw.version} stays in force"
+    return Problem(
+        WARNING,
+        state_path,
+        f"a commit of {raw.name} version {pending.version} (started {pending.started_at or 'at an unknown time'}) "
+        f"has not finished: {where}. `tritonops reconcile` (or the next promote or rollback of "
+        f"{raw.name}) completes the record",
+        field=f"models.{raw.name}.pending",
+        model=raw.name,
+        version=effective.version,
+    )
+
+
+def _missing_versions(repository: str, record: ModelRecord, state_path: str) -> list[Problem]:
+    """The committed version folder and every retained one must be there."""
+    problems = []
+    name, version = record.name, record.version
+    if not os.path.isdir(os.path.join(repository, name, str(version))):
+        problems.append(
+            Problem(
+                ERROR,
+                os.path.join(repository, name, str(version)),
+                "committed version folder is missing; restore it, or commit a version that is there "
+                f"(`tritonops rollback {name} --to VERSION --repository {repository}`)",
+                field=f"models.{name}.version",
+                model=name,
+                version=version,
+            )
+        )
+    for kept in record.retained:
+        if not os.path.isdir(os.path.join(repository, name, str(kept))):
+            problems.append(
+                Problem(
+                    ERROR,
+                    os.path.join(repository, name, str(kept)),
+                    f"retained version folder is missing (models.{name}.retained keeps version {kept} "
+                    f"loaded beside {version}); restore it, or drop {kept} from models.{name}.retained "
+                    f"in {state_path} and from the pin in config.pbtxt",
+                    field=f"models.{name}.retained",
+                    model=name,
+                    version=kept,
                 )
             )
     return problems
 
 
+def _config_digest_problems(
+    record: ModelRecord, config_bytes: bytes, config_path: str, state_path: str
+) -> list[Problem]:
+    """config.pbtxt must be the one committed: a missing configDigest (a hand-written record) is a
+    warning, a different one an error (the pod would serve a config nobody committed)."""
+    actual = config_digest(config_bytes)
+    at = {"field": f"models.{record.name}.configDigest", "model": record.name, "version": record.version}
+    if record.config_digest is None:
+        return [
+            Problem(
+                WARNING,
+                state_path,
+                f"models.{record.name} has no configDigest, so a change to {config_path} after the "
+                f'commit goes unnoticed. After checking the config, add "configDigest": "{actual}" '
+                f"to models.{record.name}",
+                **at,
+            )
+        ]
+    if record.config_digest == actual:
+        return []
+    return [
+        Problem(
+            ERROR,
+            config_path,
+            f"model {record.name}: config.pbtxt hashes to {actual} but {state_path} records "
+            f"configDigest {record.config_digest}, so it changed after the commit (or the record was "
+            f"edited). Restore the committed config (models.{record.name}.config in the record holds "
+            f"its settings), or, if this config is the one to serve, set models.{record.name}."
+            f'configDigest to "{actual}" in the record',
+            **at,
+        )
+    ]
+
+
 def digest_problems(repository: str, committed: dict[str, ModelRecord], state_path: str) -> list[Problem]:
-    """Hash every committed version folder that exists and compare with the record's digest.
+    """Hash every committed version folder that exists and compare with the effective record's
+    digest.
 
     Reads every file of every committed version once: seconds per GB from network storage.
     A record without a digest is a warning (the promotion tool always writes one; a hand-written
     record that lacks it starts, unverified, and says so).
     """
     problems = []
-    for record in _as_records(committed):
+    records = {record.name: record for record in _as_records(committed)}
+    for record in effective_records(repository, records).values():
         version_dir = os.path.join(repository, record.name, str(record.version))
         if not os.path.isdir(version_dir):
             continue  # layout_problems reports it
@@ -326,13 +656,14 @@ def check_repository(
     state_path: str | None = None,
     verify_digest: bool = False,
 ) -> list[Problem]:
-    """Raise CommittedStateError unless every committed model is present, pinned to its committed
-    version and (with `verify_digest`) holds the committed files; return the warnings.
+    """Raise CommittedStateError unless every committed model is present, pinned to its effective
+    record's versions, holds the committed config and (with `verify_digest`) the committed files;
+    return the warnings.
 
     The digests are computed only when the cheap checks pass: a pod that cannot start anyway does
     not read gigabytes first.
     """
-    problems = layout_problems(repository, committed)
+    problems = layout_problems(repository, committed, state_path)
     if verify_digest and not [p for p in problems if p.severity == ERROR]:
         records = {record.name: record for record in _as_records(committed)}
         problems += digest_problems(repository, records, state_path or repository)

@@ -84,8 +84,11 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def _committed_model_args(options: argparse.Namespace, server: list[str]) -> list[str]:
-    """`--load-model` for each committed model, once the repository holds what the record promises:
-    each committed version folder, a config pinning exactly that version and, with
+    """`--load-model` for each committed model, once the repository holds what its effective record
+    promises (see committed_state.effective_record: a commit interrupted after its config write
+    counts as done, one interrupted before it as not begun): each committed version folder, a
+    config pinning exactly the committed versions (Triton loads what the pin says, so the plain
+    `--load-model` starts the committed ones) and, with
     `--verify-digest` (the default), files that hash to the record's `digest`. Any disagreement
     raises CommittedStateError naming the file and what to do. The record just checked becomes
     the pod's local copy (`--state-cache`, on the pod's own /tmp), which the readiness check uses
@@ -110,14 +113,16 @@ def _committed_model_args(options: argparse.Namespace, server: list[str]) -> lis
     for problem in warnings:
         _log(f"warning: {problem}")
     already = {arg.split("=", 1)[1] for arg in server if arg.startswith("--load-model=")}
-    for name, record in sorted(committed.items()):
+    # What was just checked: the effective records (a commit whose config write landed is in force).
+    for name, record in sorted(committed_state.effective_records(options.repository, committed).items()):
         if not options.verify_digest:
             checked = "files not verified (--no-verify-digest)"
         elif record.digest is None:
             checked = "files not verified (no digest in the record)"
         else:
             checked = f"files match {record.digest}"
-        _log(f"committed model {name} version {record.version}: {checked}")
+        kept = f" (retained beside it: {list(record.retained)})" if record.retained else ""
+        _log(f"committed model {name} version {record.version}{kept}: {checked}")
     if options.verify_digest and committed:
         _log(f"checked the committed files in {time.monotonic() - started:.1f} s")
     _keep_copy(options, data)

@@ -132,9 +132,28 @@ def _read_bounded(path: str, timeout: float) -> tuple[bool, bytes | None, str]:
     return True, data if isinstance(data, bytes) else None, ""
 
 
-def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, int], str]:
-    """{model: version} from the shared record, or from the local copy when the record does not
-    answer or is unreadable; the second item says which copy was used and why ('' for the record)."""
+def _acceptable(records: dict[str, committed_state.ModelRecord]) -> dict[str, list[int]]:
+    """{model: the versions any one of which, ready, makes the model ready}: the committed version,
+    and while a commit is pending (current.json names it, between the commit's first and last
+    write, or after a crash until `finalize`) the pending version too.
+
+    Which of the two is in force depends on config.pbtxt (committed_state.effective_record), but
+    the probe does not read it: that would be a second read from a possibly stalled shared mount
+    inside the probe's budget, and the local copy cannot stand in for it. Accepting either is safe:
+    the promotion tool loads the candidate beside the committed version before it writes anything,
+    so while `pending` is set both are the versions this pod is meant to serve, and a pod that
+    restarted mid-commit was started by the launcher on the effective one.
+    """
+    return {
+        name: sorted({record.version} | ({record.pending.version} if record.pending else set()))
+        for name, record in records.items()
+    }
+
+
+def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, list[int]], str]:
+    """{model: acceptable versions} from the shared record, or from the local copy when the record
+    does not answer or is unreadable; the second item says which copy was used and why ('' for the
+    record)."""
     answered, data, why = _read_bounded(path, timeout)
     if answered:
         try:
@@ -153,7 +172,7 @@ def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, 
                 except OSError as error:
                     note = f"cannot refresh the local copy {cache}: {error}"
             _mark_fallback(cache, False)
-            return {name: record.version for name, record in records.items()}, note
+            return _acceptable(records), note
     if not cache:
         raise NotReady(why)
     try:
@@ -166,7 +185,7 @@ def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, 
         raise NotReady(f"{why}; and the last good copy is unusable: {error}") from None
     note = f"using the last good committed state {cache} (confirmed {age:.0f} s ago): {why}"
     _mark_fallback(cache, True)
-    return {name: record.version for name, record in copy.items()}, note
+    return _acceptable(copy), note
 
 
 # Beside the local copy while the check answers from it: the agent exports it (tritonops_readiness_fallback).
@@ -208,6 +227,8 @@ def main(argv: list[str], *, whole_process: bool = False) -> int:
     started = _process_start(options.timeout) if whole_process else time.monotonic()
     deadline = started + max(0.1, options.timeout - EXIT_MARGIN_S)
     paths = ["/v2/health/live"]
+    # Groups of paths of which one answering 200 is enough (a model's committed or pending version).
+    either: list[list[str]] = []
     note = ""
     if options.committed_state:
         read_timeout = max(0.0, min(options.read_timeout, (deadline - time.monotonic()) / 2))
@@ -216,13 +237,15 @@ def main(argv: list[str], *, whole_process: bool = False) -> int:
         except NotReady as error:
             print(f"not ready: {error}")
             return 1
-        paths += [
-            f"/v2/models/{name}/versions/{version}/ready" for name, version in sorted(committed.items())
-        ]
-    paths += [f"/v2/models/{name}/ready" for name in options.model]
+        for name, versions in sorted(committed.items()):
+            either.append([f"/v2/models/{name}/versions/{version}/ready" for version in versions])
+    either += [[f"/v2/models/{name}/ready"] for name in options.model]
     base = f"http://{options.host}:{options.port}"
-    statuses = _statuses(base, paths, deadline)
-    failures = [(path, status) for path, status in statuses.items() if status != 200]
+    statuses = _statuses(base, paths + [path for group in either for path in group], deadline)
+    failures = [(path, statuses[path]) for path in paths if statuses[path] != 200]
+    for group in either:
+        if all(statuses[path] != 200 for path in group):
+            failures += [(path, statuses[path]) for path in group]
     if failures:
         print("not ready: " + "; ".join(f"{path} -> {status}" for path, status in failures))
         if note:

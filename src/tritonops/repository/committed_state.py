@@ -5,7 +5,9 @@ There is one implementation: the chart's standard-library script
 Triton image. This module loads that file by path and turns its problems into findings, so that
 `repo validate` reports as an error every repository the launcher refuses to start with (a
 malformed record, a committed model or version folder that is missing, a config that does not pin
-exactly the committed version, files that do not hash to the recorded digest).
+exactly the committed versions, a config that is not the committed one, files that do not hash to
+the recorded digest), for each model's effective record (a commit cut short between its writes is
+judged as the launcher judges it).
 """
 
 from __future__ import annotations
@@ -55,11 +57,11 @@ def check(
     if model is not None:
         records = {name: record for name, record in records.items() if name == model}
         problems = [p for p in problems if p.model in (None, model)]
-    problems += cs.layout_problems(str(root), records)
+    problems += cs.layout_problems(str(root), records, str(state))
     if verify_digest:
         problems += cs.digest_problems(str(root), records, str(state))
     findings = [_finding(problem) for problem in problems]
-    findings += _pin_disagreements(root, records)
+    findings += _pin_disagreements(root, cs.effective_records(str(root), records))
     return findings
 
 
@@ -100,7 +102,7 @@ def _pin_disagreements(root: Path, records: dict[str, Any]) -> list[Finding]:
                 Finding(
                     Severity.ERROR,
                     f"the launcher reads the pin as {launcher or 'nothing'} but Triton reads {server or 'nothing'}; "
-                    f"write it as `version_policy {{ specific {{ versions: [{record.version}] }} }}`",
+                    f"write it as `version_policy {{ specific {{ versions: {script().expected_pin(record)} }} }}`",
                     model=name,
                     version=str(record.version),
                     file=str(path),

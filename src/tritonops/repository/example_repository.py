@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import hashlib
 import json
 import shutil
 import sys
@@ -61,6 +62,8 @@ def build(output: Path) -> None:
             "linear": {
                 "version": 1,
                 "digest": checksums.version_digest(output / "linear" / "1"),
+                "configDigest": "sha256:"
+                + hashlib.sha256((output / "linear" / "config.pbtxt").read_bytes()).hexdigest(),
                 "committedAt": COMMITTED_AT,
             }
         },

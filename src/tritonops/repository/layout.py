@@ -31,9 +31,16 @@ class ModelFolder:
 
 
 def model_folders(root: Path, sink: FindingSink) -> list[Path]:
-    """The folders Triton would load as models; unreadable entries become findings."""
+    """The folders Triton would load as models; unreadable entries become findings.
+
+    Dot-names are not models: the promotion tool's work area (`<root>/.tritonops`, staging and
+    quarantine) lives there, and Triton lists such a folder in its index but never loads it in the
+    explicit mode the chart runs with the committed state.
+    """
     folders = []
     for entry in _entries(root, sink) or []:
+        if entry.name.startswith("."):
+            continue
         if _is_usable_directory(entry, sink):
             folders.append(Path(entry.path))
     return sorted(folders, key=lambda path: path.name)
