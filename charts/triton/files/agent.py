@@ -103,7 +103,7 @@ class BoundedReader:
         """(True, value) or (False, why it has no value)."""
         box = self._pending.get(name)
         if box is None:
-            box = {"done": threading.Event(), "since": time.monotonic()}
+            box = {"done": threading.Event()}
 
             def work(box: dict[str, Any] = box) -> None:
                 try:
@@ -116,8 +116,7 @@ class BoundedReader:
             self._pending[name] = box
             threading.Thread(target=work, name=f"read-{name}", daemon=True).start()
         if not box["done"].wait(self.timeout):
-            waited = time.monotonic() - box["since"]
-            return False, f"no answer for {waited:.0f} s (is the shared repository stalled?)"
+            return False, f"no answer within {self.timeout:g} s (is the shared repository stalled?)"
         del self._pending[name]
         if "error" in box:
             error = box["error"]
@@ -462,6 +461,8 @@ class Agent:
     def __init__(self, options: argparse.Namespace, metrics: Metrics) -> None:
         self.options = options
         self.metrics = metrics
+        for counter in ("tritonops_committed_state_read_errors_total",):
+            self.metrics.ensure(counter, ())
         self.triton = Triton(
             f"http://{options.host}:{options.port}", options.api_header, options.api_key_file
         )
@@ -477,11 +478,15 @@ class Agent:
         self._said: dict[str, str] = {}  # what was last logged per topic (no repeats every sync)
 
     # -- logging without repeating the same state every sync --------------------------------------
-    def _say(self, topic: str, message: str) -> None:
-        if self._said.get(topic) != message:
+    def _say(self, topic: str, message: str, recovered: str = "") -> None:
+        """Log `message` once while it holds; `recovered` once when a problem ('' = none) clears."""
+        before = self._said.get(topic, "")
+        if before != message:
             self._said[topic] = message
             if message:
                 _log(message)
+            elif before and recovered:
+                _log(recovered)
 
     # -- one sync ------------------------------------------------------------------------------------
     def sync(self) -> None:
@@ -499,18 +504,22 @@ class Agent:
             self._say("triton", f"cannot read Triton's repository index: {error}")
             index = None
         else:
-            self._say("triton", "")
-        if index is not None:
+            self._say("triton", "", recovered="Triton's repository index answers again")
+        if index is None:
+            # What Triton serves is unknown (starting, restarting or hung): no drift is claimed; its
+            # own alerts (target down, not ready) cover it.
+            self._export_committed_only()
+        else:
             self._observe(index, busy)
-        # Readiness of every committed version, asked once per sync (Triton down: none is ready).
-        ready = {
-            (name, version): index is not None and self.triton.version_ready(name, version)
-            for name, (_, pin) in (self.models or {}).items()
-            for version in pin
-        }
-        self._export(index or [], ready)
-        if index is not None and fresh and not lock.live and not lock.unknown:
-            self._converge(index, ready, busy)
+            # Readiness of every committed version, asked once per sync.
+            ready = {
+                (name, version): self.triton.version_ready(name, version)
+                for name, (_, pin) in (self.models or {}).items()
+                for version in pin
+            }
+            self._export(index, ready)
+            if fresh and not lock.live and not lock.unknown:
+                self._converge(index, ready, busy)
         self.metrics.set("tritonops_agent_last_sync_timestamp_seconds", time.time())
         self.last_sync = time.monotonic()
 
@@ -525,7 +534,7 @@ class Agent:
             self.metrics.inc("tritonops_committed_state_read_errors_total")
             self._say("state", f"{path}: cannot read the committed state: {value}; not acting until it answers")
             return False
-        self._say("state", "")
+        self._say("state", "", recovered=f"{path}: the committed state reads again")
         if self.models is None or value != self.models:
             described = ", ".join(f"{name} {pin}" for name, (_, pin) in sorted(value.items())) or "nothing"
             _log(f"committed state: {described}")
@@ -557,7 +566,7 @@ class Agent:
                 f"`tritonops unlock --repository {os.path.dirname(os.path.dirname(path))}`",
             )
         else:
-            self._say("lock", "")
+            self._say("lock", "", recovered="no promotion lock: converging")
         return view
 
     def _observe(self, index: list[dict[str, Any]], busy: set[str]) -> None:
@@ -578,6 +587,12 @@ class Agent:
                         _log(f"saw a failed load of {key[0]} version {key[1]}: {_short(reason)}")
             kept = {key: state for key, state in (previous or {}).items() if key[0] in busy}
             self._seen = {**kept, **current}
+
+    def _export_committed_only(self) -> None:
+        committed = {_labels(model=name): float(record.version) for name, (record, _) in (self.models or {}).items()}
+        self.metrics.replace("tritonops_committed_version", committed)
+        for name in ("tritonops_model_version_ready", "tritonops_model_served_version", "tritonops_model_drift"):
+            self.metrics.replace(name, {})
 
     def _export(self, index: list[dict[str, Any]], ready: dict[tuple[str, int], bool]) -> None:
         models = self.models or {}
@@ -646,7 +661,7 @@ class Agent:
                 self._busy.discard(name)
 
     def _load_once(self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]) -> None:
-        config = _override(record, pin)
+        config = _override(record)
         what = []
         if missing:
             what.append(f"load version(s) {', '.join(map(str, missing))}")
@@ -725,14 +740,11 @@ class Agent:
             stop.wait(max(0.0, self.options.interval - (time.monotonic() - started)))
 
 
-def _override(record: Any, pin: list[int]) -> dict[str, Any] | None:
-    """The record's config with the expected pin, or None (a plain load) when it has none."""
-    config = getattr(record, "config", None)
-    if not isinstance(config, dict):
-        return None
-    override = dict(config)
-    override["version_policy"] = {"specific": {"versions": list(pin)}}
-    return override
+def _override(record: Any) -> dict[str, Any] | None:
+    """The record's config, sent as is (the parser checked that it pins the expected versions), or
+    None (a plain load) when the record has none."""
+    config = record.config
+    return dict(config) if isinstance(config, dict) else None
 
 
 # --- the metrics endpoint -----------------------------------------------------------------------

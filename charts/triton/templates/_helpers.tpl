@@ -412,6 +412,7 @@ Usage: {{ include "triton.validate" . }}
 - --repository={{ .Values.modelRepository.path }}
 - --committed-state={{ include "triton.committedStatePath" . }}
 - --port={{ .Values.ports.http }}
+- --metrics-address=0.0.0.0
 - --metrics-port={{ .Values.ports.agentMetrics }}
 - --interval={{ .Values.agent.intervalSeconds }}
 - --read-timeout={{ .Values.agent.readTimeoutSeconds }}
