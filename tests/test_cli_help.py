@@ -58,7 +58,7 @@ def test_status_help_in_the_command_list_names_every_exit_code(run_cli):
         ),
         (
             (),
-            "tritonops: choose a command: render, lint, summary, demo, up, status, logs, down, docs or repo",
+            "tritonops: choose a command: render, lint, summary, demo, up, status, logs, down, docs, repo or unlock",
         ),
     ],
     ids=["repo", "top-level"],

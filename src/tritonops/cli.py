@@ -24,6 +24,7 @@ import tritonops
 from tritonops import errors
 from tritonops.chart import environments, gates, render, summary, values_docs
 from tritonops.observability import dashboard
+from tritonops.promotion import lock
 from tritonops.repository import checksums, config_generator, example_repository, validator
 from tritonops.runtime import control, demo, workspace
 
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 1 when any generated file is stale")
     docs.set_defaults(handler=_docs)
     _add_repo_commands(commands)
+    _add_unlock_command(commands)
     _describe_commands(commands)
     return parser
 
@@ -199,6 +201,40 @@ def _missing_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
         )
 
     return missing
+
+
+def _add_unlock_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    unlock = commands.add_parser(
+        "unlock",
+        help="remove a stale promotion lock (left by a promotion that died); exit 3 if the lock is live",
+    )
+    unlock.add_argument(
+        "--repository",
+        type=Path,
+        help="the model repository (default: the one the local runtime in --work-dir serves)",
+    )
+    unlock.add_argument("--force", action="store_true", help="remove the lock even if its holder looks alive")
+    _add_work_dir(unlock)
+    unlock.set_defaults(handler=_unlock)
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    repository = args.repository or _runtime_repository(args.work_dir)
+    removed = lock.clear(repository, force=args.force)
+    if removed is None:
+        print(f"no promotion lock in {repository}")
+    else:
+        print(f"removed {removed.describe()}")
+    return 0
+
+
+def _runtime_repository(work_dir: Path) -> Path:
+    """The model repository the local runtime in `work_dir` serves (from the plan `up` wrote)."""
+    try:
+        plan = workspace.Workspace(work_dir).read_plan()
+    except errors.InputError as error:
+        raise errors.InputError(f"{error}; or give --repository DIR") from None
+    return Path(plan["repository"])
 
 
 def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

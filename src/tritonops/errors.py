@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class TritonOpsError(Exception):
     """Base of every error tritonops raises on purpose."""
@@ -57,3 +59,33 @@ class RepositoryApiForbidden(PermanentError):
 
 class TritonRequestError(PermanentError):
     """Triton answered a request with an error (bad input, unknown model)."""
+
+
+class CandidateRejected(InputError):
+    """A promotion candidate's files fail their checksum manifest or `repo validate` against the
+    model's config: refused before any replica is touched. Exit 2; `.findings` holds the errors."""
+
+    def __init__(self, message: str, findings: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.findings = tuple(findings)
+
+
+class PromotionFailed(TritonOpsError):
+    """A promotion failed at `.step` (materialize, verify, stage, load, check, commit, observe);
+    every replica is back on the committed config. Exit 1; the message names the step and cause."""
+
+    def __init__(self, step: str, cause: str | BaseException) -> None:
+        super().__init__(f"promotion failed at step {step}: {cause}")
+        self.step = step
+        self.cause = cause
+
+
+class PromotionLocked(TritonOpsError):
+    """Another promotion holds the repository's lock (its owner is named). Exit 3."""
+
+    exit_code = 3
+
+
+class StaleLock(PromotionLocked):
+    """The repository's lock was left by a promotion that is gone (dead process, or no heartbeat
+    for a minute); the message names it and the command that clears it. Exit 3."""

@@ -88,6 +88,21 @@ def validate(
     return ValidationReport(root, tuple(folder.name for folder in folders), tuple(findings))
 
 
+def validate_version(
+    parsed: configs.ParsedConfig, version_dir: Path, version: int, *, pod_user: tuple[int, int] = POD_USER
+) -> list[Finding]:
+    """`repo validate` of one version folder against its model's config, wherever the folder is (a
+    promotion's staged candidate): the model file is there and its graph agrees with the config;
+    files the pod's user cannot read are warnings. The config's own checks (and its pin, which
+    names the committed versions, not this one) belong to `validate`."""
+    model_dir = parsed.path.parent
+    sink = FindingSink(model=model_dir.name)
+    folder = layout.ModelFolder(model_dir.name, model_dir, parsed.path, {version: version_dir})
+    _check_version_files(folder, parsed, sink)
+    _check_readable_by(version_dir, pod_user, sink)
+    return sink.findings
+
+
 def _check_root(root: Path) -> None:
     wanted = "give the repository root (the folder holding model folders)"
     if not root.exists():
