@@ -87,8 +87,8 @@ def commit(
 
 
 def stamp(seconds_ago: float = 0.0) -> str:
-    moment = time.time() - seconds_ago
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment % 1 * 1000):03d}Z"
+    """A UTC stamp in the promotion tool's format (tritonops.promotion.state.TIMESTAMP_FORMAT)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
 
 
 def write_lock(

@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import socket
 import sys
@@ -136,34 +135,18 @@ class LockView(NamedTuple):
     detail: str = ""
 
 
-_STAMP = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$", re.IGNORECASE
-)
+# The promotion tool's timestamps (tritonops.promotion.state.TIMESTAMP_FORMAT), always UTC.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def parse_time(value: Any) -> float | None:
-    """Seconds since the epoch for an ISO 8601 UTC stamp (`2026-05-01T12:00:00.123Z`, or with an
-    offset) or a number; None for anything else. Python 3.8's fromisoformat reads neither `Z` nor
-    every fraction length, hence the pattern."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    """Seconds since the epoch for one of the promotion tool's stamps, else None."""
     if not isinstance(value, str):
         return None
-    match = _STAMP.match(value.strip())
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
-    fraction = float(f"0.{match.group(7)}") if match.group(7) else 0.0
-    zone = match.group(8) or "Z"
-    offset = 0
-    if zone.upper() != "Z":
-        digits = zone[1:].replace(":", "")
-        offset = (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * (1 if zone[0] == "+" else -1)
     try:
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+        return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
         return None
-    return moment.timestamp() + fraction - offset
 
 
 def _pid_alive(pid: int) -> bool:
@@ -179,34 +162,34 @@ def _pid_alive(pid: int) -> bool:
 
 
 def judge_lock(content: bytes | None, mtime: float | None, now: float, host: str) -> LockView:
-    """Live or stale, as the promotion tool judges it: stale when its holder is on this host and
-    its pid is gone, or when its heartbeat is older than LOCK_STALE_S; otherwise live. A lock that
-    cannot be parsed ages from the file's modification time."""
+    """Live or stale, exactly as the promotion tool judges it (tritonops.promotion.lock): stale when
+    its holder is on this host and its pid is gone, or when its heartbeat is older than
+    LOCK_STALE_S; a file that is not a complete owner ages from its modification time."""
     if content is None:
         return LockView()
     try:
         owner = json.loads(content)
-    except ValueError:
-        owner = {}
-    if not isinstance(owner, dict):
-        owner = {}
-    heartbeat = parse_time(owner.get("heartbeatAt"))
+        pid = int(owner["pid"])
+        holder = str(owner["host"])
+        described = f"`{owner['command']}` by {owner['user']}@{holder} pid {pid}"
+        heartbeat = parse_time(owner["heartbeatAt"])
+        str(owner["startedAt"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        age = max(0.0, now - (mtime if mtime is not None else now))
+        detail = f"an unreadable lock, {age:.0f} s old"
+        return LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
     if heartbeat is None:
-        heartbeat = parse_time(owner.get("startedAt"))
-    if heartbeat is None:
-        heartbeat = mtime if mtime is not None else now
-    age = max(0.0, now - heartbeat)
-    pid = owner.get("pid")
-    who = f"pid {pid} on {owner.get('host', '?')}"
-    if owner.get("command"):
-        who += f" ({owner['command']})"
+        age = max(0.0, now - (mtime if mtime is not None else now))
+        detail = f"{described}, an unreadable heartbeat, {age:.0f} s old"
+        return LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
     if owner.get("model"):
-        who += f" for model {owner['model']}"
-    if owner.get("host") == host and isinstance(pid, int) and not _pid_alive(pid):
-        return LockView(stale=True, detail=f"{who}: that process is gone (heartbeat {age:.0f} s ago)")
-    if age > LOCK_STALE_S:
-        return LockView(stale=True, detail=f"{who}: no heartbeat for {age:.0f} s")
-    return LockView(live=True, detail=f"{who}, heartbeat {age:.0f} s ago")
+        described += f" for model {owner['model']}"
+    silent = max(0.0, now - heartbeat)
+    if holder == host and not _pid_alive(pid):
+        return LockView(stale=True, detail=f"{described}: that process is gone")
+    if silent > LOCK_STALE_S:
+        return LockView(stale=True, detail=f"{described}: no heartbeat for {silent:.0f} s")
+    return LockView(live=True, detail=f"{described}, heartbeat {silent:.0f} s ago")
 
 
 # --- Triton over loopback -----------------------------------------------------------------------
