@@ -177,11 +177,15 @@ def judge_lock(content: bytes | None, mtime: float | None, now: float, host: str
     except (ValueError, KeyError, TypeError, AttributeError):
         age = max(0.0, now - (mtime if mtime is not None else now))
         detail = f"an unreadable lock, {age:.0f} s old"
-        return LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
+        return (
+            LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
+        )
     if heartbeat is None:
         age = max(0.0, now - (mtime if mtime is not None else now))
         detail = f"{described}, an unreadable heartbeat, {age:.0f} s old"
-        return LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
+        return (
+            LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
+        )
     if owner.get("model"):
         described += f" for model {owner['model']}"
     silent = max(0.0, now - heartbeat)
@@ -241,7 +245,9 @@ class Triton:
 
     def version_ready(self, model: str, version: int) -> bool:
         try:
-            status, _ = self._call("GET", f"/v2/models/{model}/versions/{version}/ready", None, CALL_TIMEOUT_S)
+            status, _ = self._call(
+                "GET", f"/v2/models/{model}/versions/{version}/ready", None, CALL_TIMEOUT_S
+            )
         except OSError:
             return False
         return status == 200
@@ -296,7 +302,10 @@ METRICS = {
         "Failed loads of a version: the agent's own, and those it saw in Triton's index (a failed candidate).",
     ),
     "tritonops_agent_loads_total": ("counter", "Loads the agent made, by outcome (ok, failed, timeout)."),
-    "tritonops_promotion_in_progress": ("gauge", "1 while a live promotion lock exists: the agent only observes."),
+    "tritonops_promotion_in_progress": (
+        "gauge",
+        "1 while a live promotion lock exists: the agent only observes.",
+    ),
     "tritonops_promotion_lock_stale": (
         "gauge",
         "1 while a promotion lock exists whose holder is gone; `tritonops unlock` clears it.",
@@ -361,7 +370,9 @@ class Metrics:
                 lines.append(f"# TYPE {name} {kind}")
                 for labels, value in sorted(self._series[name].items()):
                     inner = ",".join(f'{key}="{_escape(val)}"' for key, val in labels)
-                    lines.append(f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}")
+                    lines.append(
+                        f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}"
+                    )
         return "\n".join(lines) + "\n"
 
 
@@ -372,9 +383,7 @@ def _number(value: float) -> str:
 # --- the agent ----------------------------------------------------------------------------------
 
 
-def effective_models(
-    data: bytes | None, path: str, repository: str
-) -> dict[str, tuple[Any, list[int]]]:
+def effective_models(data: bytes | None, path: str, repository: str) -> dict[str, tuple[Any, list[int]]]:
     """{model: (effective record, expected pin)} from the record's bytes; an absent record commits
     nothing. Reads config.pbtxt of a model with a pending commit (on the shared repository: the
     caller runs this with a deadline)."""
@@ -515,7 +524,9 @@ class Agent:
         answered, value = self.reader.read("committed-state", read)
         if not answered:
             self.metrics.inc("tritonops_committed_state_read_errors_total")
-            self._say("state", f"{path}: cannot read the committed state: {value}; not acting until it answers")
+            self._say(
+                "state", f"{path}: cannot read the committed state: {value}; not acting until it answers"
+            )
             return False
         self._say("state", "", recovered=f"{path}: the committed state reads again")
         if self.models is None or value != self.models:
@@ -559,22 +570,33 @@ class Agent:
         for entry in index:
             version = _version(entry)
             if version is not None and entry.get("name") not in busy:
-                current[(str(entry["name"]), version)] = (str(entry.get("state") or ""), str(entry.get("reason") or ""))
+                current[(str(entry["name"]), version)] = (
+                    str(entry.get("state") or ""),
+                    str(entry.get("reason") or ""),
+                )
         with self._guard:
             previous = self._seen
             if previous is not None:
                 for key, state in current.items():
                     reason = _failure_reason({"state": state[0], "reason": state[1]})
                     if reason is not None and previous.get(key) != state:
-                        self.metrics.inc("tritonops_model_load_failures_total", _labels(model=key[0], version=key[1]))
+                        self.metrics.inc(
+                            "tritonops_model_load_failures_total", _labels(model=key[0], version=key[1])
+                        )
                         _log(f"saw a failed load of {key[0]} version {key[1]}: {_short(reason)}")
             kept = {key: state for key, state in (previous or {}).items() if key[0] in busy}
             self._seen = {**kept, **current}
 
     def _export_committed_only(self) -> None:
-        committed = {_labels(model=name): float(record.version) for name, (record, _) in (self.models or {}).items()}
+        committed = {
+            _labels(model=name): float(record.version) for name, (record, _) in (self.models or {}).items()
+        }
         self.metrics.replace("tritonops_committed_version", committed)
-        for name in ("tritonops_model_version_ready", "tritonops_model_served_version", "tritonops_model_drift"):
+        for name in (
+            "tritonops_model_version_ready",
+            "tritonops_model_served_version",
+            "tritonops_model_drift",
+        ):
             self.metrics.replace(name, {})
 
     def _export(self, index: list[dict[str, Any]], ready: dict[tuple[str, int], bool]) -> None:
@@ -590,7 +612,9 @@ class Agent:
             states = _versions_by_state(index, name)
             for version in pin:
                 version_ready[_labels(model=name, version=version)] = 1.0 if ready[(name, version)] else 0.0
-                self.metrics.ensure("tritonops_model_load_failures_total", _labels(model=name, version=version))
+                self.metrics.ensure(
+                    "tritonops_model_load_failures_total", _labels(model=name, version=version)
+                )
             for outcome in OUTCOMES:
                 self.metrics.ensure("tritonops_agent_loads_total", _labels(model=name, outcome=outcome))
             served = sorted(version for version, state in states.items() if state == "READY")
@@ -619,13 +643,17 @@ class Agent:
             if any(state in ("LOADING", "UNLOADING") for state in states.values()):
                 continue  # Triton is busy with this model: look again at the next sync
             missing = [version for version in pin if not ready[(name, version)]]
-            extra = sorted(version for version, state in states.items() if state == "READY" and version not in pin)
+            extra = sorted(
+                version for version, state in states.items() if state == "READY" and version not in pin
+            )
             if not missing and not extra:
                 continue
             keys = [(name, version) for version in (missing or extra)]
             if not all(self.backoff.due(key, now) for key in keys):
                 wait = max(self.backoff.waiting(key, now) for key in keys)
-                self._say(f"backoff-{name}", f"{name}: next load in {wait:.0f} s (backing off after failures)")
+                self._say(
+                    f"backoff-{name}", f"{name}: next load in {wait:.0f} s (backing off after failures)"
+                )
                 continue
             self._say(f"backoff-{name}", "")
             with self._guard:
@@ -643,14 +671,20 @@ class Agent:
             with self._guard:
                 self._busy.discard(name)
 
-    def _load_once(self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]) -> None:
+    def _load_once(
+        self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]
+    ) -> None:
         config = _override(record)
         what = []
         if missing:
             what.append(f"load version(s) {', '.join(map(str, missing))}")
         if extra:
             what.append(f"narrow away {', '.join(map(str, extra))}")
-        how = "with the committed config as override" if config is not None else "plain (the record has no config)"
+        how = (
+            "with the committed config as override"
+            if config is not None
+            else "plain (the record has no config)"
+        )
         _log(f"{name}: {' and '.join(what)}: pin {pin}, {how}")
         started = time.monotonic()
         keys = [(name, version) for version in (missing or extra)]
@@ -703,7 +737,10 @@ class Agent:
             for entry in index:
                 version = _version(entry)
                 if entry.get("name") == name and version is not None:
-                    self._seen[(name, version)] = (str(entry.get("state") or ""), str(entry.get("reason") or ""))
+                    self._seen[(name, version)] = (
+                        str(entry.get("state") or ""),
+                        str(entry.get("reason") or ""),
+                    )
 
     # -- the loop ------------------------------------------------------------------------------------
     def healthy(self) -> tuple[bool, str]:
@@ -771,9 +808,13 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--metrics-address", default="0.0.0.0", help="where /metrics and /healthz listen")
     parser.add_argument("--metrics-port", type=int, default=8003)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between syncs")
-    parser.add_argument("--read-timeout", type=float, default=2.0, help="seconds to wait for the shared repository")
+    parser.add_argument(
+        "--read-timeout", type=float, default=2.0, help="seconds to wait for the shared repository"
+    )
     parser.add_argument("--load-timeout", type=float, default=600.0, help="seconds one load may take")
-    parser.add_argument("--backoff-max", type=float, default=300.0, help="longest wait between loads of a failing version")
+    parser.add_argument(
+        "--backoff-max", type=float, default=300.0, help="longest wait between loads of a failing version"
+    )
     parser.add_argument(
         "--fallback-marker", help="the file ready.py keeps while it answers from the pod-local copy"
     )
