@@ -34,8 +34,10 @@ def test_version_names_the_package_and_the_chart(run_cli):
         (("up",), ["any environment: local (default), dev or prod", "on the CPU"]),
         (("lint",), ["--env ENV limit to this environment (repeatable"]),
         (("demo",), ["smoke inferences checked against onnxruntime", "leaves it running"]),
+        (("render",), ["a={} the empty list"]),
+        (("repo", "gen-config"), ["--warmup add a model_warmup sample (zeros, batch 1"]),
     ],
-    ids=["status", "logs", "down", "up", "lint", "demo"],
+    ids=["status", "logs", "down", "up", "lint", "demo", "render-set", "gen-config-warmup"],
 )
 def test_command_help_says_what_a_new_user_needs(run_cli, command, said):
     text = _help(run_cli, *command)

@@ -31,6 +31,7 @@ from tritonops.runtime import control, demo, workspace
 log = logging.getLogger("tritonops")
 
 STATUS_ALL_READY, STATUS_NOT_ALL_READY, STATUS_NOT_RUNNING = 0, 1, 3
+SET_HELP = "override a value: key=value, as Helm reads it (a={x,y} a list, a={} the empty list, a=null removes a); repeatable"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,7 +56,7 @@ def _add_values_options(parser: argparse.ArgumentParser) -> None:
         dest="set_values",
         action="append",
         default=[],
-        help="override a value: key=value (repeatable)",
+        help=SET_HELP,
     )
 
 
@@ -117,9 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--replicas", type=int, help="replica count (default: the rendered replicaCount)")
     up.add_argument("--repository", type=Path, help="model repository folder (default: a copy of the sample)")
     _add_port_offset(up)
-    up.add_argument(
-        "--set", dest="set_values", action="append", default=[], help="override a value: key=value"
-    )
+    up.add_argument("--set", dest="set_values", action="append", default=[], help=SET_HELP)
     _add_work_dir(up)
     up.set_defaults(handler=_up)
 
@@ -260,6 +259,12 @@ def _add_repo_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     gen.add_argument("--kind", default="cpu", help="instance kind: cpu or gpu")
     gen.add_argument(
         "-o", "--output", help="where to write (default: config.pbtxt in the model folder; - for stdout)"
+    )
+    gen.add_argument(
+        "--warmup",
+        action="store_true",
+        help="add a model_warmup sample (zeros, batch 1, one entry per graph input): a version reports "
+        "ready only once warm, and a failed warmup fails its load",
     )
     gen.add_argument("--force", action="store_true", help="overwrite an existing config")
     gen.set_defaults(handler=_repo_gen_config)
@@ -540,7 +545,7 @@ def _repo_validate(args: argparse.Namespace) -> int:
 
 def _repo_gen_config(args: argparse.Namespace) -> int:
     options = config_generator.GenerateOptions(
-        args.name, args.max_batch_size, args.dynamic_batching, args.instances, args.kind
+        args.name, args.max_batch_size, args.dynamic_batching, args.instances, args.kind, args.warmup
     )
     if args.output == "-":
         sys.stdout.write(config_generator.generate(args.model_file, options))

@@ -31,6 +31,7 @@ def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
         up = run_cli("up", "--env", "local", "--work-dir", work, "--port-offset", offset)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "replica 0: Ready" in up.stderr
+        assert "not applied" not in up.stderr  # local's pod asks for nothing the runtime leaves out
         http, grpc, metrics = (port + int(offset) for port in (8000, 8001, 8002))
         loopback = triton_server.LOOPBACK
         assert (
@@ -94,6 +95,27 @@ def test_failed_up_shows_the_log_line_that_says_why_and_status_exits_1(run_cli, 
             status.stdout.count(why) == 1
             and f"its log says: {triton_server.binary()}: {why}" in status.stdout
         )
+    finally:
+        run_cli("down", "--work-dir", work)
+
+
+def test_up_prod_runs_on_the_cpu_and_says_what_of_its_pod_spec_is_not_applied(run_cli, tmp_path):
+    work = str(tmp_path / "prod")
+    offset = str(free_port_offset(1))
+    try:
+        # --replicas wins over the HPA's minReplicas (prod renders no Deployment replicas).
+        up = run_cli("up", "--env", "prod", "--replicas", "1", "--work-dir", work, "--port-offset", offset)
+        assert up.returncode == 0, up.stdout + up.stderr
+        lines = up.stderr.splitlines()
+        assert (
+            "resources nvidia.com/gpu: 1 (gpu.enabled: true in values/prod.yaml) not applied: the replicas "
+            "run on this machine's CPU (the local ONNX Runtime backend is CPU-only)"
+        ) in lines
+        assert any(
+            line.startswith("tolerations (nvidia.com/gpu Exists:NoSchedule) not applied") for line in lines
+        )
+        assert "replica 0: Ready (all readiness checks pass)" in lines
+        assert "replica 1" not in up.stdout + up.stderr
     finally:
         run_cli("down", "--work-dir", work)
 

@@ -214,20 +214,22 @@ def test_second_up_in_the_same_folder_is_refused(start_runtime):
 
 
 def test_failing_replica_is_reported_failed_with_its_reason(start_runtime, tmp_path):
+    # A config naming an input the graph does not have: `up`'s checks pass (the folder is there),
+    # the backend refuses the model, Triton exits, and the replica fails after three starts.
     broken = tmp_path / "broken-repo"
     onnx_models.linear(broken / "linear" / "1" / "model.onnx")
-    (broken / "linear" / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\nmax_batch_size: 8\n')
-    (broken / "current.json").write_text(
-        json.dumps(
-            {"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"linear": {"version": 1}}}
-        )
+    (broken / "linear" / "config.pbtxt").write_text(
+        'platform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'input [ { name: "nope" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
+        'output [ { name: "output" data_type: TYPE_FP32 dims: [ 2 ] } ]\n'
     )
     current = start_runtime(repository=broken)
     assert current.failed
-    assert "refusing to start" in (Path(current.replicas[0].log).read_text())
     # The line that says why (not whatever the log ended with) is kept apart from the short reason.
     (replica,) = current.replicas
-    assert replica.log_line.startswith("launch: refusing to start:"), replica.log_line
+    assert "unexpected inference input 'nope', allowed inputs are: input" in replica.log_line, (
+        replica.log_line
+    )
     assert replica.reason == "exited with code 1, 3 failed starts in a row"
 
 

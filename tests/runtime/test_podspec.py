@@ -141,3 +141,37 @@ def test_init_container_runs_only_where_its_command_exists(tmp_path):
 def test_plan_round_trips_through_json(plans):
     _, (first, _), _ = plans
     assert podspec.ReplicaPlan.from_dict(first.to_dict()) == first
+
+
+def test_prod_gpu_request_and_placement_are_named_as_not_applied():
+    lines = podspec.not_applied(render.render("prod"))
+    assert lines == [
+        "resources nvidia.com/gpu: 1 (gpu.enabled: true in values/prod.yaml) not applied: the replicas "
+        "run on this machine's CPU (the local ONNX Runtime backend is CPU-only)",
+        "tolerations (nvidia.com/gpu Exists:NoSchedule) not applied: there is no scheduler here; every "
+        "replica runs on this machine",
+        "topologySpreadConstraints (topology.kubernetes.io/zone, kubernetes.io/hostname) not applied: "
+        "there is no scheduler here; every replica runs on this machine",
+    ]
+
+
+def test_gpu_pool_mig_slice_and_runtime_class_are_named_with_their_values():
+    item = render.render(
+        "prod",
+        set_values=[
+            "gpu.resourceName=nvidia.com/mig-1g.10gb",
+            "gpu.product=NVIDIA-A100-SXM4-80GB-MIG-1g.10gb",
+            "gpu.runtimeClassName=nvidia",
+        ],
+    )
+    lines = podspec.not_applied(item)
+    assert lines[0].startswith("resources nvidia.com/mig-1g.10gb: 1 (gpu.enabled: true in values/prod.yaml)")
+    assert "nodeSelector (nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB-MIG-1g.10gb) not applied" in lines[1]
+    assert lines[-1] == (
+        "runtimeClassName (nvidia) not applied: the replicas start as plain processes, with no container runtime"
+    )
+
+
+@pytest.mark.parametrize("env", ["local", "dev"])
+def test_cpu_environments_drop_nothing(env):
+    assert podspec.not_applied(render.render(env)) == []

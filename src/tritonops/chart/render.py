@@ -105,6 +105,20 @@ class Rendering:
     def stream(self) -> str:
         return "".join(f"---\n# Source: {m.template}\n{m.to_yaml()}" for m in self.manifests)
 
+    def source_of(self, path: str) -> str:
+        """Which layer gave the value at the dotted `path`: the last one that sets it (a list or a
+        scalar replaces what lower layers set), e.g. "values/base.yaml" or "--set"; for a key no
+        layer sets, the chart's own values.yaml. For a map, only the last layer that touched it."""
+        for layer in reversed(self.layers):
+            node: Any = layer.values
+            for key in path.split("."):
+                if not isinstance(node, dict) or key not in node:
+                    break
+                node = node[key]
+            else:
+                return layer.source
+        return f"the chart defaults ({_display(self.chart_dir / 'values.yaml')})"
+
 
 def render(
     env_name: str,
@@ -157,17 +171,39 @@ def load_values_file(path: Path) -> Layer:
 
 
 def parse_set_values(assignments: Sequence[str]) -> dict[str, Any]:
-    """Parse `--set` assignments with Helm's own parser."""
+    """Parse `--set` assignments with Helm's own parser (its strvals), except that `key={}` is the
+    empty list: `key={a,b}` is a list, `key=null` removes the key, as in Helm."""
     merged: dict[str, Any] = {}
     for assignment in assignments:
         if "=" not in assignment:
             raise errors.ValuesError(f"--set {assignment!r}: expected key=value")
         try:
             parsed = helm_python.parse_set_string(assignment)
+            if "{}" in assignment:
+                marked = helm_python.parse_set_string(assignment.replace("{}", "{" + _EMPTY_LIST_MARK + "}"))
+                parsed = _empty_lists(parsed, marked)
         except helm_python.HelmError as error:
             raise errors.ValuesError(f"--set {assignment!r}: {error}") from None
         merged = merge_layers([merged, parsed])
     return merged
+
+
+# Helm's strvals reads `key={}` as a list holding one empty string (helm/helm#5200, still open as
+# #31061), which no list value of this chart accepts; `{}` is the empty list users mean. To tell
+# `{}` from other ways of writing [""] (`key[0]=`), each `{}` is parsed a second time with this
+# mark inside: a [""] that became [mark] was written `{}`.
+_EMPTY_LIST_MARK = "tritonops-empty-list-mark"
+
+
+def _empty_lists(parsed: Any, marked: Any) -> Any:
+    """`parsed` with [] wherever `marked` (the same assignment with `{mark}` for `{}`) holds [mark]."""
+    if isinstance(parsed, dict) and isinstance(marked, dict):
+        return {key: _empty_lists(value, marked.get(key)) for key, value in parsed.items()}
+    if isinstance(parsed, list) and isinstance(marked, list):
+        if parsed == [""] and marked == [_EMPTY_LIST_MARK]:
+            return []
+        return [_empty_lists(item, other) for item, other in zip(parsed, marked, strict=False)]
+    return parsed
 
 
 def merge_layers(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tritonops import errors
 from tritonops.repository import committed_state, configs, layout, signatures
@@ -277,6 +278,7 @@ def _check_config(
     _check_dynamic_batching(parsed, sink)
     _check_instance_groups(parsed, sink, gpu_available)
     _check_version_policy(parsed, folder, sink)
+    _check_warmup(parsed, folder, sink)
 
 
 def _check_platform(parsed: configs.ParsedConfig, folder: layout.ModelFolder, sink: FindingSink) -> None:
@@ -347,6 +349,84 @@ def _check_tensors(parsed: configs.ParsedConfig, sink: FindingSink) -> None:
                     f"{kind} {tensor.name!r}: dims {list(tensor.dims)} holds {bad[0]}; use a positive size or -1 for variable",
                     **at,
                 )
+
+
+def _check_warmup(parsed: configs.ParsedConfig, folder: layout.ModelFolder, sink: FindingSink) -> None:
+    """model_warmup samples Triton builds requests from while loading: a sample it cannot build or
+    run fails the load (ARCHITECTURE.md behaviour 15). Each refusal below was seen on Triton 2.51."""
+    config = parsed.config
+    inputs = {tensor.name: tensor for tensor in config.input}
+    limit = max(config.max_batch_size, 1)
+    for sample in config.model_warmup:
+        label = f"model_warmup {sample.name!r}"
+        at = {
+            "file": str(parsed.path),
+            "line": parsed.line_of(f'"{sample.name}"'),
+            "field": f"model_warmup[{sample.name}]",
+        }
+        if sample.batch_size > limit:
+            sink.error(
+                f"{label}: batch_size {sample.batch_size} is more than the model takes "
+                f"(max_batch_size {config.max_batch_size}); the load fails: use batch_size "
+                + ("1" if limit == 1 else f"1 to {limit}"),
+                **at,
+            )
+        missing = [n for n, t in inputs.items() if n not in sample.inputs and not t.optional]
+        if missing:
+            sink.error(
+                f"{label}: no data for input(s) {', '.join(missing)}; the load fails: give every input "
+                "an entry (`tritonops repo gen-config --warmup` writes one per input)",
+                **at,
+            )
+        for name, entry in sorted(sample.inputs.items()):
+            _check_warmup_input(parsed, folder, sink, f"{label} input {name!r}", inputs.get(name), entry, at)
+
+
+def _check_warmup_input(
+    parsed: configs.ParsedConfig,
+    folder: layout.ModelFolder,
+    sink: FindingSink,
+    label: str,
+    tensor: Any,
+    entry: Any,
+    at: dict[str, Any],
+) -> None:
+    source = entry.WhichOneof("input_data_type")
+    if source is None:
+        sink.error(
+            f"{label}: no data; the load fails: set zero_data: true, random_data: true or input_data_file",
+            **at,
+        )
+    elif source == "input_data_file" and not (folder.path / "warmup" / entry.input_data_file).is_file():
+        sink.error(
+            f"{label}: input_data_file {entry.input_data_file!r} is not in {folder.path / 'warmup'}; "
+            "the load fails: put the raw tensor file there",
+            **at,
+        )
+    dims = list(entry.dims)
+    if any(dim < 1 for dim in dims):
+        sink.error(
+            f"{label}: dims {dims} hold a variable size; the load fails: give every dim a size (Triton runs this exact shape)",
+            **at,
+        )
+    if tensor is None:
+        return  # not a config input (or the config leaves inputs to auto-complete)
+    if entry.data_type != tensor.data_type:
+        sink.error(
+            f"{label}: data_type {triton_client.data_type_name(entry.data_type)} but the input is "
+            f"{triton_client.data_type_name(tensor.data_type)}; the load fails",
+            **at,
+        )
+    expected = list(tensor.dims)
+    if len(dims) != len(expected) or any(
+        want not in (-1, got) for want, got in zip(expected, dims, strict=False)
+    ):
+        batch = " (without the batch dim, as max_batch_size > 0)" if parsed.config.max_batch_size > 0 else ""
+        sink.error(
+            f"{label}: dims {dims} do not fit the input's dims {expected}{batch}; the load fails: "
+            "give a size for each dim, equal where the input's dim is not -1",
+            **at,
+        )
 
 
 def _check_dynamic_batching(parsed: configs.ParsedConfig, sink: FindingSink) -> None:

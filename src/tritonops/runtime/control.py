@@ -17,7 +17,7 @@ from typing import Any
 
 from tritonops import errors
 from tritonops.chart import environments, render
-from tritonops.runtime import podspec, ports, replica_logs, workspace
+from tritonops.runtime import podspec, ports, replica_logs, startup_models, workspace
 from tritonops.runtime.supervisor import State
 from tritonops.triton import server as triton_server
 
@@ -131,9 +131,15 @@ def up(
         )
     overrides = list(set_values) + ([f"replicaCount={replicas}"] if replicas else [])
     item = render.render(env_name, extra_files=extra_files, set_values=overrides)
-    count = int(item.one("Deployment")["spec"].get("replicas") or item.values["autoscaling"]["minReplicas"])
+    # With an HPA the Deployment renders no replicas field (replicaCount is not used): start the
+    # HPA's minimum, unless --replicas says otherwise.
+    count = replicas or int(
+        item.one("Deployment")["spec"].get("replicas") or item.values["autoscaling"]["minReplicas"]
+    )
     # Before anything starts: a port another process holds would answer this replica's probes.
     ports.check(podspec.pod_ports(item, replicas=count, port_offset=port_offset), port_offset)
+    # And before anything is written: a model the pod cannot load would only fail after three restarts.
+    startup_models.check(item, _repository_source(repository))
     model_dir = _prepare_repository(space, repository)
     _reset(space)
     backends = triton_server.assemble_backends(space.root)
@@ -145,6 +151,10 @@ def up(
         port_offset=port_offset,
         backends=backends,
     )
+    # Said like the skipped entrypoint and init containers: what of the pod spec does not run here.
+    for line in podspec.not_applied(item):
+        if progress:
+            progress(line)
     for plan in plans[:1]:
         if progress and plan.skipped_entrypoint:
             progress(
@@ -293,16 +303,24 @@ def _belongs_to(pid: int, root: Path) -> bool:
     return str(root) in command_line
 
 
-def _prepare_repository(space: workspace.Workspace, repository: Path | None) -> Path:
+def _repository_source(repository: Path | None) -> Path:
+    """The folder the replicas' repository comes from: `--repository`, else the sample."""
     if repository is not None:
         if not repository.is_dir():
             raise errors.InputError(f"--repository {repository}: no such folder")
         return repository.resolve()
     if not SAMPLE_REPOSITORY.is_dir():
         raise errors.InputError(f"{SAMPLE_REPOSITORY}: the sample repository is missing; run `make setup`")
+    return SAMPLE_REPOSITORY
+
+
+def _prepare_repository(space: workspace.Workspace, repository: Path | None) -> Path:
+    source = _repository_source(repository)
+    if repository is not None:
+        return source
     if space.repository.exists():
         shutil.rmtree(space.repository)
-    shutil.copytree(SAMPLE_REPOSITORY, space.repository)
+    shutil.copytree(source, space.repository)
     return space.repository
 
 

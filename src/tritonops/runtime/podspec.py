@@ -16,6 +16,7 @@ import re
 import secrets
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ PORT_FLAGS = {"http": "--http-port=", "grpc": "--grpc-port=", "metrics": "--metr
 # Words the mapper replaces with their local equivalents: never an entrypoint to look up.
 MAPPED_BINARIES = ("python3", "python", "tritonserver")
 VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+# Resources a local process shares with the host; any other (nvidia.com/gpu, a MIG slice) is a device.
+HOST_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,53 @@ def pod_ports(item: render.Rendering, *, replicas: int, port_offset: int) -> lis
         }
         for index in range(replicas)
     ]
+
+
+def not_applied(item: render.Rendering) -> list[str]:
+    """What of the rendered pod spec needs a cluster and is left out here, one line each with the
+    rendered value and why: device requests (`nvidia.com/gpu`, MIG slices), which local processes
+    cannot be given, and the scheduling fields, which have no scheduler and one machine to act on.
+    Empty for a CPU pod without placement rules, such as `local`'s."""
+    pod = item.one("Deployment")["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "triton")
+    resources = container.get("resources") or {}
+    devices = {
+        name: amount
+        for kind in ("requests", "limits")
+        for name, amount in (resources.get(kind) or {}).items()
+        if name not in HOST_RESOURCES and not name.startswith("hugepages-")
+    }
+    lines = [
+        f"resources {name}: {amount} (gpu.enabled: {str(item.values['gpu']['enabled']).lower()} in "
+        f"{item.source_of('gpu.enabled')}) not applied: the replicas run on this machine's CPU "
+        "(the local ONNX Runtime backend is CPU-only)"
+        for name, amount in devices.items()
+    ]
+    scheduling: dict[str, Callable[[Any], str]] = {
+        "nodeSelector": lambda v: ", ".join(f"{key}={value}" for key, value in v.items()),
+        "affinity": lambda v: ", ".join(v),
+        "tolerations": lambda v: ", ".join(_toleration(t) for t in v),
+        "topologySpreadConstraints": lambda v: ", ".join(str(c.get("topologyKey")) for c in v),
+        "runtimeClassName": str,
+    }
+    for field_name, describe in scheduling.items():
+        value = pod.get(field_name)
+        if value:
+            why = (
+                "the replicas start as plain processes, with no container runtime"
+                if field_name == "runtimeClassName"
+                else "there is no scheduler here; every replica runs on this machine"
+            )
+            lines.append(f"{field_name} ({describe(value)}) not applied: {why}")
+    return lines
+
+
+def _toleration(toleration: dict[str, Any]) -> str:
+    """`key op value:effect` as kubectl describe shows a toleration."""
+    value = f"={toleration['value']}" if toleration.get("value") else ""
+    effect = f":{toleration['effect']}" if toleration.get("effect") else ""
+    operator = " Exists" if toleration.get("operator") == "Exists" else ""
+    return f"{toleration.get('key', '(any key)')}{value}{operator}{effect}"
 
 
 def replica_ports(item: render.Rendering, *, replicas: int, port_offset: int) -> list[dict[str, int]]:
