@@ -225,6 +225,23 @@ def agent_tests() -> list[dict[str, Any]]:
             ],
         },
         {
+            # Pod A's agent stops answering at 5m while its Triton serves; pod B's Triton and agent
+            # are both down (TritonTargetDown speaks for it). A's agent is back at 25m.
+            "name": "an agent that does not answer beside a serving Triton fires after its `for`, per pod",
+            "interval": "1m",
+            "input_series": [
+                agent_series("up", "1x5 0x20 1x10"),
+                target(POD_A, BASE["instance"], "1x35"),
+                agent_series("up", "1x5 0x30", pod=POD_B, instance=INSTANCE_B),
+                target(POD_B, INSTANCE_B, "1x5 0x30"),
+            ],
+            "alert_rule_test": [
+                alert("TritonAgentDown", "14m", []),
+                alert("TritonAgentDown", "16m", [{"severity": "warning", "pod": POD_A}]),
+                alert("TritonAgentDown", "28m", []),
+            ],
+        },
+        {
             "name": "a stale promotion lock fires once per release after its `for` and resolves when cleared",
             "interval": "1m",
             "input_series": [
@@ -859,7 +876,7 @@ def test_promtool_checks_the_rendered_rules(rule_file):
         [PROMTOOL, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 28 rules found" in result.stdout
+    assert "SUCCESS: 29 rules found" in result.stdout
 
 
 def test_every_alert_fires_when_it_should_and_only_then(rule_file, tmp_path):
