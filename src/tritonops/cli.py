@@ -740,6 +740,9 @@ def _status_text(current: control.RuntimeStatus, *, log_lines: bool = True) -> s
             lines.append(f"             last restart: {r.last_restart}")
         if log_lines and r.log_line:
             lines.append(f"             its log says: {r.log_line}")
+        for c in r.sidecars:
+            where = "  ".join(f"{name} {c.url(name)}" for name in c.ports)
+            lines.append(f"    {c.name:<8} {c.state:<10} {where}  restarts={c.restarts}  {c.reason}")
     return "\n".join(lines)
 
 

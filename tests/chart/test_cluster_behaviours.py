@@ -440,6 +440,7 @@ OBJECT_STORE = {
         "objectStore": {"enabled": True, "uri": "s3://models/triton", "localCache": {"sizeLimit": "30Gi"}},
     },
     "server": {"committedState": {"enabled": False}},
+    "agent": {"enabled": False},
 }
 MOUNT_DIRECTORY_VARIABLES = (
     "TRITON_AWS_MOUNT_DIRECTORY",

@@ -89,7 +89,7 @@ def test_network_policy_admits_chosen_sources_per_port(rendered):
     assert inference["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "inference-gateway"}}}
     ]
-    assert [p["port"] for p in metrics["ports"]] == ["metrics"]
+    assert [p["port"] for p in metrics["ports"]] == ["metrics", "agent-metrics"]
     assert metrics["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]

@@ -763,6 +763,7 @@ def test_chart_clears_the_pods_own_tmp_and_object_store_folder(render_with) -> N
                 "objectStore": {"enabled": True, "uri": "s3://models/triton"},
             },
             "server": {"committedState": {"enabled": False}},
+            "agent": {"enabled": False},
         },
     )
     args = launcher_args(item)

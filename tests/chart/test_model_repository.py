@@ -105,6 +105,7 @@ def test_object_store_reads_the_uri_with_credentials_from_a_secret(render_with):
                 },
             },
             "server": {"committedState": {"enabled": False}},
+            "agent": {"enabled": False},
         },
     )
     assert "--model-repository=s3://models/triton" in server_args(item)
@@ -123,6 +124,7 @@ def test_object_store_with_irsa_uses_the_service_account_annotation(render_with)
                 "objectStore": {"enabled": True, "uri": "s3://models/triton"},
             },
             "server": {"committedState": {"enabled": False}},
+            "agent": {"enabled": False},
             "serviceAccount": {"annotations": role},
         },
     )

@@ -17,7 +17,14 @@ def test_service_monitor_selects_the_metrics_port_in_the_release_namespace(rende
     assert monitor["metadata"]["labels"]["release"] == f"monitoring-{env}"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [f"triton-{env}"]}
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"},
+        {
+            "port": "agent-metrics",
+            "path": "/metrics",
+            "interval": "15s",
+            "scrapeTimeout": "10s",
+            "relabelings": [{"targetLabel": "job", "replacement": "triton-agent"}],
+        },
     ]
     service_labels = item.one("Service")["metadata"]["labels"]
     selector = monitor["spec"]["selector"]["matchLabels"]

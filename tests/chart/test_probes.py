@@ -44,7 +44,7 @@ def test_launcher_loads_the_committed_state_from_the_shared_repository(rendered)
 
 
 def test_committed_state_off_leaves_static_models_only(render_with):
-    item = render_with("dev", {"server": {"committedState": {"enabled": False}}})
+    item = render_with("dev", {"server": {"committedState": {"enabled": False}}, "agent": {"enabled": False}})
     assert not [a for a in launcher_args(item) if a.startswith("--committed-state")]
     command = triton_container(item)["readinessProbe"]["exec"]["command"]
     assert not [a for a in command if a.startswith("--committed-state")]
@@ -90,5 +90,5 @@ def test_control_mode_guards(render_with, server, message):
 def test_scripts_configmap_ships_the_launcher_and_readiness_check(rendered):
     (scripts,) = [m.body for m in rendered["dev"].of_kind("ConfigMap") if m.name == "triton-scripts"]
     data = scripts["data"]
-    assert set(data) == {"committed_state.py", "launch.py", "ready.py"}
+    assert set(data) == {"agent.py", "committed_state.py", "launch.py", "ready.py"}
     assert "os.execvp" in data["launch.py"]

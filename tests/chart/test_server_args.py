@@ -113,7 +113,12 @@ def test_named_ports_on_container_and_service(rendered):
     container_ports = {p["name"]: p["containerPort"] for p in triton_container(item)["ports"]}
     assert container_ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
     service_ports = {p["name"]: p["targetPort"] for p in item.one("Service")["spec"]["ports"]}
-    assert service_ports == {"http": "http", "grpc": "grpc", "metrics": "metrics"}
+    assert service_ports == {
+        "http": "http",
+        "grpc": "grpc",
+        "metrics": "metrics",
+        "agent-metrics": "agent-metrics",
+    }
 
 
 @pytest.mark.parametrize(

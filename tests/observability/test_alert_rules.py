@@ -139,6 +139,126 @@ def never_starting_pod(pod: str, instance: str, *, first_step: int, steps: int) 
     ]
 
 
+# The agent's series of a pod, scraped from its own port under the job the ServiceMonitor gives it.
+AGENT_TARGET = {
+    "job": "triton-agent",
+    "instance": "10.0.0.1:8003",
+    "service": "triton",
+    "endpoint": "agent-metrics",
+}
+
+
+def agent_series(metric: str, values: str, pod: str = POD_A, **labels: str) -> dict[str, str]:
+    merged = {"namespace": NS, "pod": pod, **AGENT_TARGET, **labels}
+    text = ",".join(f'{key}="{value}"' for key, value in merged.items())
+    return {"series": f"{metric}{{{text}}}", "values": values}
+
+
+def agent_tests() -> list[dict[str, Any]]:
+    """The agent's alerts (dev values: load failures over 15m, drift for 10m, a stale lock for 5m)."""
+    failures = "tritonops_model_load_failures_total"
+    return [
+        {
+            # Version 2 is a candidate the promotion tool loaded: its series appears already counting
+            # one failure (increase() alone would miss it). Version 3 is committed and the agent's
+            # own load of it fails at 20m.
+            "name": "a failed load fires at once, per pod, model and version, and resolves after the window",
+            "interval": "1m",
+            "input_series": [
+                agent_series(failures, "0x50", model="linear", version="1"),
+                agent_series(failures, "_x10 1x40", model="linear", version="2"),
+                agent_series(failures, "0x20 1x30", model="linear", version="3"),
+                agent_series(failures, "0x50", model="linear", version="1", pod=POD_B, instance=INSTANCE_B),
+            ],
+            "alert_rule_test": [
+                alert("TritonModelLoadFailed", "9m", []),
+                *[
+                    alert(
+                        "TritonModelLoadFailed",
+                        at,
+                        [{"severity": "warning", "pod": POD_A, "model": "linear", "version": "2"}],
+                    )
+                    for at in ("11m", "19m")
+                ],
+                alert(
+                    "TritonModelLoadFailed",
+                    "22m",
+                    [
+                        {"severity": "warning", "pod": POD_A, "model": "linear", "version": "2"},
+                        {"severity": "warning", "pod": POD_A, "model": "linear", "version": "3"},
+                    ],
+                ),
+                alert(
+                    "TritonModelLoadFailed",
+                    "30m",
+                    [{"severity": "warning", "pod": POD_A, "model": "linear", "version": "3"}],
+                ),
+                alert("TritonModelLoadFailed", "40m", []),
+            ],
+        },
+        {
+            # Pod A drifts from 5m to 35m with no promotion; pod B drifts exactly while a promotion
+            # holds the lock (its versions move on purpose).
+            "name": "drift fires after its `for`, never during a promotion, and resolves when the pod converges",
+            "interval": "1m",
+            "input_series": [
+                agent_series("tritonops_model_drift", "0x5 1x30 0x14", model="linear"),
+                agent_series("tritonops_promotion_in_progress", "0x50"),
+                agent_series(
+                    "tritonops_model_drift", "0x5 1x20 0x24", pod=POD_B, instance=INSTANCE_B, model="linear"
+                ),
+                agent_series(
+                    "tritonops_promotion_in_progress", "0x5 1x20 0x24", pod=POD_B, instance=INSTANCE_B
+                ),
+            ],
+            "alert_rule_test": [
+                alert("TritonModelVersionDrift", "14m", []),
+                *[
+                    alert(
+                        "TritonModelVersionDrift",
+                        at,
+                        [{"severity": "warning", "pod": POD_A, "model": "linear"}],
+                    )
+                    for at in ("16m", "30m")
+                ],
+                alert("TritonModelVersionDrift", "37m", []),
+            ],
+        },
+        {
+            # Pod A's agent stops answering at 5m while its Triton serves; pod B's Triton and agent
+            # are both down (TritonTargetDown speaks for it). A's agent is back at 25m.
+            "name": "an agent that does not answer beside a serving Triton fires after its `for`, per pod",
+            "interval": "1m",
+            "input_series": [
+                agent_series("up", "1x5 0x20 1x10"),
+                target(POD_A, BASE["instance"], "1x35"),
+                agent_series("up", "1x5 0x30", pod=POD_B, instance=INSTANCE_B),
+                target(POD_B, INSTANCE_B, "1x5 0x30"),
+            ],
+            "alert_rule_test": [
+                alert("TritonAgentDown", "14m", []),
+                alert("TritonAgentDown", "16m", [{"severity": "warning", "pod": POD_A}]),
+                alert("TritonAgentDown", "28m", []),
+            ],
+        },
+        {
+            "name": "a stale promotion lock fires once per release after its `for` and resolves when cleared",
+            "interval": "1m",
+            "input_series": [
+                agent_series("tritonops_promotion_lock_stale", "0x2 1x10 0x10"),
+                agent_series(
+                    "tritonops_promotion_lock_stale", "0x2 1x10 0x10", pod=POD_B, instance=INSTANCE_B
+                ),
+            ],
+            "alert_rule_test": [
+                alert("TritonPromotionLockStale", "6m", []),
+                alert("TritonPromotionLockStale", "9m", [{"severity": "warning"}]),
+                alert("TritonPromotionLockStale", "15m", []),
+            ],
+        },
+    ]
+
+
 def rescheduled_exporter(metric: str, pod: str, value: str, **labels: str) -> list[dict[str, str]]:
     """One kube-state-metrics series of `pod` (with its `uid`) at a 1 m step for 40 minutes, scraped
     from the exporter at 10.1.0.5 until 15m and from its replacement at 10.1.0.9 from 14m: the
@@ -243,6 +363,7 @@ def slow_start(
 def alert_tests() -> list[dict[str, Any]]:
     """One promtool test group per behaviour; defaults: dev values (see charts/triton/values.yaml)."""
     return [
+        *agent_tests(),
         {
             "name": "7-minute first start: no target down, metrics missing or load failing",
             "interval": "15s",
@@ -755,7 +876,7 @@ def test_promtool_checks_the_rendered_rules(rule_file):
         [PROMTOOL, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 25 rules found" in result.stdout
+    assert "SUCCESS: 29 rules found" in result.stdout
 
 
 def test_every_alert_fires_when_it_should_and_only_then(rule_file, tmp_path):

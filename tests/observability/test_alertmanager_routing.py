@@ -339,6 +339,29 @@ def test_target_down_inhibits_only_its_pods_alerts_and_metrics_missing_its_relea
     _post_and_check_inhibition(alertmanager, cases)
 
 
+def test_a_failed_load_holds_back_the_drift_of_its_own_pod_and_model_only(alertmanager):
+    pod_a, pod_b = "triton-7d9f8c6b5-a1b2c", "triton-7d9f8c6b5-d3e4f"
+    failed = _alert("TritonModelLoadFailed", "triton-prod", "warning", "linear", pod=pod_a)
+    cases: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
+        (failed, None),
+        (_alert("TritonModelVersionDrift", "triton-prod", "warning", "linear", pod=pod_a), failed),
+        (_alert("TritonModelVersionDrift", "triton-prod", "warning", "linear", pod=pod_b), None),
+        (_alert("TritonModelVersionDrift", "triton-prod", "warning", "mlp", pod=pod_a), None),
+        (
+            _alert(
+                "TritonModelVersionDrift",
+                "triton-prod",
+                "warning",
+                "linear",
+                pod=pod_a,
+                release="triton-canary",
+            ),
+            None,
+        ),
+    ]
+    _post_and_check_inhibition(alertmanager, cases)
+
+
 def test_one_release_never_inhibits_another_release_in_the_same_namespace(alertmanager):
     """Two releases of the chart in one namespace (a canary beside the main release) serve the same
     model names: release A losing every target, or A's critical twin of an alert, mutes A only."""

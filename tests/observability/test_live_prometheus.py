@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import committing
 from tests.observability import kube_state
 from tests.runtime.conftest import free_port_offset
 from tritonops.chart import render
@@ -29,7 +30,7 @@ from tritonops.observability import dashboard
 from tritonops.observability import prometheus as prom
 from tritonops.observability import rule_file as rules
 from tritonops.repository import config_generator, example_repository
-from tritonops.runtime import control
+from tritonops.runtime import control, workspace
 from tritonops.triton import client as triton_client
 from tritonops.triton import onnx_models
 from tritonops.triton import server as triton_server
@@ -84,7 +85,11 @@ def stack(tmp_path_factory):
         deployment = item.one("Deployment")["metadata"]["name"]
         with kube_state.serve(runtime_dir, NAMESPACE, deployment) as stand_in:
             targets = [
-                prom.Target(kube_state.pod_name(r.index), f"127.0.0.1:{r.ports['metrics']}")
+                prom.Target(
+                    kube_state.pod_name(r.index),
+                    f"127.0.0.1:{r.ports['metrics']}",
+                    (("agent-metrics", f"127.0.0.1:{r.sidecar('agent').ports['agent-metrics']}"),),
+                )
                 for r in current.replicas
             ]
             config = prom.prometheus_config(item, targets, root / "rules.yaml")
@@ -109,16 +114,20 @@ def _client(current, replica: int = 0) -> triton_client.Client:
 
 def test_scrape_job_is_derived_from_the_service_monitor(stack):
     _, prometheus, config = stack
-    job, kube_state_job = config["scrape_configs"]
+    job, agent_job, kube_state_job = config["scrape_configs"]
     assert kube_state_job["job_name"] == "kube-state-metrics"
     assert job["metrics_path"] == "/metrics" and job["scrape_interval"] == "1s"
     assert {c["labels"]["job"] for c in job["static_configs"]} == {"triton"}
     assert {c["labels"]["namespace"] for c in job["static_configs"]} == {NAMESPACE}
-    _eventually(
-        lambda: len(prometheus.query(f'up{{namespace="{NAMESPACE}", job="triton"}} == 1')) == 2,
-        20,
-        "both targets up",
-    )
+    # The agent's endpoint: the same Service and pods, under the job its relabeling names.
+    assert {c["labels"]["job"] for c in agent_job["static_configs"]} == {"triton-agent"}
+    assert {c["labels"]["endpoint"] for c in agent_job["static_configs"]} == {"agent-metrics"}
+    for name in ("triton", "triton-agent"):
+        _eventually(
+            lambda name=name: len(prometheus.query(f'up{{namespace="{NAMESPACE}", job="{name}"}} == 1')) == 2,
+            20,
+            f"both {name} targets up",
+        )
 
 
 # kube-state-metrics series the rules read that the stand-in cannot serve honestly: no pod is ever
@@ -233,6 +242,11 @@ def test_unloading_a_model_fires_load_failing_per_pod_then_model_unavailable(sta
     _eventually(
         lambda: all(_ready_in_prometheus(prometheus, pod) for pod in pods), 30, "every replica ready again"
     )
+    # The agents would load the committed model straight back (tests/runtime/test_agent.py): paused,
+    # the unload sticks, as it does on a pod whose agent is down.
+    agents = [r.sidecar("agent").pid for r in control.status(current.work_dir).replicas]
+    for pid in agents:
+        os.kill(pid, signal.SIGSTOP)
     try:
         # One replica loses a committed model: the readiness check takes it out (that pod's alert);
         # the model still serves on the other replica, so nothing fires for the model.
@@ -261,6 +275,66 @@ def test_unloading_a_model_fires_load_failing_per_pod_then_model_unavailable(sta
         for replica in (0, 1):
             with _client(current, replica) as client:
                 client.load("linear")
+        for pid in agents:
+            os.kill(pid, signal.SIGCONT)
+
+
+def _firing_or_pending(prometheus, name: str) -> list[dict]:
+    return [a for a in prometheus.alerts() if a["labels"]["alertname"] == name]
+
+
+def test_the_agents_metrics_drive_the_drift_and_load_failure_alerts(stack):
+    """Each pod's agent exports committed against served versions: during a promotion (a live lock)
+    drift does not alert; a committed version that cannot load fires TritonModelLoadFailed at once
+    and TritonModelVersionDrift after its `for`; converging resolves the drift, and the dashboard's
+    annotation marks each change of the committed version."""
+    current, prometheus, _ = stack
+    repository = Path(workspace.Workspace(current.work_dir).read_plan()["repository"])
+    pods = {kube_state.pod_name(r.index) for r in current.replicas}
+    drifting = f'tritonops_model_drift{{namespace="{NAMESPACE}", job="triton-agent", model="linear"}} == 1'
+    committing.add_version(repository, "linear", 2, broken=True)
+    committing.write_lock(repository)
+    try:
+        committing.commit(repository, "linear", 2)
+        _eventually(lambda: len(prometheus.query(drifting)) == 2, 30, "both pods drifting in Prometheus")
+        in_progress = f'tritonops_promotion_in_progress{{namespace="{NAMESPACE}"}} == 1'
+        assert len(prometheus.query(in_progress)) == 2
+        # Three times the rule's `for`, evaluated every second: a promotion's drift never alerts.
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            assert not _firing_or_pending(prometheus, "TritonModelVersionDrift")
+            time.sleep(0.5)
+        committing.remove_lock(repository)  # the agents now try version 2, which cannot load
+        seen: dict[str, list[str]] = {pod: [] for pod in pods}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(states[-1:] != ["firing"] for states in seen.values()):
+            for alert in _firing_or_pending(prometheus, "TritonModelVersionDrift"):
+                states = seen.get(alert["labels"].get("pod", ""))
+                if states is not None and states[-1:] != [alert["state"]]:
+                    states.append(alert["state"])
+            time.sleep(0.25)
+        assert all(states[:2] == ["pending", "firing"] for states in seen.values()), seen
+        for pod in pods:
+            failed = _alert_states(
+                prometheus, "TritonModelLoadFailed", {"pod": pod, "model": "linear", "version": "2"}, 30
+            )
+            assert failed[-1] == "firing", failed
+    finally:
+        committing.remove_lock(repository)
+        committing.commit(repository, "linear", 1)
+    # Version 1 never stopped serving: with the record back on it, the pods converge at once.
+    _eventually(
+        lambda: (
+            not prometheus.query(drifting) and not _firing_or_pending(prometheus, "TritonModelVersionDrift")
+        ),
+        30,
+        "drift resolved",
+    )
+    ((_, annotation),) = dashboard.annotation_queries(dashboard.build())
+    assert {s["metric"]["model"] for s in prometheus.query(annotation)} == {"linear"}
+    _eventually(
+        lambda: all(_ready_in_prometheus(prometheus, pod) for pod in pods), 30, "every replica ready again"
+    )
 
 
 def test_prometheus_reports_rule_evaluation_cost(stack):

@@ -11,7 +11,7 @@ import pytest
 from tritonops.triton import server as triton_server
 
 
-def free_port_offset(replicas: int, rendered_ports: tuple[int, ...] = (8000, 8001, 8002)) -> int:
+def free_port_offset(replicas: int, rendered_ports: tuple[int, ...] = (8000, 8001, 8002, 8003)) -> int:
     """An offset at which every replica's shifted ports (rendered + offset + 10*i) are free now."""
     import random
     import socket

@@ -142,7 +142,8 @@ def test_up_on_the_ports_of_another_runtime_names_its_work_folder(run_cli, start
     second = tmp_path / "second"
     up = run_cli("up", "--work-dir", str(second), "--port-offset", str(offset))
     assert up.returncode == 2, up.stdout + up.stderr
-    ports = ", ".join(f"{8000 + offset + i} ({name})" for i, name in enumerate(("http", "grpc", "metrics")))
+    names = ("http", "grpc", "metrics", "agent-metrics")
+    ports = ", ".join(f"{8000 + offset + i} ({name})" for i, name in enumerate(names))
     assert up.stderr == (
         f"tritonops: replica 0's ports {ports} are in use by the tritonops runtime in {first.work_dir}: "
         f"stop it with `tritonops down --work-dir {first.work_dir}`, or pick other ports with "
@@ -161,7 +162,7 @@ def test_port_offsets_that_leave_1024_65535_are_refused(run_cli, tmp_path, offse
     up = run_cli("up", "--work-dir", str(work), "--port-offset", str(offset))
     assert up.returncode == 2, up.stdout + up.stderr
     assert up.stderr.startswith(f"tritonops: --port-offset {offset}: {outside}, ")
-    assert "outside 1024-65535" in up.stderr and "use an offset between -6976 and 57533" in up.stderr
+    assert "outside 1024-65535" in up.stderr and "use an offset between -6976 and 57532" in up.stderr
     assert not work.exists()
 
 

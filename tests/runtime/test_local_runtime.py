@@ -155,7 +155,9 @@ def test_failed_candidate_load_keeps_replica_ready_and_serving_the_old_version(s
 
 
 def test_pod_without_its_committed_models_is_kept_unready_until_they_load(start_runtime):
-    current = start_runtime()
+    # Without the agent, which would load the committed model itself (tests/runtime/test_agent.py):
+    # this is the readiness check's part alone.
+    current = start_runtime(set_values=(*FAST_PROBES, "agent.enabled=false"))
     repository = _repository(current)
     # The promotion tool commits `mlp` version 1: this replica has not loaded it yet.
     config = repository / "mlp" / "config.pbtxt"

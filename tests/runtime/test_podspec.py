@@ -90,6 +90,30 @@ def test_probes_keep_their_rendered_timings_and_target_the_replica(plans):
     )
 
 
+def test_the_agent_sidecar_is_mapped_like_the_triton_container(plans):
+    item, (first, second), work = plans
+    (agent,) = second.sidecars
+    assert agent.name == "agent"
+    command = list(agent.command)
+    assert command[:2] == [sys.executable, str(work / "volumes" / "scripts" / "agent.py")]
+    # Every port of the pod it names moves with the replica: its own, and its Triton's HTTP port.
+    assert agent.ports == {"agent-metrics": 8113}
+    assert "--metrics-port=8113" in command and "--port=8110" in command
+    assert "--metrics-address=127.0.0.1" in command  # local processes listen on loopback only
+    assert f"--committed-state={work / 'models' / 'current.json'}" in command
+    assert f"--api-key-file={work / 'volumes' / 'repository-api-key' / 'key'}" in command
+    # The readiness check's marker, in the replica's own /tmp (the same folder as Triton's).
+    tmp = Path(second.work_dir) / "volumes" / "tmp"
+    assert f"--fallback-marker={tmp / 'tritonops' / 'readiness-fallback'}" in command
+    assert second.env["HOME"] == str(tmp) == agent.env["HOME"]
+    assert agent.liveness is not None and agent.liveness.url == "http://127.0.0.1:8113/healthz"
+    assert first.sidecars[0].ports == {"agent-metrics": 8103}
+    # The Triton container's own plan is unchanged by the sidecar.
+    assert second.ports == {"http": 8110, "grpc": 8111, "metrics": 8112}
+    assert podspec.pod_ports(item, replicas=2, port_offset=100)[1] == {**second.ports, **agent.ports}
+    assert podspec.ReplicaPlan.from_dict(second.to_dict()) == second
+
+
 def test_kubernetes_variable_expansion():
     assert podspec._expand("--key=$(API_KEY)", {"API_KEY": "s3cr3t"}) == "--key=s3cr3t"
     assert podspec._expand("$(MISSING)", {}) == "$(MISSING)"

@@ -98,7 +98,8 @@ def test_a_committed_model_the_launcher_would_refuse_is_named(mlp_only, tmp_path
         control.up("local", work_dir=work, repository=mlp_only, set_values=("server.loadModels={}",))
     message = str(raised.value)
     assert f"{mlp_only / 'linear'} [models.linear]: committed model folder is missing" in message
-    assert "remove models.linear from the committed-state record (current.json)" in message
+    assert "remove models.linear from the committed-state record" in message
+    assert f"({mlp_only / 'current.json'})" in message
     assert "server.loadModels" not in message  # the static list is empty: only the record is named
     _nothing_started(work)
 

@@ -171,6 +171,7 @@ def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, 
                         os.utime(cache)  # its age now says when the record was last confirmed
                 except OSError as error:
                     note = f"cannot refresh the local copy {cache}: {error}"
+            _mark_fallback(cache, False)
             return _acceptable(records), note
     if not cache:
         raise NotReady(why)
@@ -183,7 +184,27 @@ def _committed(path: str, cache: str | None, timeout: float) -> tuple[dict[str, 
     except (OSError, committed_state.CommittedStateError) as error:
         raise NotReady(f"{why}; and the last good copy is unusable: {error}") from None
     note = f"using the last good committed state {cache} (confirmed {age:.0f} s ago): {why}"
+    _mark_fallback(cache, True)
     return _acceptable(copy), note
+
+
+# Beside the local copy while the check answers from it: the agent exports it (tritonops_readiness_fallback).
+FALLBACK_MARKER = "readiness-fallback"
+
+
+def _mark_fallback(cache: str | None, on: bool) -> None:
+    """Create or remove the fallback marker beside the local copy; best effort, never a verdict."""
+    if not cache:
+        return
+    marker = os.path.join(os.path.dirname(cache) or ".", FALLBACK_MARKER)
+    try:
+        if on:
+            with open(marker, "a", encoding="utf-8"):
+                pass
+        elif os.path.exists(marker):
+            os.unlink(marker)
+    except OSError:
+        pass
 
 
 def main(argv: list[str], *, whole_process: bool = False) -> int:

@@ -297,6 +297,9 @@ Usage: {{ include "triton.validate" . }}
 {{- if and .Values.monitoring.serviceMonitor.enabled (not .Values.server.metrics.enabled) }}
 {{- fail "monitoring.serviceMonitor.enabled: needs server.metrics.enabled=true, or there is nothing to scrape" }}
 {{- end }}
+{{- if and .Values.agent.enabled (not .Values.server.committedState.enabled) }}
+{{- fail "agent.enabled: the agent converges every pod to the committed state, so it needs server.committedState.enabled=true; or set agent.enabled=false" }}
+{{- end }}
 {{- if and .Values.helmTest.enabled (not .Values.helmTest.model) }}
 {{- fail "helmTest.model: name the model the helm test sends one smoke inference to, or set helmTest.enabled=false" }}
 {{- end }}
@@ -397,6 +400,34 @@ Usage: {{ include "triton.validate" . }}
 {{- range .Values.server.loadModels }}
 - --model={{ . }}
 {{- end }}
+{{- end }}
+
+{{/* The Prometheus `job` of the agent's metrics (the ServiceMonitor relabels its endpoint to it; the agent alerts select it). */}}
+{{- define "triton.agentJob" -}}
+{{- printf "%s-agent" (include "triton.fullname" .) }}
+{{- end }}
+
+{{/* The agent's arguments: the committed state, its own Triton over loopback, the repository API key and its timing. */}}
+{{- define "triton.agentArgs" -}}
+- --repository={{ .Values.modelRepository.path }}
+- --committed-state={{ include "triton.committedStatePath" . }}
+- --port={{ .Values.ports.http }}
+- --metrics-address=0.0.0.0
+- --metrics-port={{ .Values.ports.agentMetrics }}
+- --interval={{ .Values.agent.intervalSeconds }}
+- --read-timeout={{ .Values.agent.readTimeoutSeconds }}
+- --load-timeout={{ .Values.agent.loadTimeoutSeconds }}
+- --backoff-max={{ .Values.agent.backoffMaxSeconds }}
+- --fallback-marker={{ include "triton.readinessFallbackMarker" . }}
+{{- if .Values.repositoryApi.restricted.enabled }}
+- --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}
+- --api-header={{ .Values.repositoryApi.restricted.header }}
+{{- end }}
+{{- end }}
+
+{{/* The file the readiness check keeps beside the pod's local copy while it answers from that copy (ready.py); the agent exports it. */}}
+{{- define "triton.readinessFallbackMarker" -}}
+{{- printf "%s/readiness-fallback" (include "triton.committedStateCachePath" . | dir) }}
 {{- end }}
 
 {{/* Container security context shared by every container the chart runs. */}}

@@ -8,7 +8,9 @@
 Queries read Triton 2.51's metrics as the ServiceMonitor scrapes them: Triton labels series with
 `model` and `version` (per-model metrics), `reason` (failures) and `gpu_uuid` (GPU metrics), and
 prometheus-operator adds `namespace` and `pod`. Latency panels divide durations by successful
-*requests*, never by `nv_inference_count`, which counts batch items.
+*requests*, never by `nv_inference_count`, which counts batch items. The Promotions row and the
+annotation read what Triton does not export, from each pod's agent (`tritonops_*`: the committed
+version, the version served, drift and failed loads; charts/triton/files/agent.py).
 """
 
 from __future__ import annotations
@@ -336,6 +338,77 @@ def _resources() -> list[Panel]:
     ]
 
 
+def _promotions() -> list[Panel]:
+    return [
+        _timeseries(
+            "Committed vs served version",
+            "Per model, the committed version (current.json, as every pod's agent reads it) and the "
+            "highest version each pod serves, which unversioned requests reach. A served line that "
+            "stays off the committed one outside a promotion is drift: the agent converges a pod "
+            "within seconds, so it means failing loads (see the panel beside) or an agent that "
+            "cannot act. The annotations mark each change of a committed version.",
+            "none",
+            _query(
+                "A",
+                f"max by (model) (tritonops_committed_version{{{MODEL_SELECTOR}}})",
+                "{{model}} committed",
+            ),
+            _query(
+                "B",
+                f"max by (model, pod) (tritonops_model_served_version{{{MODEL_SELECTOR}}})",
+                "{{model}} served on {{pod}}",
+            ),
+            width=12,
+        ),
+        _timeseries(
+            "Drifting pods and failed loads",
+            "Pods whose served versions differ from the committed ones, per model (0 outside "
+            "promotions), and failed loads per model version: the agent's own and a failed "
+            "candidate of a promotion (Triton exports no load failures itself).",
+            "short",
+            _query(
+                "A", f"sum by (model) (tritonops_model_drift{{{MODEL_SELECTOR}}})", "{{model}} pods drifting"
+            ),
+            _query(
+                "B",
+                f"sum by (model, version) (increase(tritonops_model_load_failures_total{{{MODEL_SELECTOR}}}{RATE}))",
+                "{{model}} version {{version}} failed loads",
+            ),
+            width=12,
+        ),
+    ]
+
+
+# A committed version that changed within this window shows as a marker: wider than a scrape
+# interval (so `changes` sees two samples), narrow enough to place the marker near the commit.
+CHANGE_WINDOW = "2m"
+
+
+def _annotations() -> list[cogbuilder.Builder[dashboard_model.AnnotationQuery]]:
+    return [
+        dashboard_builder.AnnotationQuery()
+        .name("Committed version changes")
+        .datasource(DATASOURCE)
+        .enable(True)
+        .hide(False)
+        .icon_color("purple")
+        .expr(
+            f"max by (model) (changes(tritonops_committed_version{{{MODEL_SELECTOR}}}[{CHANGE_WINDOW}])) > 0"
+        )
+    ]
+
+
+# What Grafana's Prometheus annotation reads beside `expr`, which the SDK's AnnotationQuery lacks.
+ANNOTATION_FORMAT = {
+    "Committed version changes": {
+        "titleFormat": "{{model}}: committed version changed",
+        "textFormat": "A promotion or rollback committed another version of {{model}} (tritonops status, current.json history).",
+        "tagKeys": "model",
+        "step": "30s",
+    }
+}
+
+
 def _query_variable(name: str, label: str, query: str, *, multi: bool) -> dashboard_builder.QueryVariable:
     variable = (
         dashboard_builder.QueryVariable(name)
@@ -396,12 +469,14 @@ def build() -> dict[str, Any]:
         .timezone("browser")
         .version(1)
         .variables(_variables())
+        .annotations(_annotations())
     )
     number = 0
     for title, section in (
         ("Traffic", _traffic()),
         ("Latency per request", _latency()),
         ("Resources", _resources()),
+        ("Promotions", _promotions()),
     ):
         # Panel ids are Grafana's handle for links (viewPanel=N); the SDK leaves them unset (rows: 0).
         number += 1
@@ -417,6 +492,8 @@ def build() -> dict[str, Any]:
             # Grafana's variable list shows `definition`; for an object query it does not fall back to
             # the query text, and the SDK's VariableModel has no such field.
             variable["definition"] = variable["query"]["query"]
+    for annotation in encoded["annotations"]["list"]:
+        annotation.update(ANNOTATION_FORMAT.get(annotation["name"], {}))
     return encoded
 
 
@@ -457,6 +534,15 @@ def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str, bool]]:
         (panel["title"], substitute(target["expr"]), bool(GPU_METRIC.search(target["expr"])))
         for panel in panels(dashboard)
         for target in panel.get("targets", [])
+    ]
+
+
+def annotation_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(annotation name, PromQL Prometheus can run) for every Prometheus annotation."""
+    return [
+        (annotation["name"], substitute(annotation["expr"]))
+        for annotation in dashboard.get("annotations", {}).get("list", [])
+        if annotation.get("expr")
     ]
 
 

@@ -29,41 +29,54 @@ from tritonops.triton import server as triton_server
 
 @dataclass(frozen=True)
 class Target:
-    """One pod the ServiceMonitor would select: its name and the address of its metrics port."""
+    """One pod the ServiceMonitor would select: its name, the address of its metrics port, and
+    the addresses of its other scraped ports by port name (the agent's `agent-metrics`)."""
 
     pod: str
     address: str
+    others: tuple[tuple[str, str], ...] = ()
+
+    def address_of(self, port: str) -> str | None:
+        return self.address if port == "metrics" else dict(self.others).get(port)
 
 
-def scrape_config(item: render.Rendering, targets: Sequence[Target]) -> dict[str, Any]:
-    """A scrape job equivalent to what prometheus-operator generates from the ServiceMonitor:
-    job = the Service's name, and namespace, service, pod, endpoint labels on every target."""
+def scrape_config(
+    item: render.Rendering, targets: Sequence[Target], endpoint_index: int = 0
+) -> dict[str, Any]:
+    """A scrape job equivalent to what prometheus-operator generates from one ServiceMonitor
+    endpoint: job = the Service's name (unless the endpoint's relabelings set it), and namespace,
+    service, pod, endpoint labels on every target that has an address for the endpoint's port."""
     monitor = item.one("ServiceMonitor")
     service = item.one("Service")
-    endpoint = monitor["spec"]["endpoints"][0]
+    endpoint = monitor["spec"]["endpoints"][endpoint_index]
     port_names = {port["name"] for port in service["spec"]["ports"]}
     if endpoint["port"] not in port_names:
         raise errors.InputError(
             f"ServiceMonitor endpoint port {endpoint['port']!r} is not a Service port {sorted(port_names)}"
         )
     namespace = monitor["metadata"]["namespace"]
+    labels = {
+        "job": service["metadata"]["name"],
+        "namespace": namespace,
+        "service": service["metadata"]["name"],
+        "endpoint": endpoint["port"],
+    }
+    # The operator appends an endpoint's relabelings after its own: a static replacement wins.
+    for relabeling in endpoint.get("relabelings", []):
+        if relabeling.get("sourceLabels") or relabeling.get("action", "replace") != "replace":
+            raise errors.InputError(
+                f"ServiceMonitor endpoint {endpoint['port']!r}: only static `replace` relabelings run here"
+            )
+        labels[relabeling["targetLabel"]] = relabeling["replacement"]
     return {
-        "job_name": f"serviceMonitor/{namespace}/{monitor['metadata']['name']}/0",
+        "job_name": f"serviceMonitor/{namespace}/{monitor['metadata']['name']}/{endpoint_index}",
         "metrics_path": endpoint.get("path", "/metrics"),
         "scrape_interval": endpoint.get("interval", "30s"),
         "scrape_timeout": endpoint.get("scrapeTimeout", "10s"),
         "static_configs": [
-            {
-                "targets": [target.address],
-                "labels": {
-                    "job": service["metadata"]["name"],
-                    "namespace": namespace,
-                    "service": service["metadata"]["name"],
-                    "pod": target.pod,
-                    "endpoint": endpoint["port"],
-                },
-            }
+            {"targets": [address], "labels": {**labels, "pod": target.pod}}
             for target in targets
+            if (address := target.address_of(endpoint["port"])) is not None
         ],
     }
 
@@ -142,12 +155,15 @@ class Prometheus:
 def prometheus_config(
     item: render.Rendering, targets: Sequence[Target], rule_path: Path, *, interval: str = "1s"
 ) -> dict[str, Any]:
-    """A whole Prometheus configuration: the ServiceMonitor's scrape job and the rendered rules."""
-    job = scrape_config(item, targets)
-    job["scrape_interval"] = interval
-    job["scrape_timeout"] = interval
+    """A whole Prometheus configuration: a scrape job per ServiceMonitor endpoint that the targets
+    have an address for (Triton's metrics, the agent's), and the rendered rules."""
+    jobs = []
+    for index in range(len(item.one("ServiceMonitor")["spec"]["endpoints"])):
+        job = scrape_config(item, targets, index)
+        if job["static_configs"]:
+            jobs.append({**job, "scrape_interval": interval, "scrape_timeout": interval})
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(rule_file.write_rule_file(item, rule_path))],
-        "scrape_configs": [job],
+        "scrape_configs": jobs,
     }

@@ -31,7 +31,7 @@ input [ { name: "input" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "output" data_type: TYPE_FP32 dims: [ 2 ] } ]
 dynamic_batching { max_queue_delay_microseconds: 100 }
 instance_group [ { count: 1 kind: KIND_CPU } ]
-# The committed version (current.json says the same); committed by hand as README.md describes.
+# The committed version (current.json says the same); `tritonops promote` and `rollback` rewrite this pin.
 version_policy { specific { versions: [ 1 ] } }
 """
 

@@ -28,6 +28,22 @@ POLL_S = 0.2
 
 
 @dataclass(frozen=True)
+class SidecarStatus:
+    """One of the pod's other containers (the agent) beside a replica's Triton."""
+
+    name: str
+    state: str
+    reason: str
+    restarts: int
+    pid: int | None
+    ports: dict[str, int]
+    log: str
+
+    def url(self, port: str) -> str:
+        return f"http://{triton_server.LOOPBACK}:{self.ports.get(port)}"
+
+
+@dataclass(frozen=True)
 class ReplicaStatus:
     index: int
     state: str
@@ -39,6 +55,13 @@ class ReplicaStatus:
     log: str
     # The log line that says why the replica's last start ended (Triton's first error), if any.
     log_line: str = ""
+    sidecars: tuple[SidecarStatus, ...] = ()
+
+    def sidecar(self, name: str) -> SidecarStatus:
+        found = [sidecar for sidecar in self.sidecars if sidecar.name == name]
+        if not found:
+            raise errors.InputError(f"replica {self.index} runs no container named {name!r}")
+        return found[0]
 
     @property
     def url(self) -> str:
@@ -116,7 +139,7 @@ def up(
         item.one("Deployment")["spec"].get("replicas") or item.values["autoscaling"]["minReplicas"]
     )
     # Before anything starts: a port another process holds would answer this replica's probes.
-    ports.check(podspec.replica_ports(item, replicas=count, port_offset=port_offset), port_offset)
+    ports.check(podspec.pod_ports(item, replicas=count, port_offset=port_offset), port_offset)
     # And before anything is written: a model the pod cannot load would only fail after three restarts.
     startup_models.check(item, _repository_source(repository))
     model_dir = _prepare_repository(space, repository)
@@ -186,12 +209,25 @@ def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
             ports=r["ports"],
             log=r["log"],
             log_line=r.get("log_line", ""),
+            sidecars=tuple(_sidecar_status(c, running) for c in r.get("containers", ())),
         )
         for r in state["replicas"]
     )
     key_file = Path(plan["api_key_file"]) if plan.get("api_key_file") else None
     repository = Path(plan["repository"]) if plan.get("repository") else None
     return RuntimeStatus(space.root, running, replicas, plan.get("api_header"), key_file, repository)
+
+
+def _sidecar_status(container: dict[str, Any], running: bool) -> SidecarStatus:
+    return SidecarStatus(
+        name=container["name"],
+        state=container["state"] if running else State.STOPPED,
+        reason=container["reason"] if running else "the supervisor is not running",
+        restarts=container["restarts"],
+        pid=container["pid"] if running else None,
+        ports=container["ports"],
+        log=container["log"],
+    )
 
 
 def logs(work_dir: Path = Path(workspace.DEFAULT_DIR), replica: int | None = None, lines: int = 50) -> str:
@@ -247,8 +283,9 @@ def _kill_leftovers(space: workspace.Workspace, supervisor_pid: int | None) -> i
     killed = 0
     groups = {supervisor_pid} if supervisor_pid else set()
     for replica in (space.read_state() or {}).get("replicas", []):
-        if replica.get("pid"):
-            groups.add(replica["pid"])
+        for process in [replica, *replica.get("containers", ())]:
+            if process.get("pid"):
+                groups.add(process["pid"])
     for group in groups:
         # A recorded pid may have been reused by an unrelated process: only ours mention the work folder.
         if not _belongs_to(group, space.root):
@@ -362,6 +399,18 @@ def describe(current: RuntimeStatus) -> list[dict[str, Any]]:
             "ports": r.ports,
             "log": r.log,
             "log_line": r.log_line,
+            "containers": [
+                {
+                    "name": c.name,
+                    "state": c.state,
+                    "reason": c.reason,
+                    "restarts": c.restarts,
+                    "pid": c.pid,
+                    "ports": c.ports,
+                    "log": c.log,
+                }
+                for c in r.sidecars
+            ],
         }
         for r in current.replicas
     ]

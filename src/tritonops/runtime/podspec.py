@@ -56,6 +56,29 @@ class InitSpec:
 
 
 @dataclass(frozen=True)
+class SidecarPlan:
+    """Another container of the rendered pod (the agent), run beside the replica's Triton as a
+    process of its own, supervised and restarted on its own like the kubelet does."""
+
+    name: str
+    command: tuple[str, ...]
+    env: dict[str, str]
+    ports: dict[str, int]
+    liveness: ProbeSpec | None
+    grace_s: float = 30.0
+    skipped_mounts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SidecarPlan:
+        data = dict(data)
+        probe = data.get("liveness")
+        data["liveness"] = ProbeSpec(**{**probe, "command": tuple(probe["command"])}) if probe else None
+        for key in ("command", "skipped_mounts"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class ReplicaPlan:
     """Everything needed to run one replica of the rendered pod as a local process."""
 
@@ -73,6 +96,8 @@ class ReplicaPlan:
     skipped_mounts: tuple[str, ...] = field(default_factory=tuple)
     # The container's entrypoint (`command`) when it does not exist here and its args run directly.
     skipped_entrypoint: tuple[str, ...] = ()
+    # The pod's other containers, each a process of its own beside this replica's Triton.
+    sidecars: tuple[SidecarPlan, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +113,7 @@ class ReplicaPlan:
         )
         for key in ("command", "pre_stop", "skipped_mounts", "skipped_entrypoint"):
             data[key] = tuple(data.get(key, ()))
+        data["sidecars"] = tuple(SidecarPlan.from_dict(sidecar) for sidecar in data.get("sidecars", ()))
         return cls(**data)
 
 
@@ -134,9 +160,51 @@ def plan_replicas(
                 init=tuple(_init(c, volumes, mapper, env) for c in pod.get("initContainers", [])),
                 skipped_mounts=tuple(skipped),
                 skipped_entrypoint=tuple(skipped_entrypoint),
+                sidecars=tuple(
+                    _sidecar(other, volumes, offset, backends, pod)
+                    for other in pod["containers"]
+                    if other["name"] != "triton"
+                ),
             )
         )
     return plans
+
+
+def _sidecar(
+    container: dict[str, Any], volumes: dict[str, Path], offset: int, backends: Path, pod: dict[str, Any]
+) -> SidecarPlan:
+    """A non-Triton container mapped like the Triton one: its own mounts, python3 -> this Python,
+    and every port of the pod it names (its own, or Triton's in `--port=8000`) shifted by the
+    replica's offset."""
+    mounts, skipped = _mounts(container, volumes)
+    ports = {p["name"]: int(p["containerPort"]) + offset for p in container.get("ports", [])}
+    rendered = {int(p["containerPort"]) for c in pod["containers"] for p in c.get("ports", [])}
+    mapper = _SidecarMapper(mounts, ports, offset, backends, rendered)
+    env = {e["name"]: mapper.path(str(e.get("value", ""))) for e in container.get("env", []) if "value" in e}
+    command, _ = _container_command(container, mapper, env)
+    return SidecarPlan(
+        name=container["name"],
+        command=tuple(command),
+        env=env,
+        ports=ports,
+        liveness=_probe(container.get("livenessProbe"), mapper, env),
+        grace_s=float(pod.get("terminationGracePeriodSeconds", 30)),
+        skipped_mounts=tuple(skipped),
+    )
+
+
+def pod_ports(item: render.Rendering, *, replicas: int, port_offset: int) -> list[dict[str, int]]:
+    """Each replica's ports by name, of every container of the pod (Triton's and the sidecars'):
+    what must be free before anything starts."""
+    pod = item.one("Deployment")["spec"]["template"]["spec"]
+    return [
+        {
+            p["name"]: int(p["containerPort"]) + port_offset + 10 * index
+            for container in pod["containers"]
+            for p in container.get("ports", [])
+        }
+        for index in range(replicas)
+    ]
 
 
 def not_applied(item: render.Rendering) -> list[str]:
@@ -250,6 +318,27 @@ class _Mapper:
                 f"probe port {port!r} is not a named container port ({sorted(self.ports)})"
             )
         return self.ports[port]
+
+
+class _SidecarMapper(_Mapper):
+    """A sidecar names ports by number in flags of its own (`--metrics-port=8003`, Triton's
+    `--port=8000`): any `--...port=N` with N a port of the rendered pod moves with the replica.
+    A `--...address=0.0.0.0` becomes loopback: local processes listen on nothing else."""
+
+    def __init__(
+        self, mounts: dict[str, Path], ports: dict[str, int], offset: int, backends: Path, rendered: set[int]
+    ) -> None:
+        super().__init__(mounts, ports, offset, backends)
+        self.rendered = rendered
+
+    def _port(self, word: str) -> str:
+        match = re.fullmatch(r"(--[\w-]*port=)(\d+)", word)
+        if match and int(match.group(2)) in self.rendered:
+            return f"{match.group(1)}{int(match.group(2)) + self.offset}"
+        address = re.fullmatch(r"(--[\w-]*address=)0\.0\.0\.0", word)
+        if address:
+            return f"{address.group(1)}{triton_server.LOOPBACK}"
+        return word
 
 
 def _container_command(

@@ -105,6 +105,7 @@ def _our_runtimes() -> dict[int, Path]:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
                 for replica in state["replicas"]:
-                    for port in replica["ports"].values():
-                        held[int(port)] = folder
+                    for process in [replica, *replica.get("containers", ())]:
+                        for port in process["ports"].values():
+                            held[int(port)] = folder
     return held

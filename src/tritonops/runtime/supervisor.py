@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonops.runtime import probes, replica_logs, workspace
-from tritonops.runtime.podspec import ReplicaPlan
+from tritonops.runtime.podspec import ReplicaPlan, SidecarPlan
 from tritonops.triton import server as triton_server
 
 log = logging.getLogger("tritonops.supervisor")
@@ -253,6 +253,114 @@ class Replica:
         }
 
 
+# A sidecar that ran this long before it ended starts its back-off from the beginning again.
+SIDECAR_STABLE_S = 60.0
+
+
+@dataclass
+class Sidecar:
+    """Another container of the pod (the agent) beside one replica's Triton: started with it,
+    restarted on exit or failed liveness with a back-off (never Failed: the kubelet keeps trying),
+    independent of Triton's own restarts, stopped by `down`."""
+
+    plan: SidecarPlan
+    env: dict[str, str]
+    replica_dir: Path
+    state: str = State.STARTING
+    reason: str = "not started"
+    restarts: int = 0
+    failures: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    backoff_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.log_path = self.replica_dir / f"{self.plan.name}.log"
+        self.tracker: probes.ProbeTracker | None = None
+        self.in_flight: concurrent.futures.Future[probes.ProbeResult] | None = None
+
+    def start(self, now: float) -> None:
+        with self.log_path.open("ab") as sink:
+            sink.write(f"{replica_logs.START_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
+            sink.flush()
+            self.process = subprocess.Popen(
+                list(self.plan.command),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.replica_dir,
+                start_new_session=True,
+            )
+        self.started_at = now
+        self.tracker = probes.ProbeTracker(self.plan.liveness, started_at=now) if self.plan.liveness else None
+        self.in_flight = None
+        self._set(State.READY, "running")
+
+    def tick(self, now: float, pool: concurrent.futures.Executor) -> None:
+        if self.state == State.STOPPED:
+            return
+        if self.process is None:
+            if now >= self.backoff_until:
+                self.start(now)
+            return
+        code = self.process.poll()
+        if code is not None:
+            self.process = None
+            self._restart(f"exited with code {code}", now)
+            return
+        if self.in_flight is not None and self.in_flight.done() and self.tracker is not None:
+            self.tracker.record(self.in_flight.result(), now)
+            self.in_flight = None
+            if self.tracker.failed:
+                detail = self.tracker.last.detail if self.tracker.last else ""
+                self._restart(f"liveness probe failed {self.tracker.failures} times: {detail}", now)
+                return
+        if self.tracker is not None and self.in_flight is None and self.tracker.due(now):
+            self.in_flight = pool.submit(probes.run_probe, self.tracker.spec, self.env)
+
+    def _restart(self, reason: str, now: float) -> None:
+        self.stop(reason)
+        self.failures = 1 if now - self.started_at >= SIDECAR_STABLE_S else self.failures + 1
+        self.restarts += 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (self.failures - 1))
+        self.backoff_until = now + delay
+        self._set(State.RESTARTING, f"{reason}; restarting in {delay:g} s")
+
+    def stop(self, reason: str) -> None:
+        """SIGTERM, its grace period, then SIGKILL of its process group."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=self.plan.grace_s)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        self.process = None
+        log.info("%s: %s stopped (%s)", self.replica_dir.name, self.plan.name, reason)
+
+    def _set(self, state: str, reason: str) -> None:
+        if (state, reason) != (self.state, self.reason):
+            log.info("replica %s: %s %s (%s)", self.replica_dir.name, self.plan.name, state, reason)
+        self.state, self.reason = state, reason
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "name": self.plan.name,
+            "state": self.state,
+            "reason": self.reason,
+            "restarts": self.restarts,
+            "pid": self.process.pid if self.process else None,
+            "ports": self.plan.ports,
+            "log": str(self.log_path),
+        }
+
+
 def run(work_dir: Path) -> int:
     """Run the replicas until SIGTERM/SIGINT, then stop them all and record that."""
     space = workspace.Workspace(work_dir)
@@ -261,30 +369,55 @@ def run(work_dir: Path) -> int:
     # The process env: this environment, the search paths `up` recorded, then the pod spec's env.
     base_env = triton_server.environment(additions=recorded.get("search_path_prepend", {}))
     replicas = [Replica(plan, {**base_env, **plan.env}) for plan in plans]
+    sidecars = {
+        replica.plan.index: [
+            Sidecar(sidecar, {**base_env, **sidecar.env}, Path(replica.plan.work_dir))
+            for sidecar in replica.plan.sidecars
+        ]
+        for replica in replicas
+    }
+    every_sidecar = [sidecar for group in sidecars.values() for sidecar in group]
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     last_written: list[dict[str, Any]] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(4, 3 * len(replicas))) as pool:
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(4, 3 * len(replicas) + len(every_sidecar))
+    ) as pool:
         while not stopping.is_set():
             now = time.monotonic()
             for replica in replicas:
                 replica.tick(now, pool)
-            snapshot = [replica.snapshot() for replica in replicas]
+            for sidecar in every_sidecar:
+                sidecar.tick(now, pool)
+            snapshot = [_snapshot(replica, sidecars[replica.plan.index]) for replica in replicas]
             if snapshot != last_written:
                 space.write_state(os.getpid(), snapshot)
                 last_written = snapshot
             stopping.wait(TICK_S)
         log.info("stopping %d replica(s)", len(replicas))
-        stoppers = [threading.Thread(target=r.stop, args=("tritonops down",)) for r in replicas]
+        stoppers = [threading.Thread(target=r.stop, args=("tritonops down",)) for r in replicas] + [
+            threading.Thread(target=s.stop, args=("tritonops down",)) for s in every_sidecar
+        ]
         for thread in stoppers:
             thread.start()
         for thread in stoppers:
             thread.join()
     for replica in replicas:
         replica._set(State.STOPPED, "stopped by tritonops down")
-    space.write_state(os.getpid(), [replica.snapshot() for replica in replicas], running=False)
+    for sidecar in every_sidecar:
+        sidecar._set(State.STOPPED, "stopped by tritonops down")
+    final = [_snapshot(replica, sidecars[replica.plan.index]) for replica in replicas]
+    space.write_state(os.getpid(), final, running=False)
     return 0
+
+
+def _snapshot(replica: Replica, sidecars: list[Sidecar]) -> dict[str, Any]:
+    """A replica's state, with its sidecars' under `containers` (absent when it has none)."""
+    snapshot = replica.snapshot()
+    if sidecars:
+        snapshot["containers"] = [sidecar.snapshot() for sidecar in sidecars]
+    return snapshot
 
 
 def main(argv: list[str]) -> int:

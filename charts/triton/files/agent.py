@@ -1,0 +1,854 @@
+"""The per-pod agent: converge this pod's Triton to the committed state, and export what Triton
+2.51 does not (the committed version, the versions served, load failures) as Prometheus metrics.
+
+    python3 agent.py --repository DIR --committed-state FILE --port 8000
+                     [--api-key-file F --api-header H] [--interval S] [--metrics-port 8003]
+                     [--lock FILE] [--fallback-marker FILE] [--read-timeout S]
+                     [--load-timeout S] [--backoff-max S]
+
+It runs beside Triton in every pod (the chart's `agent` container), standard library only, and
+talks to its own Triton over loopback. Every `--interval` seconds it:
+
+1. reads the committed state (current.json) and the promotion lock from the shared repository,
+   each in a daemon thread with a deadline (`--read-timeout`): a read from a stalled `hard` NFS
+   mount cannot be interrupted, so it is left behind (and reused, never duplicated) while the
+   loop carries on; the metrics keep the last good record;
+2. takes each model's effective record (committed_state.effective_records: a pending record whose
+   config already reached config.pbtxt is the committed one) and its expected pin, the committed
+   version plus the retained ones;
+3. reads Triton's repository index (the state of every version Triton has seen, and why one is
+   UNAVAILABLE) and the readiness of every committed version;
+4. unless a live promotion lock exists, converges: committed versions that are not ready are
+   loaded, and served versions that are not committed are narrowed away, in one load that sends
+   the record's `config` with the expected pin as its config override. Triton keeps the last
+   override for later plain loads (ARCHITECTURE.md, behaviour 12), so a load always says the
+   config it means; a hand-written record without `config` gets a plain load (Triton then reads
+   config.pbtxt, unless an earlier override sticks: then the agent says so and backs off).
+
+Who owns which transition: the promotion tool, holding the lock, makes every step of a promotion
+and of its rollback; the agent restores the committed state only while nobody holds the lock, so
+the two never fight. A lock whose holder is gone (same host and its pid dead, or no heartbeat for
+LOCK_STALE_S) counts as absent, and the agent exports that it saw one. The agent never writes to
+the repository: the chart mounts it read-only.
+
+Loads are serialised per model and run in a worker thread with a deadline (`--load-timeout`), so
+a slow load of one model neither blocks the others nor the metrics. A failed load backs off per
+(model, version), doubling from twice the interval up to `--backoff-max`, so a broken version is
+not hammered. Each action is one line on stderr.
+
+Load failures are counted per (model, version): the agent's own failed loads, and failures it
+observes in the index. Triton 2.51 keeps a version whose load failed in its repository index as
+UNAVAILABLE with the error as `reason`, and keeps it there, unchanged, after later loads that
+narrow the pin; a version narrowed away becomes UNAVAILABLE with reason "unloaded". So a failure
+is an entry that turns UNAVAILABLE with another reason (or changes reason), compared with the
+previous sync. What the index shows when the agent starts is its baseline, not a new failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, NamedTuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import committed_state  # noqa: E402
+
+# The promotion tool refreshes the lock's heartbeat every 5 s; one this old has no live holder.
+LOCK_STALE_S = 60.0
+# Where the promotion tool keeps its lock, under the repository (never scanned by Triton).
+LOCK_PATH = os.path.join(".tritonops", "promotion.lock")
+# Triton's reason for a version a load narrowed away (or an unload): not a failure.
+UNLOADED = "unloaded"
+# Outcomes of the agent's own loads (tritonops_agent_loads_total{outcome}).
+OUTCOMES = ("ok", "failed", "timeout")
+# Seconds for the small calls to Triton (index, readiness): it answers them in milliseconds.
+CALL_TIMEOUT_S = 5.0
+# Syncs a loop may miss before /healthz says the agent is stuck.
+HEALTHY_SYNCS = 6
+HEALTHY_MIN_S = 60.0
+
+
+def _log(message: str) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(f"{stamp} agent: {message}", file=sys.stderr, flush=True)
+
+
+# --- bounded reads from the shared repository ---------------------------------------------------
+
+
+class BoundedReader:
+    """Runs a read in a daemon thread and waits at most `timeout` seconds for it.
+
+    A read that does not answer is left running and picked up again by the next call for the same
+    name, so a stalled mount costs one stuck thread per name, never one per sync.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._pending: dict[str, dict[str, Any]] = {}
+
+    def read(self, name: str, function: Callable[[], Any]) -> tuple[bool, Any]:
+        """(True, value) or (False, why it has no value)."""
+        box = self._pending.get(name)
+        if box is None:
+            box = {"done": threading.Event()}
+
+            def work(box: dict[str, Any] = box) -> None:
+                try:
+                    box["value"] = function()
+                except Exception as error:  # reported to the caller, never raised in the thread
+                    box["error"] = error
+                finally:
+                    box["done"].set()
+
+            self._pending[name] = box
+            threading.Thread(target=work, name=f"read-{name}", daemon=True).start()
+        if not box["done"].wait(self.timeout):
+            return False, f"no answer within {self.timeout:g} s (is the shared repository stalled?)"
+        del self._pending[name]
+        if "error" in box:
+            error = box["error"]
+            return False, str(getattr(error, "strerror", None) or error)
+        return True, box["value"]
+
+
+# --- the promotion lock -------------------------------------------------------------------------
+
+
+class LockView(NamedTuple):
+    """What the agent knows about the promotion lock."""
+
+    live: bool = False
+    stale: bool = False
+    unknown: bool = False  # the lock could not be read: act as if it were live
+    detail: str = ""
+
+
+# The promotion tool's timestamps (tritonops.promotion.state.TIMESTAMP_FORMAT), always UTC.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def parse_time(value: Any) -> float | None:
+    """Seconds since the epoch for one of the promotion tool's stamps, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def judge_lock(content: bytes | None, mtime: float | None, now: float, host: str) -> LockView:
+    """Live or stale, exactly as the promotion tool judges it (tritonops.promotion.lock): stale when
+    its holder is on this host and its pid is gone, or when its heartbeat is older than
+    LOCK_STALE_S; a file that is not a complete owner ages from its modification time."""
+    if content is None:
+        return LockView()
+    try:
+        owner = json.loads(content)
+        pid = int(owner["pid"])
+        holder = str(owner["host"])
+        described = f"`{owner['command']}` by {owner['user']}@{holder} pid {pid}"
+        heartbeat = parse_time(owner["heartbeatAt"])
+        str(owner["startedAt"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        age = max(0.0, now - (mtime if mtime is not None else now))
+        detail = f"an unreadable lock, {age:.0f} s old"
+        return (
+            LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
+        )
+    if heartbeat is None:
+        age = max(0.0, now - (mtime if mtime is not None else now))
+        detail = f"{described}, an unreadable heartbeat, {age:.0f} s old"
+        return (
+            LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
+        )
+    if owner.get("model"):
+        described += f" for model {owner['model']}"
+    silent = max(0.0, now - heartbeat)
+    if holder == host and not _pid_alive(pid):
+        return LockView(stale=True, detail=f"{described}: that process is gone")
+    if silent > LOCK_STALE_S:
+        return LockView(stale=True, detail=f"{described}: no heartbeat for {silent:.0f} s")
+    return LockView(live=True, detail=f"{described}, heartbeat {silent:.0f} s ago")
+
+
+# --- Triton over loopback -----------------------------------------------------------------------
+
+
+class LoadFailed(Exception):
+    """Triton refused or failed a load; `timed_out` when the agent stopped waiting."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+# Loopback calls never go through a proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class Triton:
+    """This pod's Triton over HTTP on loopback, with the repository API key when there is one."""
+
+    def __init__(self, base: str, api_header: str | None, api_key_file: str | None) -> None:
+        self.base = base
+        self.api_header = api_header
+        self.api_key_file = api_key_file
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_header and self.api_key_file:
+            # Read every time: a rotated key reaches Triton at its restart, and then the agent too.
+            with open(self.api_key_file, encoding="utf-8") as handle:
+                headers[self.api_header] = handle.read().strip()
+        return headers
+
+    def _call(self, method: str, path: str, body: Any, timeout: float) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=self._headers())
+        try:
+            with _OPENER.open(request, timeout=timeout) as response:
+                return int(response.status), response.read()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read()
+
+    def index(self) -> list[dict[str, Any]]:
+        status, body = self._call("POST", "/v2/repository/index", {}, CALL_TIMEOUT_S)
+        if status != 200:
+            raise OSError(f"repository index: HTTP {status}: {_error_text(body)}")
+        entries = json.loads(body or b"[]")
+        return [entry for entry in entries if isinstance(entry, dict)]
+
+    def version_ready(self, model: str, version: int) -> bool:
+        try:
+            status, _ = self._call(
+                "GET", f"/v2/models/{model}/versions/{version}/ready", None, CALL_TIMEOUT_S
+            )
+        except OSError:
+            return False
+        return status == 200
+
+    def load(self, model: str, config: dict[str, Any] | None, timeout: float) -> None:
+        body: dict[str, Any] = {}
+        if config is not None:
+            body = {"parameters": {"config": json.dumps(config)}}
+        try:
+            status, answer = self._call("POST", f"/v2/repository/models/{model}/load", body, timeout)
+        except socket.timeout:
+            raise LoadFailed(f"no answer within {timeout:g} s", timed_out=True) from None
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, socket.timeout):
+                raise LoadFailed(f"no answer within {timeout:g} s", timed_out=True) from None
+            raise LoadFailed(f"cannot reach Triton: {error.reason}") from None
+        except OSError as error:
+            raise LoadFailed(f"cannot reach Triton: {error}") from None
+        if status != 200:
+            raise LoadFailed(f"HTTP {status}: {_error_text(answer)}")
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace").strip()[:500]
+    if isinstance(document, dict) and "error" in document:
+        return str(document["error"]).strip()
+    return str(document)[:500]
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+# name -> (type, help); the page lists them in this order.
+METRICS = {
+    "tritonops_committed_version": ("gauge", "The committed version of each model (effective record)."),
+    "tritonops_model_served_version": (
+        "gauge",
+        "The highest version Triton serves (unversioned requests reach it); 0 when none is ready.",
+    ),
+    "tritonops_model_version_ready": (
+        "gauge",
+        "1 when the version is ready on this pod's Triton; every version the index lists, and every committed one.",
+    ),
+    "tritonops_model_drift": (
+        "gauge",
+        "1 when the versions served differ from the committed pin (the committed version plus retained ones).",
+    ),
+    "tritonops_model_load_failures_total": (
+        "counter",
+        "Failed loads of a version: the agent's own, and those it saw in Triton's index (a failed candidate).",
+    ),
+    "tritonops_agent_loads_total": ("counter", "Loads the agent made, by outcome (ok, failed, timeout)."),
+    "tritonops_promotion_in_progress": (
+        "gauge",
+        "1 while a live promotion lock exists: the agent only observes.",
+    ),
+    "tritonops_promotion_lock_stale": (
+        "gauge",
+        "1 while a promotion lock exists whose holder is gone; `tritonops unlock` clears it.",
+    ),
+    "tritonops_committed_state_read_errors_total": (
+        "counter",
+        "Syncs that could not read the committed state (unreadable, malformed, or no answer in time).",
+    ),
+    "tritonops_readiness_fallback": (
+        "gauge",
+        "1 while the readiness check answers from the pod-local copy of the committed state.",
+    ),
+    "tritonops_agent_last_sync_timestamp_seconds": ("gauge", "When the agent last finished a sync."),
+}
+
+Labels = tuple  # ((name, value), ...), sorted by name
+
+
+def _labels(**labels: Any) -> Labels:
+    return tuple(sorted((key, str(value)) for key, value in labels.items()))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    """The agent's series, rendered in the Prometheus text format; safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[str, dict[Labels, float]] = {name: {} for name in METRICS}
+
+    def set(self, name: str, value: float, labels: Labels = ()) -> None:
+        with self._lock:
+            self._series[name][labels] = float(value)
+
+    def inc(self, name: str, labels: Labels = (), by: float = 1.0) -> None:
+        with self._lock:
+            series = self._series[name]
+            series[labels] = series.get(labels, 0.0) + by
+
+    def ensure(self, name: str, labels: Labels) -> None:
+        """A counter series at 0 until it counts, so that `increase()` sees its first step."""
+        with self._lock:
+            self._series[name].setdefault(labels, 0.0)
+
+    def replace(self, name: str, series: dict[Labels, float]) -> None:
+        """A gauge's whole set of series (a model that left the record leaves the page)."""
+        with self._lock:
+            self._series[name] = dict(series)
+
+    def value(self, name: str, labels: Labels = ()) -> float | None:
+        with self._lock:
+            return self._series[name].get(labels)
+
+    def render(self) -> str:
+        lines = []
+        with self._lock:
+            for name, (kind, text) in METRICS.items():
+                lines.append(f"# HELP {name} {text}")
+                lines.append(f"# TYPE {name} {kind}")
+                for labels, value in sorted(self._series[name].items()):
+                    inner = ",".join(f'{key}="{_escape(val)}"' for key, val in labels)
+                    lines.append(
+                        f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}"
+                    )
+        return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) and abs(value) < 2**53 else repr(value)
+
+
+# --- the agent ----------------------------------------------------------------------------------
+
+
+def effective_models(data: bytes | None, path: str, repository: str) -> dict[str, tuple[Any, list[int]]]:
+    """{model: (effective record, expected pin)} from the record's bytes; an absent record commits
+    nothing. Reads config.pbtxt of a model with a pending commit (on the shared repository: the
+    caller runs this with a deadline)."""
+    if data is None:
+        return {}
+    records = committed_state.parse(data, path)
+    effective = committed_state.effective_records(repository, records)
+    return {name: (record, committed_state.expected_pin(record)) for name, record in effective.items()}
+
+
+class Backoff:
+    """Per (model, version): when the next load may be tried after failures."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._failures: dict[tuple[str, int], tuple[int, float]] = {}
+
+    def due(self, key: tuple[str, int], now: float) -> bool:
+        entry = self._failures.get(key)
+        return entry is None or now >= entry[1]
+
+    def failed(self, key: tuple[str, int], now: float) -> float:
+        count = self._failures.get(key, (0, 0.0))[0] + 1
+        delay = min(self.maximum, self.initial * 2 ** (count - 1))
+        self._failures[key] = (count, now + delay)
+        return delay
+
+    def succeeded(self, key: tuple[str, int]) -> None:
+        self._failures.pop(key, None)
+
+    def waiting(self, key: tuple[str, int], now: float) -> float:
+        entry = self._failures.get(key)
+        return max(0.0, entry[1] - now) if entry else 0.0
+
+
+def _failure_reason(entry: dict[str, Any]) -> str | None:
+    """The error of an index entry that records a failed load, else None."""
+    if entry.get("state") != "UNAVAILABLE":
+        return None
+    reason = str(entry.get("reason") or "").strip()
+    return reason if reason and reason != UNLOADED else None
+
+
+def _version(entry: dict[str, Any]) -> int | None:
+    try:
+        return int(entry.get("version", ""))
+    except (TypeError, ValueError):
+        return None
+
+
+def _versions_by_state(index: list[dict[str, Any]], model: str) -> dict[int, str]:
+    found = {}
+    for entry in index:
+        version = _version(entry)
+        if entry.get("name") == model and version is not None:
+            found[version] = str(entry.get("state") or "")
+    return found
+
+
+def _short(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class Agent:
+    def __init__(self, options: argparse.Namespace, metrics: Metrics) -> None:
+        self.options = options
+        self.metrics = metrics
+        for counter in ("tritonops_committed_state_read_errors_total",):
+            self.metrics.ensure(counter, ())
+        self.triton = Triton(
+            f"http://{options.host}:{options.port}", options.api_header, options.api_key_file
+        )
+        self.reader = BoundedReader(options.read_timeout)
+        self.backoff = Backoff(2 * options.interval, options.backoff_max)
+        self.host = socket.gethostname()
+        self.lock_path = options.lock or os.path.join(options.repository, LOCK_PATH)
+        self.models: dict[str, tuple[Any, list[int]]] | None = None  # the last good record
+        self.last_sync = time.monotonic()
+        self._busy: set[str] = set()  # models with a load in flight
+        self._guard = threading.Lock()
+        self._seen: dict[tuple[str, int], tuple[str, str]] | None = None  # index states, last sync
+        self._said: dict[str, str] = {}  # what was last logged per topic (no repeats every sync)
+
+    # -- logging without repeating the same state every sync --------------------------------------
+    def _say(self, topic: str, message: str, recovered: str = "") -> None:
+        """Log `message` once while it holds; `recovered` once when a problem ('' = none) clears."""
+        before = self._said.get(topic, "")
+        if before != message:
+            self._said[topic] = message
+            if message:
+                _log(message)
+            elif before and recovered:
+                _log(recovered)
+
+    # -- one sync ------------------------------------------------------------------------------------
+    def sync(self) -> None:
+        fresh = self._read_committed()
+        lock = self._read_lock()
+        self.metrics.set("tritonops_promotion_in_progress", 1 if lock.live else 0)
+        self.metrics.set("tritonops_promotion_lock_stale", 1 if lock.stale else 0)
+        marker = self.options.fallback_marker
+        self.metrics.set("tritonops_readiness_fallback", 1 if marker and os.path.exists(marker) else 0)
+        with self._guard:
+            busy = set(self._busy)
+        try:
+            index = self.triton.index()
+        except (OSError, ValueError) as error:
+            self._say("triton", f"cannot read Triton's repository index: {error}")
+            index = None
+        else:
+            self._say("triton", "", recovered="Triton's repository index answers again")
+        if index is None:
+            # What Triton serves is unknown (starting, restarting or hung): no drift is claimed; its
+            # own alerts (target down, not ready) cover it.
+            self._export_committed_only()
+        else:
+            self._observe(index, busy)
+            # Readiness of every committed version, asked once per sync.
+            ready = {
+                (name, version): self.triton.version_ready(name, version)
+                for name, (_, pin) in (self.models or {}).items()
+                for version in pin
+            }
+            self._export(index, ready)
+            if fresh and not lock.live and not lock.unknown:
+                self._converge(index, ready, busy)
+        self.metrics.set("tritonops_agent_last_sync_timestamp_seconds", time.time())
+        self.last_sync = time.monotonic()
+
+    def _read_committed(self) -> bool:
+        path = self.options.committed_state
+
+        def read() -> dict[str, tuple[Any, list[int]]]:
+            return effective_models(committed_state.read_bytes(path), path, self.options.repository)
+
+        answered, value = self.reader.read("committed-state", read)
+        if not answered:
+            self.metrics.inc("tritonops_committed_state_read_errors_total")
+            self._say(
+                "state", f"{path}: cannot read the committed state: {value}; not acting until it answers"
+            )
+            return False
+        self._say("state", "", recovered=f"{path}: the committed state reads again")
+        if self.models is None or value != self.models:
+            described = ", ".join(f"{name} {pin}" for name, (_, pin) in sorted(value.items())) or "nothing"
+            _log(f"committed state: {described}")
+        self.models = value
+        return True
+
+    def _read_lock(self) -> LockView:
+        path = self.lock_path
+
+        def read() -> tuple[bytes | None, float | None]:
+            try:
+                with open(path, "rb") as handle:
+                    return handle.read(), os.fstat(handle.fileno()).st_mtime
+            except FileNotFoundError:
+                return None, None
+
+        answered, value = self.reader.read("lock", read)
+        if not answered:
+            view = LockView(unknown=True, detail=f"{path}: cannot read the promotion lock: {value}")
+            self._say("lock", f"{view.detail}; not acting until it answers")
+            return view
+        view = judge_lock(value[0], value[1], time.time(), self.host)
+        if view.live:
+            self._say("lock", f"promotion in progress ({view.detail}): observing only")
+        elif view.stale:
+            self._say(
+                "lock",
+                f"stale promotion lock {path} ({view.detail}): treated as absent; clear it with "
+                f"`tritonops unlock --repository {os.path.dirname(os.path.dirname(path))}`",
+            )
+        else:
+            self._say("lock", "", recovered="no promotion lock: converging")
+        return view
+
+    def _observe(self, index: list[dict[str, Any]], busy: set[str]) -> None:
+        """Count failed loads the index shows that were not there at the last sync (a candidate the
+        promotion tool loaded, which failed). Models with an agent load in flight are left to it."""
+        current = {}
+        for entry in index:
+            version = _version(entry)
+            if version is not None and entry.get("name") not in busy:
+                current[(str(entry["name"]), version)] = (
+                    str(entry.get("state") or ""),
+                    str(entry.get("reason") or ""),
+                )
+        with self._guard:
+            previous = self._seen
+            if previous is not None:
+                for key, state in current.items():
+                    reason = _failure_reason({"state": state[0], "reason": state[1]})
+                    if reason is not None and previous.get(key) != state:
+                        self.metrics.inc(
+                            "tritonops_model_load_failures_total", _labels(model=key[0], version=key[1])
+                        )
+                        _log(f"saw a failed load of {key[0]} version {key[1]}: {_short(reason)}")
+            kept = {key: state for key, state in (previous or {}).items() if key[0] in busy}
+            self._seen = {**kept, **current}
+
+    def _export_committed_only(self) -> None:
+        committed = {
+            _labels(model=name): float(record.version) for name, (record, _) in (self.models or {}).items()
+        }
+        self.metrics.replace("tritonops_committed_version", committed)
+        for name in (
+            "tritonops_model_version_ready",
+            "tritonops_model_served_version",
+            "tritonops_model_drift",
+        ):
+            self.metrics.replace(name, {})
+
+    def _export(self, index: list[dict[str, Any]], ready: dict[tuple[str, int], bool]) -> None:
+        models = self.models or {}
+        version_ready: dict[Labels, float] = {}
+        for entry in index:
+            version = _version(entry)
+            if version is not None:
+                labels = _labels(model=entry["name"], version=version)
+                version_ready[labels] = 1.0 if entry.get("state") == "READY" else 0.0
+        committed, served_version, drift = {}, {}, {}
+        for name, (record, pin) in sorted(models.items()):
+            states = _versions_by_state(index, name)
+            for version in pin:
+                version_ready[_labels(model=name, version=version)] = 1.0 if ready[(name, version)] else 0.0
+                self.metrics.ensure(
+                    "tritonops_model_load_failures_total", _labels(model=name, version=version)
+                )
+            for outcome in OUTCOMES:
+                self.metrics.ensure("tritonops_agent_loads_total", _labels(model=name, outcome=outcome))
+            served = sorted(version for version, state in states.items() if state == "READY")
+            committed[_labels(model=name)] = float(record.version)
+            served_version[_labels(model=name)] = float(max(served)) if served else 0.0
+            drift[_labels(model=name)] = 0.0 if served == sorted(pin) else 1.0
+        for entry in index:
+            version = _version(entry)
+            if version is not None and _failure_reason(entry) is not None:
+                self.metrics.ensure(
+                    "tritonops_model_load_failures_total", _labels(model=entry["name"], version=version)
+                )
+        self.metrics.replace("tritonops_model_version_ready", version_ready)
+        self.metrics.replace("tritonops_committed_version", committed)
+        self.metrics.replace("tritonops_model_served_version", served_version)
+        self.metrics.replace("tritonops_model_drift", drift)
+
+    def _converge(
+        self, index: list[dict[str, Any]], ready: dict[tuple[str, int], bool], busy: set[str]
+    ) -> None:
+        now = time.monotonic()
+        for name, (record, pin) in sorted((self.models or {}).items()):
+            if name in busy:
+                continue
+            states = _versions_by_state(index, name)
+            if any(state in ("LOADING", "UNLOADING") for state in states.values()):
+                continue  # Triton is busy with this model: look again at the next sync
+            missing = [version for version in pin if not ready[(name, version)]]
+            extra = sorted(
+                version for version, state in states.items() if state == "READY" and version not in pin
+            )
+            if not missing and not extra:
+                continue
+            keys = [(name, version) for version in (missing or extra)]
+            if not all(self.backoff.due(key, now) for key in keys):
+                wait = max(self.backoff.waiting(key, now) for key in keys)
+                self._say(
+                    f"backoff-{name}", f"{name}: next load in {wait:.0f} s (backing off after failures)"
+                )
+                continue
+            self._say(f"backoff-{name}", "")
+            with self._guard:
+                self._busy.add(name)
+            threading.Thread(
+                target=self._load, args=(name, record, pin, missing, extra), name=f"load-{name}", daemon=True
+            ).start()
+
+    def _load(self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]) -> None:
+        """One load of `name` towards `pin` (a worker thread; the model is marked busy meanwhile)."""
+        try:
+            self._load_once(name, record, pin, missing, extra)
+        finally:
+            self._rebaseline(name)
+            with self._guard:
+                self._busy.discard(name)
+
+    def _load_once(
+        self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]
+    ) -> None:
+        config = _override(record)
+        what = []
+        if missing:
+            what.append(f"load version(s) {', '.join(map(str, missing))}")
+        if extra:
+            what.append(f"narrow away {', '.join(map(str, extra))}")
+        how = (
+            "with the committed config as override"
+            if config is not None
+            else "plain (the record has no config)"
+        )
+        _log(f"{name}: {' and '.join(what)}: pin {pin}, {how}")
+        started = time.monotonic()
+        keys = [(name, version) for version in (missing or extra)]
+        try:
+            self.triton.load(name, config, self.options.load_timeout)
+        except LoadFailed as error:
+            outcome, why = ("timeout" if error.timed_out else "failed"), str(error)
+        else:
+            outcome, why = "ok", ""
+            still_missing = [version for version in missing if not self.triton.version_ready(name, version)]
+            states = _versions_by_state(self._index_or_empty(), name)
+            still_extra = [version for version in extra if states.get(version) == "READY"]
+            if still_missing or still_extra:
+                outcome = "failed"
+                why = f"Triton answered 200 but {'still misses ' + str(still_missing) if still_missing else 'still serves ' + str(still_extra)}"
+                if config is None:
+                    why += " (Triton keeps an earlier config override for plain loads: commit with `tritonops promote` so that the record carries its config)"
+        took = time.monotonic() - started
+        self.metrics.inc("tritonops_agent_loads_total", _labels(model=name, outcome=outcome))
+        if outcome == "ok":
+            for key in keys:
+                self.backoff.succeeded(key)
+            _log(f"{name}: now serving {pin} ({took:.1f} s)")
+            return
+        now = time.monotonic()
+        delay = max(self.backoff.failed(key, now) for key in keys)
+        for version in missing:
+            if not self.triton.version_ready(name, version):
+                self.metrics.inc("tritonops_model_load_failures_total", _labels(model=name, version=version))
+        _log(f"{name}: load {outcome} after {took:.1f} s: {_short(why)}; next try in {delay:.0f} s")
+
+    def _index_or_empty(self) -> list[dict[str, Any]]:
+        try:
+            return self.triton.index()
+        except (OSError, ValueError):
+            return []
+
+    def _rebaseline(self, name: str) -> None:
+        """Take the index entries of `name` as seen, so that the sync does not count again what
+        this load did (its own failures are counted where they happen)."""
+        try:
+            index = self.triton.index()
+        except (OSError, ValueError):
+            return
+        with self._guard:
+            if self._seen is None:
+                return
+            for key in [key for key in self._seen if key[0] == name]:
+                del self._seen[key]
+            for entry in index:
+                version = _version(entry)
+                if entry.get("name") == name and version is not None:
+                    self._seen[(name, version)] = (
+                        str(entry.get("state") or ""),
+                        str(entry.get("reason") or ""),
+                    )
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def healthy(self) -> tuple[bool, str]:
+        limit = max(HEALTHY_MIN_S, HEALTHY_SYNCS * self.options.interval)
+        age = time.monotonic() - self.last_sync
+        if age > limit:
+            return False, f"no sync for {age:.0f} s (limit {limit:.0f} s)"
+        return True, f"last sync {age:.1f} s ago"
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.sync()
+            except Exception as error:  # one bad sync must not end the loop: say it, try again
+                _log(f"sync failed: {type(error).__name__}: {error}")
+            stop.wait(max(0.0, self.options.interval - (time.monotonic() - started)))
+
+
+def _override(record: Any) -> dict[str, Any] | None:
+    """The record's config, sent as is (the parser checked that it pins the expected versions), or
+    None (a plain load) when the record has none."""
+    config = record.config
+    return dict(config) if isinstance(config, dict) else None
+
+
+# --- the metrics endpoint -----------------------------------------------------------------------
+
+
+def _handler(agent: Agent, metrics: Metrics) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/healthz":
+                healthy, detail = agent.healthy()
+                self._send(200 if healthy else 503, detail + "\n", "text/plain; charset=utf-8")
+            else:
+                self._send(404, "not found: /metrics or /healthz\n", "text/plain; charset=utf-8")
+
+        def _send(self, status: int, text: str, content_type: str) -> None:
+            body = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
+            pass  # scrapes every few seconds: not worth a line each
+
+    return Handler
+
+
+def parse_options(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="agent", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--repository", required=True, help="the model repository (read only)")
+    parser.add_argument("--committed-state", required=True, help="the committed-state record (current.json)")
+    parser.add_argument("--lock", help="the promotion lock (default: <repository>/.tritonops/promotion.lock)")
+    parser.add_argument("--host", default="127.0.0.1", help="Triton's HTTP address (loopback)")
+    parser.add_argument("--port", type=int, default=8000, help="Triton's HTTP port")
+    parser.add_argument("--api-key-file", help="the repository API key (the mounted Secret)")
+    parser.add_argument("--api-header", help="the header the key travels in")
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="where /metrics and /healthz listen")
+    parser.add_argument("--metrics-port", type=int, default=8003)
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between syncs")
+    parser.add_argument(
+        "--read-timeout", type=float, default=2.0, help="seconds to wait for the shared repository"
+    )
+    parser.add_argument("--load-timeout", type=float, default=600.0, help="seconds one load may take")
+    parser.add_argument(
+        "--backoff-max", type=float, default=300.0, help="longest wait between loads of a failing version"
+    )
+    parser.add_argument(
+        "--fallback-marker", help="the file ready.py keeps while it answers from the pod-local copy"
+    )
+    options = parser.parse_args(argv)
+    if bool(options.api_key_file) != bool(options.api_header):
+        parser.error("--api-key-file and --api-header go together")
+    if options.interval <= 0 or options.read_timeout <= 0 or options.load_timeout <= 0:
+        parser.error("--interval, --read-timeout and --load-timeout must be positive")
+    return options
+
+
+def main(argv: list[str]) -> int:
+    options = parse_options(argv)
+    metrics = Metrics()
+    agent = Agent(options, metrics)
+    server = ThreadingHTTPServer((options.metrics_address, options.metrics_port), _handler(agent, metrics))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    _log(
+        f"watching {options.committed_state} every {options.interval:g} s for Triton at "
+        f"{options.host}:{options.port}; metrics on :{options.metrics_port}/metrics"
+    )
+    agent.run(stop)
+    server.shutdown()
+    _log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not sys.exit: a reader thread stuck on a hung mount must not hold up the exit (see ready.py).
+    os._exit(code)

@@ -1,0 +1,115 @@
+"""An Airflow DAG that promotes the version an MLflow alias points at to every Triton replica.
+
+Three tasks over tritonops' Python API, the same chain `tritonops promote` runs:
+
+    find_candidate  ->  promote  ->  report
+
+`find_candidate` asks the MLflow Model Registry which version the alias (`champion`) names and
+whether the repository already commits it; `promote` materializes `models:/NAME/N`, verifies it,
+loads and checks it on every replica, commits it, and watches an optional PromQL gate (a breach or
+a gate that cannot be evaluated rolls every replica back, and the task fails); `report` returns one
+line for the run's log or a notification.
+
+The task functions are plain Python (tests/promotion/test_airflow_example.py runs them against a
+real registry and a real Triton without Airflow); the DAG is defined only where Airflow is
+installed. Settings come from the environment of the Airflow worker, so no key ever sits in the
+DAG or in a task's arguments:
+
+    MLFLOW_TRACKING_URI     the registry (MLFLOW_REGISTRY_URI, when it differs)
+    TRITONOPS_REPOSITORY    the model repository as the worker mounts it (e.g. the NFS export)
+    TRITONOPS_ENDPOINTS     every replica: http://HOST:8000?grpc=8001,...
+    TRITONOPS_API_KEY       the restricted-API key (from a Kubernetes Secret or a secrets backend)
+    TRITONOPS_PROMETHEUS    optional: the Prometheus that evaluates the gate
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+MODEL = "mlp"
+ALIAS = "champion"
+# The gate: no failed request of the model on any replica for the whole window.
+GATE = 'sum(rate(nv_inference_request_failure{model="%s"}[1m])) == bool 0'
+GATE_WINDOW_S = 120.0
+
+
+def find_candidate(model: str = MODEL, alias: str = ALIAS) -> dict[str, Any]:
+    """The registry version `alias` names, as the Triton version to promote (the same number), and
+    whether the repository already commits it (then there is nothing to do)."""
+    import mlflow
+
+    from tritonops.promotion import state
+
+    registered = mlflow.MlflowClient().get_model_version_by_alias(model, alias)
+    version = int(registered.version)
+    committed = state.effective(Path(os.environ["TRITONOPS_REPOSITORY"])).get(model)
+    return {
+        "model": model,
+        "version": version,
+        "source": f"models:/{model}/{version}",
+        "already_committed": committed is not None and committed.version == version,
+    }
+
+
+def promote(candidate: dict[str, Any]) -> dict[str, Any]:
+    """Promote the candidate on every replica; raises (failing the task) after rolling back."""
+    from tritonops.promotion import chain, replicas
+
+    prometheus = os.environ.get("TRITONOPS_PROMETHEUS")
+    gate = (
+        chain.GateSpec(query=GATE % candidate["model"], prometheus_url=prometheus, window_s=GATE_WINDOW_S)
+        if prometheus
+        else None
+    )
+    outcome = chain.promote(
+        repository=Path(os.environ["TRITONOPS_REPOSITORY"]),
+        replicas=replicas.from_endpoints(os.environ["TRITONOPS_ENDPOINTS"]),
+        key=replicas.api_key(),
+        model=candidate["model"],
+        version=candidate["version"],
+        source=candidate["source"],
+        gate_spec=gate,
+    )
+    return outcome.as_dict()
+
+
+def report(outcome: dict[str, Any]) -> str:
+    """One line: what the run committed, and how long each step took."""
+    steps = ", ".join(f"{step['name']} {step['seconds']:.1f}s" for step in outcome["steps"])
+    return f"{outcome['model']}: {outcome['result']} version {outcome['version']} ({steps})"
+
+
+def _build_dag() -> Any:
+    try:  # Airflow 3 moved the authoring API to airflow.sdk
+        from airflow.sdk import dag, task
+    except ImportError:
+        from airflow.decorators import dag, task
+
+    @dag(
+        dag_id="tritonops_promote_champion",
+        schedule=None,  # triggered when the alias moves (a registry webhook, or by hand)
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,  # the repository lock refuses a second promotion anyway
+        tags=["tritonops", "triton"],
+    )
+    def promote_champion() -> None:
+        found = task(find_candidate)()
+        skip = task.short_circuit(lambda candidate: not candidate["already_committed"])(found)
+        # A failed promotion has already rolled every replica back: no blind retry.
+        promoted = task(promote, retries=0)(found)
+        skip >> promoted
+        task(report)(promoted)
+
+    return promote_champion()
+
+
+try:
+    import airflow  # noqa: F401
+except ImportError:  # the task functions stay importable (and tested) without Airflow
+    dag = None
+else:
+    dag = _build_dag()
