@@ -28,7 +28,10 @@ def test_version_names_the_package_and_the_chart(run_cli):
 @pytest.mark.parametrize(
     ("command", "said"),
     [
-        (("status",), ["2 nothing was started in the work folder", "--json print one object per replica"]),
+        (
+            ("status",),
+            ["2 nothing was started in the work folder", "--json print {replicas: one object per replica"],
+        ),
         (("logs",), ["REPLICA only this replica", "-n LINES, --lines LINES the last N lines"]),
         (("down",), ["exit 0 stopped, 3 nothing was running, 2 nothing was started"]),
         (("up",), ["any environment: local (default), dev or prod", "on the CPU"]),
@@ -60,7 +63,8 @@ def test_status_help_in_the_command_list_names_every_exit_code(run_cli):
         ),
         (
             (),
-            "tritonops: choose a command: render, lint, summary, demo, up, status, logs, down, docs, repo or unlock",
+            "tritonops: choose a command: render, lint, summary, demo, up, status, logs, down, docs, repo, "
+            "unlock, promote, rollback or reconcile",
         ),
     ],
     ids=["repo", "top-level"],

@@ -5,7 +5,11 @@ Exit codes: 0 success, 1 findings (a gate failed), 2 unusable input (bad values,
 (Starting, NotReady, Restarting or Failed), 3 not running (stopped, or its supervisor died), 2 nothing
 was started in that work folder. `down` uses the same codes for what it found: 0 it stopped the
 runtime (or killed what its dead supervisor left), 3 nothing was running there, 2 nothing was ever
-started there. With `--json`, an error is also printed on stdout as {"error": ..., "exit_code": N}.
+started there. `promote`, `rollback` and `reconcile`: 0 done (committed, a no-op, or every replica
+converged), 1 failed at a step (every replica rolled back; the step and the cause are named),
+2 unusable input (nothing changed), 3 another promotion holds the repository's lock (or left a
+stale one). With `--json`, an error is also printed on stdout as {"error": ..., "exit_code": N}
+(a failed promotion prints its whole outcome with those two keys added).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import tritonops
 from tritonops import errors
 from tritonops.chart import environments, gates, render, summary, values_docs
 from tritonops.observability import dashboard
-from tritonops.promotion import lock
+from tritonops.promotion import chain, fleet, lock, replicas, smoke
+from tritonops.promotion import status as model_status
 from tritonops.repository import checksums, config_generator, example_repository, validator
 from tritonops.runtime import control, demo, workspace
 
@@ -124,12 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="each local replica's state; exit 0 all Ready, 1 some not Ready, 3 not running, "
+        help="each local replica's state and, per model, the committed version and what each replica "
+        "serves (drift counts as not Ready); exit 0 all Ready, 1 some not Ready, 3 not running, "
         "2 nothing was started in the work folder",
     )
     status.add_argument(
-        "--json", action="store_true", help="print one object per replica (state, reason, ports, pid, log)"
+        "model", nargs="?", metavar="MODEL", help="only this model (default: every committed one)"
     )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print {replicas: one object per replica (state, reason, ports, pid, log), models: ...}",
+    )
+    _add_target_options(status, required_repository=False)
     _add_work_dir(status)
     status.set_defaults(handler=_status)
 
@@ -160,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     docs.set_defaults(handler=_docs)
     _add_repo_commands(commands)
     _add_unlock_command(commands)
+    _add_promotion_commands(commands)
     _describe_commands(commands)
     return parser
 
@@ -308,6 +321,245 @@ def _add_work_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# --- promotion: promote, rollback, reconcile ----------------------------------------------------
+
+
+def _add_target_options(parser: argparse.ArgumentParser, *, required_repository: bool = False) -> None:
+    """Where the repository and the replicas are: given, or the local runtime's."""
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=os.environ.get("TRITONOPS_REPOSITORY") or None,
+        help="the model repository (env TRITONOPS_REPOSITORY; default: the local runtime's)",
+    )
+    parser.add_argument(
+        "--endpoints",
+        default=os.environ.get("TRITONOPS_ENDPOINTS") or None,
+        help="every replica: http://HOST:PORT[?grpc=PORT],... (env TRITONOPS_ENDPOINTS; default: the "
+        "local runtime's replicas)",
+    )
+    parser.add_argument(
+        "--api-header",
+        default=os.environ.get("TRITONOPS_API_HEADER", replicas.DEFAULT_HEADER),
+        help=f"the restricted-API header (env TRITONOPS_API_HEADER, default {replicas.DEFAULT_HEADER})",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        help=f"a file holding the restricted-API key (else ${replicas.KEY_ENV}; never a flag value)",
+    )
+
+
+def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    promote = commands.add_parser(
+        "promote",
+        help="promote a model version on every replica: materialize, verify, stage, load, check, "
+        "[observe,] commit, narrow; any failure rolls every replica back (exit 1 naming the step)",
+    )
+    promote.add_argument("model", metavar="MODEL")
+    promote.add_argument(
+        "--version", dest="model_version", type=int, required=True, help="the version number"
+    )
+    promote.add_argument(
+        "--from",
+        dest="source",
+        help="a version folder, a model file, or models:/NAME/VERSION | models:/NAME@ALIAS (MLflow); "
+        "default: the version folder already in the repository",
+    )
+    promote.add_argument("--golden", type=Path, help="an .npz with input:<name> and output:<name> arrays")
+    promote.add_argument("--rtol", type=float, default=smoke.DEFAULT_RTOL, help="golden relative tolerance")
+    promote.add_argument("--atol", type=float, default=smoke.DEFAULT_ATOL, help="golden absolute tolerance")
+    promote.add_argument(
+        "--gate", help="a PromQL success condition written with `bool` (1 healthy, 0 breach)"
+    )
+    promote.add_argument(
+        "--gate-window", type=float, default=60.0, help="seconds to evaluate the gate (default 60)"
+    )
+    promote.add_argument(
+        "--prometheus", help="the Prometheus that evaluates --gate (env TRITONOPS_PROMETHEUS)"
+    )
+    promote.add_argument(
+        "--gate-inconclusive",
+        choices=("fail", "pass"),
+        default="fail",
+        help="no data, a non-0/1 value or Prometheus down: fail (default, rolls back) or pass",
+    )
+    promote.add_argument("--canary", type=int, help="promote and gate the first K replicas, then the rest")
+    promote.add_argument(
+        "--keep-previous", action="store_true", help="keep the committed version loaded beside the new one"
+    )
+    _add_chain_options(promote)
+    promote.set_defaults(handler=_promote)
+
+    rollback = commands.add_parser(
+        "rollback", help="return a model to its previous committed version (or --to VERSION) on every replica"
+    )
+    rollback.add_argument("model", metavar="MODEL")
+    rollback.add_argument("--to", type=int, help="the version to return to (default: the previous one)")
+    _add_chain_options(rollback)
+    rollback.set_defaults(handler=_rollback)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="bring lagging or restarted replicas to the committed state now"
+    )
+    reconcile.add_argument("model", nargs="?", metavar="MODEL", help="only this model")
+    _add_chain_options(reconcile)
+    reconcile.set_defaults(handler=_reconcile)
+
+
+def _add_chain_options(parser: argparse.ArgumentParser) -> None:
+    _add_target_options(parser)
+    parser.add_argument(
+        "--load-timeout",
+        type=float,
+        default=fleet.DEFAULT_LOAD_DEADLINE_S,
+        help=f"seconds each replica may take to load (default {fleet.DEFAULT_LOAD_DEADLINE_S:g})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the outcome as JSON (steps, replicas, result)"
+    )
+    _add_work_dir(parser)
+
+
+class _Target:
+    """The repository, the replicas and the key one command acts on."""
+
+    def __init__(self, repository: Path, found: Sequence[replicas.Replica], key: replicas.ApiKey) -> None:
+        self.repository = repository
+        self.replicas = list(found)
+        self.key = key
+
+
+def _target(args: argparse.Namespace) -> _Target:
+    """--repository/--endpoints, or the local runtime's repository and replicas for what is not given."""
+    key = replicas.api_key(args.api_header, args.api_key_file)
+    if args.endpoints and args.repository:
+        return _Target(args.repository, replicas.from_endpoints(args.endpoints), key)
+    current = control.status(args.work_dir)
+    hint = workspace.command_hint("up", args.work_dir)
+    if args.endpoints:
+        found: Sequence[replicas.Replica] = replicas.from_endpoints(args.endpoints)
+    elif not current.replicas:
+        raise errors.InputError(
+            f"no replicas: give --endpoints http://HOST:PORT[?grpc=PORT],... or start the local runtime (`{hint}`)"
+        )
+    elif not current.running:
+        raise errors.InputError(
+            f"the local runtime in {current.work_dir} is not running; start it with `{hint}`"
+        )
+    else:
+        found = _runtime_replicas(current)
+        if key.key is None and current.api_key_file:
+            key = replicas.ApiKey(current.api_header, current.api_key(), f"file {current.api_key_file}")
+    repository = args.repository or current.repository
+    if repository is None:
+        raise errors.InputError("no model repository: give --repository DIR (or start the local runtime)")
+    if not Path(repository).is_dir():
+        raise errors.InputError(f"--repository {repository}: no such folder")
+    return _Target(Path(repository), found, key)
+
+
+def _runtime_replicas(current: control.RuntimeStatus) -> tuple[replicas.Replica, ...]:
+    return tuple(
+        replicas.Replica(f"replica-{r.index}", r.url.removeprefix("http://"), r.grpc_address)
+        for r in current.replicas
+    )
+
+
+def _progress(args: argparse.Namespace) -> chain.Progress | None:
+    """Each step as it starts, on stderr (stdout stays the result)."""
+    if args.json:
+        return None
+
+    def show(step: str, message: str) -> None:
+        if not message.startswith(("ok:", "failed:", "skipped:", "degraded:")):
+            print(f"-> {step}: {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _outcome(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
+    """Run a chain command; print its outcome (also when it failed) and pick the exit code."""
+    try:
+        outcome = run()
+    except errors.PromotionFailed as error:
+        failed = getattr(error, "outcome", None)
+        if args.json and failed is not None:
+            print(
+                json.dumps({**failed.as_dict(), "error": str(error), "exit_code": error.exit_code}, indent=2)
+            )
+            print(f"tritonops: {error}", file=sys.stderr)
+            return error.exit_code
+        if failed is not None:
+            print(failed.describe(result_line=False))
+        raise
+    print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.describe())
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    target = _target(args)
+    golden = smoke.load_golden(args.golden, rtol=args.rtol, atol=args.atol) if args.golden else None
+    gate_spec = None
+    prometheus = args.prometheus or os.environ.get("TRITONOPS_PROMETHEUS")
+    if args.gate:
+        if not prometheus:
+            raise errors.InputError("--gate needs --prometheus URL (or TRITONOPS_PROMETHEUS)")
+        gate_spec = chain.GateSpec(
+            args.gate, prometheus, args.gate_window, inconclusive=args.gate_inconclusive
+        )
+    elif args.prometheus:
+        raise errors.InputError("--prometheus is only used with --gate QUERY")
+    return _outcome(
+        args,
+        lambda: chain.promote(
+            repository=target.repository,
+            replicas=target.replicas,
+            model=args.model,
+            version=args.model_version,
+            source=args.source,
+            key=target.key,
+            golden=golden,
+            gate_spec=gate_spec,
+            canary=args.canary,
+            keep_previous=args.keep_previous,
+            load_deadline_s=args.load_timeout,
+            progress=_progress(args),
+        ),
+    )
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    target = _target(args)
+    return _outcome(
+        args,
+        lambda: chain.rollback(
+            repository=target.repository,
+            replicas=target.replicas,
+            model=args.model,
+            to=args.to,
+            key=target.key,
+            load_deadline_s=args.load_timeout,
+            progress=_progress(args),
+        ),
+    )
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    target = _target(args)
+    return _outcome(
+        args,
+        lambda: chain.reconcile(
+            repository=target.repository,
+            replicas=target.replicas,
+            model=args.model,
+            key=target.key,
+            load_deadline_s=args.load_timeout,
+            progress=_progress(args),
+        ),
+    )
+
+
 def _render(args: argparse.Namespace) -> int:
     env = _chosen_env(args.env, "render")
     result = render.render(env, extra_files=args.extra_files, set_values=args.set_values)
@@ -446,11 +698,37 @@ def _endpoints_text(current: control.RuntimeStatus) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    if args.endpoints:
+        # Replicas outside the local runtime: only the models section.
+        target = _target(args)
+        found = model_status.status(target.repository, target.replicas, args.model, key=target.key)
+        print(json.dumps({"models": found.as_dict()}, indent=2) if args.json else found.describe())
+        return 0 if found.in_sync else STATUS_NOT_ALL_READY
     current = control.status(args.work_dir)
-    print(json.dumps(control.describe(current), indent=2) if args.json else _status_text(current))
+    models = _runtime_models(current, args)
+    if args.json:
+        document = {"replicas": control.describe(current), "models": models.as_dict() if models else None}
+        print(json.dumps(document, indent=2))
+    else:
+        print(_status_text(current))
+        if models:
+            print(models.describe())
     if not current.running:
         return STATUS_NOT_RUNNING
-    return STATUS_ALL_READY if current.all_ready else STATUS_NOT_ALL_READY
+    in_sync = models is None or models.in_sync
+    return STATUS_ALL_READY if current.all_ready and in_sync else STATUS_NOT_ALL_READY
+
+
+def _runtime_models(current: control.RuntimeStatus, args: argparse.Namespace) -> model_status.Status | None:
+    """The models section for the local runtime's repository and replicas (None before any `up`)."""
+    repository = args.repository or current.repository
+    if repository is None:
+        return None
+    key = replicas.api_key(current.api_header or args.api_header, args.api_key_file)
+    if key.key is None and current.api_key_file:
+        key = replicas.ApiKey(current.api_header, current.api_key(), f"file {current.api_key_file}")
+    found = _runtime_replicas(current) if current.running else ()
+    return model_status.status(repository, found, args.model, key=key)
 
 
 def _status_text(current: control.RuntimeStatus, *, log_lines: bool = True) -> str:

@@ -61,6 +61,11 @@ class TritonRequestError(PermanentError):
     """Triton answered a request with an error (bad input, unknown model)."""
 
 
+class VerificationFailed(PermanentError):
+    """A loaded version answered wrongly (missing output, wrong shape or type, non-finite values, not
+    what the golden file holds) or is not ready: it must not serve."""
+
+
 class CandidateRejected(InputError):
     """A promotion candidate's files fail their checksum manifest or `repo validate` against the
     model's config: refused before any replica is touched. Exit 2; `.findings` holds the errors."""
@@ -74,10 +79,12 @@ class PromotionFailed(TritonOpsError):
     """A promotion failed at `.step` (materialize, verify, stage, load, check, commit, observe);
     every replica is back on the committed config. Exit 1; the message names the step and cause."""
 
-    def __init__(self, step: str, cause: str | BaseException) -> None:
+    def __init__(self, step: str, cause: str | BaseException, *, outcome: object = None) -> None:
         super().__init__(f"promotion failed at step {step}: {cause}")
         self.step = step
         self.cause = cause
+        # What the chain did before it failed (promotion.chain.Outcome), for --json and callers.
+        self.outcome = outcome
 
 
 class PromotionLocked(TritonOpsError):

@@ -1,15 +1,25 @@
 """Fixtures for the promotion tier: a repository with `linear` committed by the promotion tool's
-own commit, and writers for candidate version folders."""
+own commit, writers for candidate version folders, one real Triton holding the smoke and traffic
+models, and the local runtime's two replicas for the chain."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tritonops.promotion import state
+from tests.promotion import models
+from tests.runtime.conftest import FAST_PROBES, free_port_offset
+from tritonops.promotion import fleet, state
+from tritonops.promotion import replicas as replicas_module
+from tritonops.promotion import traffic as traffic_module
 from tritonops.repository import checksums, committed_state
+from tritonops.triton import client as triton_client
 from tritonops.triton import onnx_models
+from tritonops.triton import server as triton_server
 
 LINEAR_CONFIG = """\
 # y = x @ W + b: four features in, two out.
@@ -61,3 +71,133 @@ def launcher_check(repository: Path) -> list[object]:
     path = str(repository / "current.json")
     records = script.parse(script.read_bytes(path), path)
     return list(script.check_repository(str(repository), records, state_path=path, verify_digest=True))
+
+
+SERVED = ["linear", "scaled", "infinite", "ints", "wrong_shape", "wrong_type", "missing_output"]
+
+
+@pytest.fixture(scope="session")
+def server(backends: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_server.Server]:
+    """A plain tritonserver (explicit mode) serving models that answer rightly and wrongly; `linear`
+    has a second version on disk, loaded by the tests that need it."""
+    repository = tmp_path_factory.mktemp("promotion-models")
+    models.linear_version(repository, "linear", 1)
+    models.linear_version(repository, "linear", 2, scale=2.0)
+    models.linear_version(repository, "scaled", 1, scale=2.0)
+    models.infinite_version(repository, "infinite", 1)
+    models.int_bool_model(repository, "ints")
+    models.python_model(repository, "wrong_shape", "np.concatenate([x, x])")
+    models.python_model(repository, "wrong_type", "x.astype(np.int32)")
+    models.python_model(repository, "missing_output", "x + 1", extra_output=True)
+    with triton_server.start(
+        repository,
+        log_path=repository.parent / "promotion-models.log",
+        backend_directory=backends,
+        load_models=SERVED,
+    ) as started:
+        yield started
+
+
+@pytest.fixture
+def client(server: triton_server.Server) -> Iterator[triton_client.Client]:
+    with triton_client.Client(server.url.removeprefix("http://"), grpc_address=server.grpc_url) as c:
+        yield c
+
+
+# --- two real replicas from the local runtime, shared by the chain, crash and bad-input tests -------
+
+
+@dataclass
+class Fleet:
+    """The local runtime's two replicas on a repository where `linear` is committed, and where
+    candidate sources are written (outside the repository)."""
+
+    repository: Path
+    work_dir: Path
+    sources: Path
+    replicas: tuple[replicas_module.Replica, ...]
+    key: replicas_module.ApiKey
+    versions: itertools.count = field(default_factory=lambda: itertools.count(2))
+
+    def record(self) -> state.Record:
+        found = state.effective(self.repository).get("linear")
+        assert found is not None
+        return found
+
+    def new_version(self) -> int:
+        """A version number no folder, source or quarantine has used yet."""
+        return next(self.versions)
+
+    def candidate(self, version: int, *, scale: float = 1.0, build: str = "linear") -> Path:
+        """A source folder for `linear` version `version` (outside the repository)."""
+        root = self.sources / f"{build}-{version}"
+        if build == "linear":
+            models.linear_version(root, "linear", version, scale=scale)
+        elif build == "unloadable":
+            models.unloadable_version(root, "linear", version)
+        elif build == "mismatched":
+            models.mismatched_version(root, "linear", version)
+        return root / "linear" / str(version)
+
+    def served(self) -> list[tuple[int, ...] | None]:
+        return [seen.versions for seen in fleet.served(self.replicas, self.key, ["linear"])["linear"]]
+
+    def traffic(self) -> traffic_module.Traffic:
+        return traffic_module.Traffic(self.replicas, "linear", key=self.key)
+
+
+@pytest.fixture(scope="session")
+def fleet_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """`tritonops up` with 2 replicas on a repository where the promotion tool committed `linear` 1
+    (and `fresh` waits for its first promotion)."""
+    from tritonops.runtime import control
+
+    root = tmp_path_factory.mktemp("fleet")
+    repository = root / "models"
+    models.linear_version(repository, "linear", 1)
+    models.linear_version(repository, "fresh", 1)  # a second model, never committed nor loaded
+    config = (repository / "linear" / "config.pbtxt").read_text()
+    digest = checksums.version_digest(repository / "linear" / "1")
+    state.commit(
+        repository,
+        "linear",
+        state.Record("linear", 1, digest=digest, source="test"),
+        state.config_with_pin(config, [1]),
+    )
+    work_dir = root / "work"
+    try:
+        current = control.up(
+            "local",
+            work_dir=work_dir,
+            replicas=2,
+            repository=repository,
+            port_offset=free_port_offset(2),
+            set_values=FAST_PROBES,
+        )
+        assert current.all_ready, control.logs(work_dir, None, 20)
+        found = tuple(
+            replicas_module.Replica(f"replica-{r.index}", r.url.removeprefix("http://"), r.grpc_address)
+            for r in current.replicas
+        )
+        key = replicas_module.ApiKey(current.api_header, current.api_key())
+        yield Fleet(repository, work_dir, root / "sources", found, key)
+    finally:
+        control.down(work_dir)
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest):
+    """Write a line of figures (latency, counts) to the terminal even while output is captured:
+    the promotion tests report what they measured without asserting timings."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if reporter is None or capture is None:  # pragma: no cover - e.g. under xdist
+            print(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    return say

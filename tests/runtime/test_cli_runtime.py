@@ -53,7 +53,7 @@ def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
         pod_env = render.render("local").one("Deployment")["spec"]["template"]["spec"]["containers"][0]
         assert set(plan["replicas"][0]["env"]) == {e["name"] for e in pod_env.get("env", [])}
         # The supervisor builds the server's env at start: its own, the recorded paths, the pod's env.
-        (replica,) = json.loads(status.stdout)
+        (replica,) = json.loads(status.stdout)["replicas"]
         server_env = _process_env(replica["pid"])
         assert server_env["PATH"].split(os.pathsep)[0] == sysconfig.get_path("scripts")
         assert {k: server_env[k] for k in plan["replicas"][0]["env"]} == plan["replicas"][0]["env"]

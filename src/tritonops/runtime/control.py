@@ -83,6 +83,8 @@ class RuntimeStatus:
     replicas: tuple[ReplicaStatus, ...]
     api_header: str | None = None
     api_key_file: Path | None = None
+    # The model repository every replica serves (None before the first `up`).
+    repository: Path | None = None
 
     @property
     def all_ready(self) -> bool:
@@ -212,7 +214,8 @@ def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
         for r in state["replicas"]
     )
     key_file = Path(plan["api_key_file"]) if plan.get("api_key_file") else None
-    return RuntimeStatus(space.root, running, replicas, plan.get("api_header"), key_file)
+    repository = Path(plan["repository"]) if plan.get("repository") else None
+    return RuntimeStatus(space.root, running, replicas, plan.get("api_header"), key_file, repository)
 
 
 def _sidecar_status(container: dict[str, Any], running: bool) -> SidecarStatus:

@@ -1,0 +1,856 @@
+"""The promotion chain over real replicas: `promote`, `rollback` and `reconcile`, a Python API that
+the CLI and an orchestrator (Airflow) call with keyword arguments. Each returns an Outcome naming
+every step with its status, seconds and detail; a failure raises errors.PromotionFailed(step) whose
+`.outcome` says the same.
+
+promote: materialize -> verify -> stage -> load -> check [-> observe] -> commit -> narrow
+
+- load widens every replica to the committed pin plus the candidate (one real load each, in
+  parallel, a deadline each): the committed version keeps serving meanwhile. check runs the smoke
+  check of the candidate on each replica as soon as its load returns. A candidate higher than every
+  committed version takes the unversioned traffic as soon as it is ready (Triton routes to the
+  highest ready version), so that window is kept short and the requests it answered are counted.
+- observe (with a gate) runs before the commit: the committed state never names a version whose
+  gate failed, a breach is undone by narrowing back (no commit to revert), and a crash during the
+  window leaves the old version committed, which the agents converge to. So that the gate sees
+  the candidate, replicas are narrowed to the candidate's pin first when it would not take the
+  unversioned traffic beside the committed version (a lower candidate).
+- `canary=K`: load, check and observe on the first K replicas; then load and check the rest.
+- commit: config.pbtxt pinned and current.json, under the repository's lock (promotion/state.py).
+- narrow: every replica to the final pin, verified.
+
+Any failure before the commit: every replica it touched is narrowed (or reloaded) back to the
+committed config and verified serving; a candidate this promotion staged is quarantined; the
+attempt goes into the history; PromotionFailed names the step and the cause. After the commit a
+replica that cannot be narrowed is reported as drift (its agent converges it), not rolled back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tritonops import errors
+from tritonops.promotion import fleet, gate, lock, materialize, smoke, state, workarea
+from tritonops.promotion.replicas import ApiKey, Replica
+from tritonops.repository import checksums
+
+log = logging.getLogger(__name__)
+
+# (step, message): called when a step starts and when it ends, for progress output and hooks.
+Progress = Callable[[str, str], None]
+OK, FAILED, SKIPPED, DEGRADED = "ok", "failed", "skipped", "degraded"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the chain: its name, ok/failed/skipped/degraded, seconds, what it did, per replica."""
+
+    name: str
+    status: str
+    seconds: float
+    detail: str
+    replicas: tuple[fleet.ReplicaResult, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "name": self.name,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "detail": self.detail,
+        }
+        if self.replicas:
+            document["replicas"] = [result.as_dict() for result in self.replicas]
+        return document
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """`--gate QUERY --gate-window S --prometheus URL [--gate-inconclusive pass]`."""
+
+    query: str
+    prometheus_url: str
+    window_s: float
+    interval_s: float = gate.DEFAULT_INTERVAL_S
+    inconclusive: gate.InconclusivePolicy = "fail"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a promote, rollback or reconcile did. `result` is committed, rolled-back, noop, failed
+    or reconciled; `version` is the committed version at the end."""
+
+    command: str
+    model: str | None
+    result: str
+    version: int | None
+    previous_version: int | None
+    candidate: int | None
+    steps: tuple[Step, ...]
+    reason: str = ""
+    failed_step: str | None = None
+    # Requests the rejected candidate answered (unversioned traffic, smoke checks excluded).
+    candidate_answered: int | None = None
+    quarantined: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def seconds(self) -> float:
+        return sum(step.seconds for step in self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "model": self.model,
+            "result": self.result,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "candidate": self.candidate,
+            "seconds": round(self.seconds, 3),
+            "reason": self.reason,
+            "failed_step": self.failed_step,
+            "candidate_answered": self.candidate_answered,
+            "quarantined": self.quarantined,
+            "warnings": list(self.warnings),
+            "steps": [step.as_dict() for step in self.steps],
+        }
+
+    def describe(self, *, result_line: bool = True) -> str:
+        """Human lines: one per step, then the result (the CLI leaves that out of a failure, whose
+        error line follows)."""
+        lines = []
+        for step in self.steps:
+            lines.append(f"  {step.name:<11} {step.status:<8} {step.seconds:6.2f}s  {step.detail}")
+            lines += [f"      {r.replica}: {'ok' if r.ok else 'FAILED'} {r.detail}" for r in step.replicas]
+        lines += [f"  warning: {warning}" for warning in self.warnings]
+        subject = f"{self.model} " if self.model else ""
+        if result_line:
+            lines.append(f"{self.command} {subject}{self.result}: {self.reason}")
+        if self.candidate_answered:
+            lines.append(f"  the rejected candidate answered at least {self.candidate_answered} request(s)")
+        return "\n".join(lines)
+
+
+class _Steps:
+    """The steps of one run, timed, reported to `progress` as they start and end."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.steps: list[Step] = []
+        self._progress = progress
+        self._name = ""
+        self._started = 0.0
+
+    def start(self, name: str, message: str) -> None:
+        self._name, self._started = name, time.monotonic()
+        log.info("%s: %s", name, message)
+        if self._progress:
+            self._progress(name, message)
+
+    def end(
+        self,
+        detail: str,
+        *,
+        status: str = OK,
+        replicas: Sequence[fleet.ReplicaResult] = (),
+        seconds: float | None = None,
+    ) -> Step:
+        """Record the step; `seconds` for a step whose work ran inside another (check, in load)."""
+        took = time.monotonic() - self._started if seconds is None else seconds
+        step = Step(self._name, status, took, detail, tuple(replicas))
+        self.steps.append(step)
+        log.info("%s %s: %s", step.name, status, detail)
+        if self._progress:
+            self._progress(step.name, f"{status}: {detail}")
+        return step
+
+    def skip(self, name: str, detail: str) -> None:
+        self.steps.append(Step(name, SKIPPED, 0.0, detail))
+
+
+class _Failure(Exception):
+    """A step failed before the commit: roll back, then raise PromotionFailed(step)."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(reason)
+        self.step = step
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Switch:
+    """Everything one move of a model from its committed version to `candidate` needs."""
+
+    command: str
+    repository: Path
+    model: str
+    record: state.Record | None  # the committed record in force (None: nothing committed yet)
+    candidate: int
+    final_pin: list[int]
+    widen_pin: list[int]
+    new_record: state.Record
+    commit_text: str  # config.pbtxt as committed: the model's config pinned to final_pin
+    candidate_config: dict[str, Any]  # what the loads send (their pin set per load)
+    committed_config: dict[str, Any] | None  # what a restore sends (None: nothing committed)
+    outcome: str  # the history outcome on success: committed or rolled-back
+    staged_here: bool = False  # this run moved the candidate folder into the model folder
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --- promote ---------------------------------------------------------------------------------
+
+
+def promote(
+    *,
+    repository: Path,
+    replicas: Sequence[Replica],
+    model: str,
+    version: int,
+    source: str | None = None,
+    key: ApiKey | None = None,
+    golden: smoke.Golden | None = None,
+    gate_spec: GateSpec | None = None,
+    canary: int | None = None,
+    keep_previous: bool = False,
+    load_deadline_s: float = fleet.DEFAULT_LOAD_DEADLINE_S,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Promote `model` to `version` (from `source`, or the version folder already in the
+    repository) on every replica, and commit it. Raises InputError (nothing changed) for bad input,
+    PromotionLocked/StaleLock when another promotion holds the repository, PromotionFailed(step)
+    after rolling every replica back to the committed state."""
+    repository = Path(repository)
+    key = key or ApiKey(None)
+    _check_arguments(replicas, version, canary, load_deadline_s)
+    _check_model(repository, model)
+    steps = _Steps(progress)
+    state.read(repository)  # a malformed current.json is refused before the lock is taken
+    with lock.hold(repository, model, f"promote {model} --version {version}"):
+        record = _finalized(repository, model, steps)
+        if record is not None and keep_previous and version < record.version:
+            raise errors.InputError(
+                f"--keep-previous: version {version} is lower than the committed version "
+                f"{record.version}, which would keep taking every unversioned request beside it "
+                "(Triton routes to the highest ready version); promote without --keep-previous"
+            )
+        fleet.check_reachable(replicas, key, model)
+        if gate_spec is not None:
+            gate.preflight(gate_spec.prometheus_url, gate_spec.query, gate_spec.inconclusive)
+        if record is not None and version == record.version:
+            return _noop(repository, model, record, source, steps)
+        staged = _materialize(repository, model, version, source, steps)
+        stage_result = _stage(repository, model, staged, steps)
+        switch = _plan(
+            "promote",
+            repository,
+            model,
+            record,
+            version,
+            keep_previous=keep_previous,
+            digest=stage_result.digest,
+            source=staged.source if source else None,
+            resolved_source=staged.resolved_source if source else None,
+            staged_here=not stage_result.reused,
+        )
+        return _run_switch(
+            switch,
+            replicas,
+            key,
+            steps,
+            golden=golden,
+            gate_spec=gate_spec,
+            canary=canary,
+            deadline_s=load_deadline_s,
+        )
+
+
+def _check_arguments(
+    replicas: Sequence[Replica], version: int | None, canary: int | None, deadline_s: float
+) -> None:
+    if not replicas:
+        raise errors.InputError("no replicas to promote on: give --endpoints or start the local runtime")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise errors.InputError(f"--version {version!r}: give a positive version number")
+    if canary is not None and not 1 <= canary < len(replicas):
+        raise errors.InputError(
+            f"--canary {canary}: give 1 to {len(replicas) - 1} replicas (there are {len(replicas)}: "
+            "the canary must leave some for the second wave)"
+        )
+    if deadline_s <= 0:
+        raise errors.InputError(f"--load-timeout {deadline_s:g}: give a positive number of seconds")
+
+
+def _check_model(repository: Path, model: str) -> None:
+    if not repository.is_dir():
+        raise errors.InputError(f"{repository}: no such model repository")
+    if not (repository / model / state.CONFIG_FILE).is_file():
+        known = sorted(p.name for p in repository.iterdir() if (p / state.CONFIG_FILE).is_file())
+        raise errors.InputError(
+            f"{model}: no such model folder (with a {state.CONFIG_FILE}) in {repository}; it holds "
+            f"{', '.join(known) or 'no model'}"
+        )
+
+
+def _finalized(repository: Path, model: str, steps: _Steps) -> state.Record | None:
+    """Complete or drop a commit a crash cut short (reported as a step), then the record in force."""
+    messages = state.finalize(repository)
+    if messages:
+        steps.start("finalize", "completing a commit a crash cut short")
+        steps.end("; ".join(messages))
+    return state.effective(repository).get(model)
+
+
+def _noop(repository: Path, model: str, record: state.Record, source: str | None, steps: _Steps) -> Outcome:
+    """Re-promoting the committed version: nothing to do, when the files are the committed ones."""
+    folder = repository / model / str(record.version)
+    reason = f"version {record.version} is already committed"
+    if source is not None:
+        staged = _materialize(repository, model, record.version, source, steps)
+        materialize.discard(staged)
+        committed_digest = record.digest or checksums.version_digest(folder)
+        if staged.digest != committed_digest:
+            raise errors.InputError(
+                f"{source}: version {record.version} of {model} is committed with other files "
+                f"({committed_digest}; the source is {staged.digest}); promote it under a new version number"
+            )
+        reason += f" with these files ({staged.digest})"
+    state.append_history(
+        repository,
+        state.HistoryEntry(
+            model,
+            record.version,
+            "noop",
+            previous_version=record.version,
+            source=source,
+            digest=record.digest,
+            reason=reason,
+        ),
+    )
+    steps.skip("load", f"{reason}: nothing to do")
+    return Outcome(
+        "promote",
+        model,
+        "noop",
+        record.version,
+        record.version,
+        record.version,
+        tuple(steps.steps),
+        reason=f"{reason}: nothing to do (`tritonops status` shows what each replica serves)",
+    )
+
+
+def _materialize(
+    repository: Path, model: str, version: int, source: str | None, steps: _Steps
+) -> materialize.Staged:
+    """The candidate in the staging area (or, without a source, its version folder in place),
+    checked before any replica is touched."""
+    if source is None:
+        steps.skip("materialize", "no --from: the version folder is already in the repository")
+        staged = _existing_folder(repository, model, version)
+    else:
+        steps.start("materialize", f"{source} into the staging area")
+        staged = materialize.materialize(source, repository, model, version)
+        steps.end(f"{staged.description} -> {staged.path} ({staged.digest})")
+    steps.start("verify", f"checksums and `repo validate` of version {version} against {model}'s config")
+    try:
+        warnings = materialize.verify(staged, repository, model)
+    except errors.CandidateRejected as error:
+        steps.end(str(error), status=FAILED)
+        if source is not None:
+            quarantined = workarea.quarantine(
+                repository, model, version, "verify", str(error), folder=staged.path
+            )
+            log.warning("quarantined the refused candidate in %s", quarantined)
+        raise
+    steps.end("passed" + (f" ({len(warnings)} warning(s): {warnings[0].message})" if warnings else ""))
+    return staged
+
+
+def _existing_folder(repository: Path, model: str, version: int) -> materialize.Staged:
+    folder = repository / model / str(version)
+    if not folder.is_dir():
+        raise errors.InputError(
+            f"{folder}: no such version folder; give --from SOURCE (a folder, a model file or "
+            "models:/NAME/VERSION) or put the version there first"
+        )
+    manifest = checksums.manifest_path(folder)
+    return materialize.Staged(
+        folder,
+        model,
+        version,
+        str(folder),
+        f"version folder {folder}",
+        str(folder),
+        checksums.version_digest(folder),
+        manifest if manifest.is_file() else None,
+    )
+
+
+def _stage(repository: Path, model: str, staged: materialize.Staged, steps: _Steps) -> workarea.StageResult:
+    target = repository / model / str(staged.version)
+    if staged.path == target:
+        steps.skip("stage", f"{target} is already in place")
+        return workarea.StageResult(target, staged.digest, reused=True)
+    steps.start("stage", f"rename into {target}")
+    result = workarea.stage(staged.path, repository, model, staged.version)
+    steps.end(result.describe())
+    return result
+
+
+def _plan(
+    command: str,
+    repository: Path,
+    model: str,
+    record: state.Record | None,
+    candidate: int,
+    *,
+    keep_previous: bool,
+    digest: str,
+    source: str | None,
+    resolved_source: str | None,
+    staged_here: bool,
+) -> _Switch:
+    config_path = repository / model / state.CONFIG_FILE
+    try:
+        config_text = config_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise errors.InputError(f"{config_path}: cannot read the model's config ({error.strerror})") from None
+    final_pin = sorted({candidate} | ({record.version} if record is not None and keep_previous else set()))
+    committed_pin = record.pin if record is not None else []
+    commit_text = state.config_with_pin(config_text, final_pin, where=str(config_path))
+    candidate_config = state.config_json(commit_text, where=str(config_path))
+    committed_config = None
+    if record is not None:
+        committed_config = dict(record.config) if record.config else state.config_json(config_text)
+    new_record = state.Record(
+        model,
+        candidate,
+        digest=digest,
+        retained=tuple(v for v in final_pin if v != candidate),
+        source=source,
+        resolved_source=resolved_source,
+    )
+    return _Switch(
+        command,
+        repository,
+        model,
+        record,
+        candidate,
+        final_pin,
+        sorted(set(committed_pin) | {candidate}),
+        new_record,
+        commit_text,
+        candidate_config,
+        committed_config,
+        "rolled-back" if command == "rollback" else "committed",
+        staged_here,
+    )
+
+
+def _run_switch(
+    switch: _Switch,
+    replicas: Sequence[Replica],
+    key: ApiKey,
+    steps: _Steps,
+    *,
+    golden: smoke.Golden | None,
+    gate_spec: GateSpec | None,
+    canary: int | None,
+    deadline_s: float,
+) -> Outcome:
+    waves = [list(replicas[:canary]), list(replicas[canary:])] if canary else [list(replicas)]
+    touched: list[Replica] = []
+    # Requests the candidate answered per replica, read where it was dropped during the load step.
+    answered: dict[str, int | None] = {}
+    try:
+        for number, wave in enumerate(waves):
+            touched += wave
+            _load_and_check(
+                switch, wave, key, steps, golden, deadline_s, answered, number=number if canary else None
+            )
+            if gate_spec is not None and number == 0:
+                _observe(switch, wave, key, steps, gate_spec, golden)
+        _commit(switch, steps)
+    except _Failure as failure:
+        _roll_back(switch, touched, key, steps, failure, answered)
+    return _narrow(switch, replicas, key, steps, golden)
+
+
+def _load_and_check(
+    switch: _Switch,
+    wave: Sequence[Replica],
+    key: ApiKey,
+    steps: _Steps,
+    golden: smoke.Golden | None,
+    deadline_s: float,
+    answered: dict[str, int | None],
+    *,
+    number: int | None,
+) -> None:
+    label = "" if number is None else (" (canary)" if number == 0 else " (the rest)")
+    steps.start(
+        "load",
+        f"{switch.model} pinned to {switch.widen_pin} on {', '.join(r.name for r in wave)}{label}, "
+        f"deadline {deadline_s:g} s each",
+    )
+    # Load and check run together per replica (each checks right after its own load); the two
+    # steps are reported apart, each with its own per-replica results.
+    widened = fleet.widen_and_check(
+        wave,
+        key,
+        switch.model,
+        switch.candidate_config,
+        switch.widen_pin,
+        switch.candidate,
+        deadline_s=deadline_s,
+        golden=golden,
+        fallback=fleet.Fallback(switch.committed_config, switch.record.pin if switch.record else []),
+    )
+    answered.update(widened.answered)
+    loads, checks = widened.loads, widened.checks
+    load_failed = fleet.failures(loads)
+    steps.end(
+        f"{len(loads) - len(load_failed)}/{len(loads)} replica(s) loaded{label}",
+        status=FAILED if load_failed else OK,
+        replicas=loads,
+        seconds=max((r.seconds for r in loads), default=0.0),
+    )
+    if load_failed:
+        raise _Failure("load", fleet.summary(loads))
+    steps.start("check", f"version {switch.candidate} on {', '.join(r.name for r in wave)}{label}")
+    check_failed = fleet.failures(checks)
+    steps.end(
+        f"{len(checks) - len(check_failed)}/{len(checks)} replica(s) verified"
+        + (" against the golden outputs" if golden else ""),
+        status=FAILED if check_failed else OK,
+        replicas=checks,
+        seconds=max((r.seconds for r in checks), default=0.0),
+    )
+    if check_failed:
+        raise _Failure("check", fleet.summary(checks))
+
+
+def _observe(
+    switch: _Switch,
+    wave: Sequence[Replica],
+    key: ApiKey,
+    steps: _Steps,
+    spec: GateSpec,
+    golden: smoke.Golden | None,
+) -> None:
+    steps.start("observe", f"gate {spec.query!r} on {spec.prometheus_url} for {spec.window_s:g} s")
+    narrowed: list[fleet.ReplicaResult] = []
+    if switch.candidate < max(switch.widen_pin):
+        # Beside a higher version the candidate would get no unversioned traffic to judge it by.
+        narrowed = fleet.narrow_and_verify(
+            wave,
+            key,
+            switch.model,
+            switch.candidate_config,
+            switch.final_pin,
+            switch.candidate,
+            golden=golden,
+        )
+        if fleet.failures(narrowed):
+            steps.end("could not switch the traffic to the candidate", status=FAILED, replicas=narrowed)
+            raise _Failure("observe", fleet.summary(narrowed))
+    result = gate.observe(
+        spec.prometheus_url,
+        spec.query,
+        window_s=spec.window_s,
+        interval_s=spec.interval_s,
+        policy=spec.inconclusive,
+    )
+    steps.end(result.reason, status=OK if result.passed else FAILED, replicas=narrowed)
+    if not result.passed:
+        raise _Failure("observe", f"gate {result.verdict}: {result.reason}")
+
+
+def _commit(switch: _Switch, steps: _Steps) -> None:
+    steps.start("commit", f"{switch.model} version {switch.candidate} pinned to {switch.final_pin}")
+    entry = state.HistoryEntry(
+        switch.model,
+        switch.candidate,
+        switch.outcome,
+        previous_version=switch.record.version if switch.record else None,
+        source=switch.new_record.source,
+        resolved_source=switch.new_record.resolved_source,
+        digest=switch.new_record.digest,
+        step="commit",
+    )
+    try:
+        state.commit(switch.repository, switch.model, switch.new_record, switch.commit_text, entry)
+    except (errors.TritonOpsError, OSError) as error:
+        steps.end(str(error), status=FAILED)
+        raise _Failure("commit", str(error)) from error
+    steps.end(f"current.json and {switch.model}/config.pbtxt written (pin {switch.final_pin})")
+
+
+def _narrow(
+    switch: _Switch, replicas: Sequence[Replica], key: ApiKey, steps: _Steps, golden: smoke.Golden | None
+) -> Outcome:
+    steps.start("narrow", f"every replica to {switch.final_pin}")
+    results = fleet.narrow_and_verify(
+        replicas,
+        key,
+        switch.model,
+        switch.candidate_config,
+        switch.final_pin,
+        switch.candidate,
+        golden=golden,
+    )
+    bad = fleet.failures(results)
+    warnings = tuple(
+        f"{r.replica} is not on the committed pin {switch.final_pin} yet ({r.detail}); its agent, or "
+        "`tritonops reconcile`, converges it"
+        for r in bad
+    )
+    steps.end(
+        f"{len(results) - len(bad)}/{len(results)} replica(s) serve exactly {switch.final_pin}",
+        status=DEGRADED if bad else OK,
+        replicas=results,
+    )
+    previous = switch.record.version if switch.record else None
+    verb = "rolled back to" if switch.command == "rollback" else "committed"
+    return Outcome(
+        switch.command,
+        switch.model,
+        switch.outcome,
+        switch.candidate,
+        previous,
+        switch.candidate,
+        tuple(steps.steps),
+        reason=f"{verb} version {switch.candidate}"
+        + (f" (was {previous})" if previous is not None else "")
+        + (
+            f", version(s) {list(switch.new_record.retained)} kept loaded"
+            if switch.new_record.retained
+            else ""
+        ),
+        warnings=switch.warnings + warnings,
+    )
+
+
+def _roll_back(
+    switch: _Switch,
+    touched: Sequence[Replica],
+    key: ApiKey,
+    steps: _Steps,
+    failure: _Failure,
+    answered: dict[str, int | None],
+) -> None:
+    """Every touched replica back on the committed config, the candidate quarantined, the attempt
+    in the history; then PromotionFailed(step)."""
+    committed_pin = switch.record.pin if switch.record else []
+    unread = [replica for replica in touched if replica.name not in answered]
+    if switch.candidate not in committed_pin and unread:
+        answered.update(fleet.candidate_answers(unread, key, switch.model, switch.candidate))
+    steps.start("restore", f"every touched replica back to {committed_pin or 'nothing committed'}")
+    if switch.record is not None and switch.committed_config is not None:
+        results = fleet.narrow_and_verify(
+            touched, key, switch.model, switch.committed_config, committed_pin, switch.record.version
+        )
+    else:
+        results = fleet.unload(touched, key, switch.model)
+    results = [dataclasses.replace(r, candidate_answered=answered.get(r.replica)) for r in results]
+    bad = fleet.failures(results)
+    steps.end(
+        f"{len(results) - len(bad)}/{len(results)} replica(s) back on the committed state",
+        status=DEGRADED if bad else OK,
+        replicas=results,
+    )
+    quarantined = None
+    if switch.staged_here and switch.candidate not in committed_pin:
+        quarantined = str(
+            workarea.quarantine(
+                switch.repository, switch.model, switch.candidate, failure.step, failure.reason
+            )
+        )
+    counted = [n for n in answered.values() if n is not None]
+    total = sum(counted) if counted else None
+    state.append_history(
+        switch.repository,
+        state.HistoryEntry(
+            switch.model,
+            switch.candidate,
+            "failed",
+            previous_version=switch.record.version if switch.record else None,
+            source=switch.new_record.source,
+            resolved_source=switch.new_record.resolved_source,
+            digest=switch.new_record.digest,
+            step=failure.step,
+            reason=failure.reason,
+        ),
+    )
+    restore_note = (
+        f"; could not restore {fleet.summary(results)} (its agent converges it to the committed state)"
+        if bad
+        else f"; every replica is back on {committed_pin or 'nothing committed'}"
+    )
+    outcome = Outcome(
+        switch.command,
+        switch.model,
+        "failed",
+        switch.record.version if switch.record else None,
+        switch.record.version if switch.record else None,
+        switch.candidate,
+        tuple(steps.steps),
+        reason=failure.reason + restore_note,
+        failed_step=failure.step,
+        candidate_answered=total,
+        quarantined=quarantined,
+        warnings=switch.warnings,
+    )
+    raise errors.PromotionFailed(failure.step, failure.reason + restore_note, outcome=outcome)
+
+
+# --- rollback ----------------------------------------------------------------------------------
+
+
+def rollback(
+    *,
+    repository: Path,
+    replicas: Sequence[Replica],
+    model: str,
+    to: int | None = None,
+    key: ApiKey | None = None,
+    golden: smoke.Golden | None = None,
+    load_deadline_s: float = fleet.DEFAULT_LOAD_DEADLINE_S,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Return `model` to its previous committed version (or `to`): the same load, check, commit and
+    narrow as a promotion, with the version folder already in the repository. With the previous
+    version retained (--keep-previous), nothing loads: check, commit and narrow only."""
+    repository = Path(repository)
+    key = key or ApiKey(None)
+    _check_arguments(replicas, to, None, load_deadline_s)
+    _check_model(repository, model)
+    steps = _Steps(progress)
+    state.read(repository)
+    with lock.hold(repository, model, f"rollback {model}" + (f" --to {to}" if to else "")):
+        record = _finalized(repository, model, steps)
+        if record is None:
+            raise errors.InputError(
+                f"{model}: nothing is committed for it in {repository}, so nothing to roll back"
+            )
+        target = to if to is not None else (record.previous.version if record.previous else None)
+        if target is None:
+            raise errors.InputError(
+                f"{model}: the committed record names no previous version; give --to VERSION"
+            )
+        fleet.check_reachable(replicas, key, model)
+        if target == record.version:
+            return _noop(repository, model, record, None, steps)
+        staged = _materialize(repository, model, target, None, steps)
+        previous = record.previous if record.previous and record.previous.version == target else None
+        if previous is not None and previous.digest and previous.digest != staged.digest:
+            raise errors.InputError(
+                f"{staged.path}: its files changed since version {target} was committed "
+                f"({previous.digest}, now {staged.digest}); it cannot be rolled back to as it was"
+            )
+        switch = _plan(
+            "rollback",
+            repository,
+            model,
+            record,
+            target,
+            keep_previous=False,
+            digest=staged.digest,
+            source=previous.source if previous else None,
+            resolved_source=previous.resolved_source if previous else None,
+            staged_here=False,
+        )
+        return _run_switch(
+            switch,
+            replicas,
+            key,
+            steps,
+            golden=golden,
+            gate_spec=None,
+            canary=None,
+            deadline_s=load_deadline_s,
+        )
+
+
+# --- reconcile ---------------------------------------------------------------------------------
+
+
+def reconcile(
+    *,
+    repository: Path,
+    replicas: Sequence[Replica],
+    model: str | None = None,
+    key: ApiKey | None = None,
+    load_deadline_s: float = fleet.DEFAULT_LOAD_DEADLINE_S,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Bring every replica to the committed state now: complete or drop a commit a crash cut short,
+    then, per committed model, load its committed config on each replica that does not serve
+    exactly its pin, and verify it. Replicas already right are left alone."""
+    repository = Path(repository)
+    key = key or ApiKey(None)
+    _check_arguments(replicas, None, None, load_deadline_s)
+    steps = _Steps(progress)
+    state.read(repository)
+    with lock.hold(repository, model, "reconcile" + (f" {model}" if model else "")):
+        _finalized(repository, model or "", steps)
+        records = state.effective(repository)
+        if model is not None and model not in records:
+            raise errors.InputError(f"{model}: nothing is committed for it in {repository}")
+        chosen = {name: records[name] for name in sorted(records) if model is None or name == model}
+        steps.start("converge", f"{', '.join(chosen) or 'no committed model'} on {len(replicas)} replica(s)")
+        served = fleet.served(replicas, key, list(chosen))
+        results: list[fleet.ReplicaResult] = []
+        for name, record in chosen.items():
+            lagging = [
+                replica
+                for replica, seen in zip(replicas, served[name], strict=True)
+                if seen.versions is None or list(seen.versions) != record.pin
+            ]
+            fine = [replica for replica in replicas if replica not in lagging]
+            results += [
+                fleet.ReplicaResult(f"{r.name} {name}", True, 0.0, f"serves {record.pin}") for r in fine
+            ]
+            if lagging:
+                config = dict(record.config) if record.config else _config_on_disk(repository, name)
+                converged = fleet.narrow_and_verify(
+                    lagging, key, name, config, record.pin, record.version, deadline_s=load_deadline_s
+                )
+                results += [dataclasses.replace(r, replica=f"{r.replica} {name}") for r in converged]
+        bad = fleet.failures(results)
+        steps.end(
+            f"{len(results) - len(bad)}/{len(results)} replica-model pair(s) on the committed state",
+            status=FAILED if bad else OK,
+            replicas=results,
+        )
+    outcome = Outcome(
+        "reconcile",
+        model,
+        "failed" if bad else "reconciled",
+        chosen[model].version if model else None,
+        None,
+        None,
+        tuple(steps.steps),
+        reason=(
+            f"not converged: {fleet.summary(results)}"
+            if bad
+            else f"every replica serves the committed state of {', '.join(chosen) or 'no model'}"
+        ),
+        failed_step="converge" if bad else None,
+    )
+    if bad:
+        raise errors.PromotionFailed("converge", outcome.reason, outcome=outcome)
+    return outcome
+
+
+def _config_on_disk(repository: Path, model: str) -> dict[str, Any]:
+    """A hand-written record has no `config`: the config.pbtxt on disk (it carries the pin)."""
+    path = repository / model / state.CONFIG_FILE
+    try:
+        return state.config_json(path.read_text(encoding="utf-8"), where=str(path))
+    except OSError as error:
+        raise errors.InputError(f"{path}: cannot read the model's config ({error.strerror})") from None

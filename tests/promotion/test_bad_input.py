@@ -1,0 +1,135 @@
+"""Bad input to `tritonops promote/rollback/reconcile/status`: a clear error that names what is
+wrong, a non-zero exit, no traceback, and nothing changed (files and replicas).
+
+The CLI's own main() runs in-process here (argument parsing, error handling and exit codes are
+the same code as in a `tritonops` process; tests/promotion/test_crash.py runs real processes), so
+that a dozen refusals cost no interpreter start each."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.promotion.conftest import Fleet
+from tritonops import cli
+from tritonops.promotion import replicas, workarea
+
+
+def snapshot(repository: Path) -> dict[str, str]:
+    """Every file under the repository (the work area included) and its sha256."""
+    return {
+        str(path.relative_to(repository)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(repository.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """`tritonops ARGS` through cli.main in this process; a CompletedProcess-like result."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        code = cli.main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+    return run
+
+
+def endpoints(fleet: Fleet) -> str:
+    return ",".join(
+        f"http://{r.http_address}?grpc={r.grpc_address.rsplit(':', 1)[1]}"
+        for r in fleet.replicas
+        if r.grpc_address
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "words"),
+    [
+        (["promote", "nosuch", "--version", "2"], 2, "nosuch: no such model folder"),
+        (
+            ["promote", "linear", "--version", "99"],
+            2,
+            "linear/99: no such version folder; give --from SOURCE",
+        ),
+        (["promote", "linear", "--version", "99", "--from", "/no/such/folder"], 2, "/no/such/folder"),
+        (["promote", "linear", "--version", "0"], 2, "--version 0: give a positive version number"),
+        (["promote", "linear", "--version", "99", "--canary", "2"], 2, "--canary 2: give 1 to 1 replicas"),
+        (["promote", "linear", "--version", "99", "--gate", "up == bool 1"], 2, "--gate needs --prometheus"),
+        (["rollback", "nosuch"], 2, "nosuch: no such model folder"),
+        (["reconcile", "nosuch"], 2, "nosuch: nothing is committed for it"),
+    ],
+    ids=[
+        "unknown-model",
+        "missing-version",
+        "missing-source",
+        "version-0",
+        "canary-too-big",
+        "gate-without-prometheus",
+        "rollback-unknown",
+        "reconcile-unknown",
+    ],
+)
+def test_bad_arguments_are_refused_and_nothing_changes(fleet_runtime: Fleet, run_cli, arguments, code, words):
+    fleet = fleet_runtime
+    before, served = snapshot(fleet.repository), fleet.served()
+    result = run_cli(*arguments, "--repository", str(fleet.repository), "--work-dir", str(fleet.work_dir))
+    assert result.returncode == code, result.stdout + result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert snapshot(fleet.repository) == before and fleet.served() == served
+
+
+def test_an_unreachable_endpoint_is_named_and_nothing_changes(fleet_runtime: Fleet, run_cli, tmp_path):
+    fleet = fleet_runtime
+    before = snapshot(fleet.repository)
+    version = fleet.new_version()
+    good = endpoints(fleet).split(",")[0]
+    result = run_cli(
+        "promote", "linear", "--version", str(version), "--from", str(fleet.candidate(version)),
+        "--repository", str(fleet.repository), "--endpoints", f"{good},http://127.0.0.1:9?grpc=7", "--json",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = json.loads(result.stdout)
+    assert "replica 127.0.0.1:9" in error["error"] and "nothing was changed" in error["error"]
+    assert snapshot(fleet.repository) == before
+
+
+def test_a_wrong_key_is_refused_by_the_replicas_and_nothing_changes(
+    fleet_runtime: Fleet, run_cli, monkeypatch
+):
+    fleet = fleet_runtime
+    before, served = snapshot(fleet.repository), fleet.served()
+    version = fleet.new_version()
+    monkeypatch.setenv(replicas.KEY_ENV, "not-the-key")
+    result = run_cli(
+        "promote", "linear", "--version", str(version), "--from", str(fleet.candidate(version)),
+        "--repository", str(fleet.repository), "--endpoints", endpoints(fleet),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "repository API refused the call" in result.stderr and "check the key" in result.stderr
+    assert snapshot(fleet.repository) == before and fleet.served() == served
+
+
+@pytest.mark.parametrize(
+    "command", [["promote", "linear", "--version", "5"], ["rollback", "linear"], ["reconcile"], ["status"]]
+)
+def test_a_malformed_current_json_is_named_and_nothing_changes(
+    fleet_runtime: Fleet, run_cli, tmp_path, command
+):
+    fleet = fleet_runtime
+    copy = tmp_path / "models"
+    shutil.copytree(fleet.repository, copy, ignore=shutil.ignore_patterns(workarea.WORK_AREA))
+    (copy / "current.json").write_text(
+        '{"apiVersion": "tritonops/v1", "kind": "CommittedState", "models": {"linear": {"version": "two"}}}'
+    )
+    before = snapshot(copy)
+    result = run_cli(*command, "--repository", str(copy), "--endpoints", endpoints(fleet))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{copy / 'current.json'}" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot(copy) == before
