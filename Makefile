@@ -24,8 +24,8 @@ demo: setup
 	$(TRITONOPS) demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
 	@$(MAKE) --no-print-directory docs-check
 

@@ -6,17 +6,14 @@ what does not resolve is refused with nothing created."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
 import pytest
 
+from tests.promotion.conftest import Registry
 from tritonops import errors
 from tritonops.promotion import materialize, workarea
 from tritonops.repository import checksums
-from tritonops.triton import onnx_models
 
 MLP_CONFIG = """\
 name: "{name}"
@@ -26,35 +23,6 @@ max_batch_size: 8
 output [ {{ name: "output" data_type: TYPE_FP32 dims: [ 3 ] }} ]
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 """
-
-
-@dataclass(frozen=True)
-class Registry:
-    uri: str
-    artifacts: Path
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """One registry for the module: `mlp` version 1 (8 -> 64 -> 3, aliased `champion`) and
-    version 2 (8 -> 64 -> 4: disagrees with the config)."""
-    import mlflow
-    import mlflow.onnx
-
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        mlflow.set_tracking_uri(uri)
-        experiment = mlflow.create_experiment("promotion", artifact_location=(root / "artifacts").as_uri())
-        for outputs in (3, 4):
-            model = onnx.load(str(onnx_models.mlp(root / f"mlp-{outputs}.onnx", sizes=(8, 64, outputs))))
-            with mlflow.start_run(experiment_id=experiment):
-                mlflow.onnx.log_model(model, name="model", registered_model_name="mlp")
-        mlflow.MlflowClient().set_registered_model_alias("mlp", "champion", "1")
-        yield Registry(uri, root / "artifacts")
-        mlflow.set_tracking_uri("")
 
 
 @pytest.fixture

@@ -614,6 +614,9 @@ def _narrow(
         status=DEGRADED if bad else OK,
         replicas=results,
     )
+    # Only now, with every replica on its final pin: a file written into the model folder earlier
+    # would have made Triton reload every loaded version (workarea.stage says why).
+    workarea.write_manifest(switch.repository / switch.model / str(switch.candidate))
     previous = switch.record.version if switch.record else None
     verb = "rolled back to" if switch.command == "rollback" else "committed"
     return Outcome(

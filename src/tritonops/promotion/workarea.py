@@ -68,8 +68,13 @@ class StageResult:
 
 
 def stage(staged_dir: Path, repository: Path, model: str, version: int) -> StageResult:
-    """Move a staged candidate into `<repository>/<model>/<version>` with one atomic rename, and
-    write its checksum manifest beside it (`<version>.sha256`).
+    """Move a staged candidate into `<repository>/<model>/<version>` with one atomic rename.
+
+    Its checksum manifest (`<version>.sha256`) is written later, by `write_manifest` once the
+    replicas serve the final pin: Triton treats any change to a file in the model folder as a
+    modified model, so a manifest written before the loads makes the candidate load reload every
+    loaded version too (+1 s per load here) and turns the instant narrowing after the commit into
+    a full reload.
 
     A version folder that is already there is never overwritten: one with the same files (same
     digest) is reused and the staged copy removed; one with other files is refused (InputError).
@@ -88,8 +93,6 @@ def stage(staged_dir: Path, repository: Path, model: str, version: int) -> Stage
                 "number, or move the existing folder out of the repository first"
             )
         shutil.rmtree(staged_dir)
-        if not checksums.manifest_path(target).exists():
-            _write_manifest(target)
         return StageResult(target, digest, reused=True)
     try:
         os.rename(staged_dir, target)
@@ -99,14 +102,18 @@ def stage(staged_dir: Path, repository: Path, model: str, version: int) -> Stage
             f"{root(repository)} must be on the repository's filesystem)"
         ) from None
     atomic.fsync_folder(model_dir)
-    _write_manifest(target)
     return StageResult(target, digest, reused=False)
 
 
-def _write_manifest(version_dir: Path) -> None:
+def write_manifest(version_dir: Path) -> bool:
+    """Write `<version>.sha256` beside a version folder that has none (the repository toolkit's
+    format, which `tritonops repo checksum --verify` checks); False when one is there already."""
+    if checksums.manifest_path(version_dir).exists():
+        return False
     atomic.write_text(
         checksums.manifest_path(version_dir), checksums.manifest_text(checksums.file_digests(version_dir))
     )
+    return True
 
 
 def quarantine(
@@ -142,6 +149,8 @@ def quarantine(
     if folder is None and manifest.exists():
         os.rename(manifest, destination / manifest.name)
     atomic.fsync_folder(source.parent)
+    # The quarantined files keep a manifest, so what was refused can be checked later.
+    write_manifest(destination / str(version))
     reason_document = {
         "model": model,
         "version": version,

@@ -1,0 +1,78 @@
+"""examples/airflow/promote_champion.py: its task functions, run as Airflow would run them (without
+Airflow here): the candidate found in a real MLflow registry, a promotion through the Python API
+on the local runtime's two real replicas, and the report line."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.promotion.conftest import Fleet, Registry
+from tritonops.promotion import replicas as replicas_module
+
+EXAMPLE = ROOT / "examples" / "airflow" / "promote_champion.py"
+
+
+@pytest.fixture(scope="module")
+def example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("promote_champion", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_without_airflow_the_dag_is_absent_and_the_tasks_are_plain_functions(example: ModuleType) -> None:
+    assert importlib.util.find_spec("airflow") is None, "this test describes a machine without Airflow"
+    assert example.dag is None
+    assert [callable(getattr(example, name)) for name in ("find_candidate", "promote", "report")] == [
+        True
+    ] * 3
+
+
+def test_the_candidate_is_the_version_the_alias_names(
+    example: ModuleType, registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.uri)
+    monkeypatch.setenv("TRITONOPS_REPOSITORY", str(tmp_path))  # nothing committed there yet
+
+    assert example.find_candidate("mlp", "champion") == {
+        "model": "mlp",
+        "version": 1,
+        "source": "models:/mlp/1",
+        "already_committed": False,
+    }
+
+
+def test_the_promote_task_commits_on_every_replica_and_reports_it(
+    example: ModuleType, fleet_runtime: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = fleet_runtime
+    version = fleet.new_version()
+    endpoints = ",".join(
+        f"http://{r.http_address}?grpc={(r.grpc_address or '').rpartition(':')[2]}" for r in fleet.replicas
+    )
+    monkeypatch.setenv("TRITONOPS_REPOSITORY", str(fleet.repository))
+    monkeypatch.setenv("TRITONOPS_ENDPOINTS", endpoints)
+    monkeypatch.setenv(replicas_module.KEY_ENV, fleet.key.key or "")
+    monkeypatch.delenv("TRITONOPS_PROMETHEUS", raising=False)
+    # What find_candidate hands on, with a folder source (MLflow downloads are covered by
+    # test_mlflow_source.py; the version numbers of this shared fleet are its own).
+    candidate = {
+        "model": "linear",
+        "version": version,
+        "source": str(fleet.candidate(version)),
+        "already_committed": False,
+    }
+
+    outcome = example.promote(candidate)
+
+    assert (outcome["result"], outcome["version"]) == ("committed", version)
+    assert fleet.record().version == version
+    assert fleet.served() == [(version,), (version,)]
+    line = example.report(outcome)
+    assert line.startswith(f"linear: committed version {version} (") and "commit" in line
