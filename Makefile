@@ -41,6 +41,7 @@ bench: setup
 	$(PY) bench/runtime.py
 	$(PY) bench/serving.py
 	$(PY) bench/rules.py
+	$(PY) bench/promotion.py
 
 clean:
 	rm -rf $(VENV) .tritonops bench/results
