@@ -54,6 +54,11 @@ def find_candidate(model: str = MODEL, alias: str = ALIAS) -> dict[str, Any]:
     }
 
 
+def needs_promotion(candidate: dict[str, Any]) -> bool:
+    """False (skip the rest of the run) when the repository already commits the candidate."""
+    return not candidate["already_committed"]
+
+
 def promote(candidate: dict[str, Any]) -> dict[str, Any]:
     """Promote the candidate on every replica; raises (failing the task) after rolling back."""
     from tritonops.promotion import chain, replicas
@@ -98,7 +103,7 @@ def _build_dag() -> Any:
     )
     def promote_champion() -> None:
         found = task(find_candidate)()
-        skip = task.short_circuit(lambda candidate: not candidate["already_committed"])(found)
+        skip = task.short_circuit(needs_promotion)(found)
         # A failed promotion has already rolled every replica back: no blind retry.
         promoted = task(promote, retries=0)(found)
         skip >> promoted

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -478,8 +479,20 @@ def _progress(args: argparse.Namespace) -> chain.Progress | None:
     return show
 
 
+# A promote, rollback or reconcile that finished but could not confirm every replica on the
+# committed state (the agent or `tritonops reconcile` converges it): not a silent success.
+EXIT_DEGRADED = 4
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _outcome(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
     """Run a chain command; print its outcome (also when it failed) and pick the exit code."""
+    # A CI job's timeout or `kill` sends SIGTERM: the chain then restores every replica as on
+    # Ctrl-C, instead of leaving the candidate serving and the lock behind.
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         outcome = run()
     except errors.PromotionFailed as error:
@@ -494,6 +507,13 @@ def _outcome(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
             print(failed.describe(result_line=False))
         raise
     print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.describe())
+    if any(step.status == chain.DEGRADED for step in outcome.steps):
+        print(
+            f"tritonops: {outcome.command} finished, but not every replica is confirmed on the committed "
+            "state (see the replicas above); its agent converges it, or run `tritonops reconcile`",
+            file=sys.stderr,
+        )
+        return EXIT_DEGRADED
     return 0
 
 

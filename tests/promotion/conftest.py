@@ -157,6 +157,11 @@ def fleet_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     repository = root / "models"
     models.linear_version(repository, "linear", 1)
     models.linear_version(repository, "fresh", 1)  # a second model, never committed nor loaded
+    # Served from the start (server.loadModels) but never committed: what every deployment that
+    # adopts the promotion tool has. Its config says `latest`, as a hand-written one would.
+    models.linear_version(repository, "adopted", 1)
+    adopted = repository / "adopted" / "config.pbtxt"
+    adopted.write_text(adopted.read_text().replace("version_policy", "# version_policy"))
     config = (repository / "linear" / "config.pbtxt").read_text()
     digest = checksums.version_digest(repository / "linear" / "1")
     state.commit(
@@ -173,7 +178,7 @@ def fleet_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             replicas=2,
             repository=repository,
             port_offset=free_port_offset(2),
-            set_values=FAST_PROBES,
+            set_values=(*FAST_PROBES, "server.loadModels={linear,adopted}"),
         )
         assert current.all_ready, control.logs(work_dir, None, 20)
         found = tuple(

@@ -46,6 +46,8 @@ def test_the_candidate_is_the_version_the_alias_names(
         "source": "models:/mlp/1",
         "already_committed": False,
     }
+    assert example.needs_promotion({"already_committed": False})
+    assert not example.needs_promotion({"already_committed": True})
 
 
 def test_the_promote_task_commits_on_every_replica_and_reports_it(

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.promotion import models
 from tests.promotion.conftest import Fleet
 from tritonops import errors
 from tritonops.observability import prometheus as prom
-from tritonops.promotion import chain, smoke, state, traffic, workarea
+from tritonops.promotion import chain, lock, smoke, state, traffic, workarea
 from tritonops.promotion import fleet as fleet_module
 from tritonops.runtime import control
 from tritonops.triton import server as triton_server
@@ -194,6 +195,8 @@ def test_a_candidate_that_disagrees_with_the_config_is_refused_before_any_replic
     assert fleet.record() == before and fleet.served() == [tuple(before.pin)] * 2
     assert not (fleet.repository / "linear" / str(version)).exists()
     assert list((workarea.quarantine_dir(fleet.repository) / "linear").glob(f"{version}-*"))
+    attempt = state.read(fleet.repository).history[-1]
+    assert (attempt.outcome, attempt.version, attempt.step) == ("failed", version, "verify")
 
 
 def test_rollback_returns_to_the_previous_version_with_no_failed_request(fleet_runtime: Fleet, figures):
@@ -217,6 +220,12 @@ def test_rollback_returns_to_the_previous_version_with_no_failed_request(fleet_r
     assert (outcome.result, outcome.version, outcome.previous_version) == ("rolled-back", first, version)
     assert fleet.record().version == first and fleet.served() == [(first,), (first,)]
     assert state.read(fleet.repository).history[-1].outcome == "rolled-back"
+    # A second rollback without --to would bring back the version just rolled away from.
+    with pytest.raises(
+        errors.InputError, match=f"already the result of a rollback \\(from version {version}\\)"
+    ):
+        chain.rollback(repository=fleet.repository, replicas=fleet.replicas, key=fleet.key, model="linear")
+    assert fleet.record().version == first
 
 
 def test_keep_previous_keeps_the_old_version_loaded_so_rollback_needs_no_load(fleet_runtime: Fleet, figures):
@@ -427,3 +436,44 @@ def test_the_first_promotion_of_a_model_commits_its_first_record(fleet_runtime: 
     assert record.pin == [1] and record.previous is None
     served = fleet_module.served(fleet.replicas, fleet.key, ["fresh"])["fresh"]
     assert [seen.versions for seen in served] == [(1,), (1,)]
+
+
+def test_a_failed_first_promotion_keeps_the_uncommitted_version_serving(fleet_runtime: Fleet, figures):
+    # `adopted` serves version 1 from server.loadModels and has no record: the candidate loads
+    # beside it, and its failure restores version 1 (pinned: its config says `latest`, which would
+    # now pick the candidate) without a failed request.
+    fleet = fleet_runtime
+    models.unloadable_version(fleet.sources, "adopted", 2)
+    with traffic.Traffic(fleet.replicas, "adopted", key=fleet.key) as running:
+        running.wait_for(100)
+        with pytest.raises(errors.PromotionFailed) as raised:
+            chain.promote(
+                repository=fleet.repository,
+                replicas=fleet.replicas,
+                key=fleet.key,
+                model="adopted",
+                version=2,
+                source=str(fleet.sources / "adopted" / "2"),
+            )
+        running.wait_for(len(running.report().answers) + 100)
+    report = running.report()
+    figures(f"[first promotion, bad model] {len(report.answers)} requests, {len(report.failed)} failed")
+    assert report.failed == []
+    assert raised.value.step == "load"
+    assert "adopted" not in state.effective(fleet.repository)
+    served = fleet_module.served(fleet.replicas, fleet.key, ["adopted"])["adopted"]
+    assert [seen.versions for seen in served] == [(1,), (1,)]
+
+
+def test_a_gate_on_a_lower_version_is_refused_before_anything_changes(fleet_runtime: Fleet, tmp_path: Path):
+    fleet = fleet_runtime
+    before = fleet.record()
+    lower = next(
+        v for v in range(before.version - 1, 0, -1) if (fleet.repository / "linear" / str(v)).is_dir()
+    )
+    spec = chain.GateSpec(query="vector(1)", prometheus_url="http://127.0.0.1:9", window_s=5)
+    with pytest.raises(errors.InputError, match=f"--gate: version {lower} is lower than version"):
+        promote(fleet, version=lower, gate_spec=spec)
+    assert fleet.record() == before
+    assert lock.inspect(fleet.repository) is None
+    assert fleet.served() == [tuple(before.pin), tuple(before.pin)]

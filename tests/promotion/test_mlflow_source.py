@@ -95,3 +95,14 @@ def test_a_uri_that_does_not_resolve_is_refused_with_nothing_created(
     assert registry.uri in str(raised.value)
     assert not workarea.root(mlp_repo).exists()
     assert sorted(p.name for p in (mlp_repo / "mlp").iterdir()) == ["config.pbtxt"]
+
+
+def test_a_registry_that_does_not_answer_is_named_at_once(
+    mlp_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MLflow's own default retries an HTTP registry for minutes; the promotion says so in seconds.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    with pytest.raises(errors.InputError, match=r"the registry at http://127.0.0.1:9 does not answer"):
+        materialize.materialize("models:/mlp@champion", mlp_repo, "mlp", 5)
+    assert not (mlp_repo / "mlp" / "5").exists()

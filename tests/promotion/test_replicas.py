@@ -28,8 +28,21 @@ def test_endpoints_become_replicas_with_their_grpc_address():
         ("http://h:8000?grpcport=1", "unknown option 'grpcport'"),
         ("http://h:8000?grpc=x", "grpc='x' is not a port"),
         ("h:8000,http://h:8000", "h:8000 is listed twice"),
+        ("http://triton.triton-prod.svc:8000", "triton.triton-prod.svc is a Kubernetes Service name"),
+        ("http://triton.ns.svc.cluster.local:8000", "is a Kubernetes Service name"),
     ],
-    ids=["empty", "https", "path", "no-port", "port-range", "unknown-option", "bad-grpc", "twice"],
+    ids=[
+        "empty",
+        "https",
+        "path",
+        "no-port",
+        "port-range",
+        "unknown-option",
+        "bad-grpc",
+        "twice",
+        "service",
+        "service-fqdn",
+    ],
 )
 def test_a_bad_endpoint_is_refused_naming_it(endpoints, words):
     with pytest.raises(errors.InputError, match="--endpoints") as raised:

@@ -23,7 +23,7 @@ def staged_linear(repo: Path, version: int, **shape: object) -> Path:
     return staging
 
 
-def test_a_staged_candidate_moves_into_its_version_folder_and_its_manifest_comes_later(repo: Path) -> None:
+def test_a_staged_candidate_moves_into_its_version_folder_with_its_manifest(repo: Path) -> None:
     staging = staged_linear(repo, 2)
     digest = checksums.version_digest(staging)
 
@@ -31,11 +31,7 @@ def test_a_staged_candidate_moves_into_its_version_folder_and_its_manifest_comes
 
     assert (result.path, result.digest, result.reused) == (repo / "linear" / "2", digest, False)
     assert not staging.exists()
-    # No file lands in the model folder until the replicas serve the final pin (Triton would
-    # reload every version of a model whose folder changed).
-    assert not (repo / "linear" / "2.sha256").exists()
-    assert workarea.write_manifest(result.path)
-    assert not workarea.write_manifest(result.path)  # never rewritten
+    assert not workarea.write_manifest(result.path)  # there already: never rewritten
     checks = {check.version: check for check in checksums.verify_manifests(repo / "linear")}
     assert checks[2].ok and checks[2].manifest == repo / "linear" / "2.sha256"
     # The pod reads the repository as another user: the folder is not left 0700 from mkdtemp.

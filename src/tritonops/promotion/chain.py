@@ -145,6 +145,11 @@ class _Steps:
         self._name = ""
         self._started = 0.0
 
+    @property
+    def current(self) -> str:
+        """The step that started last (where an interruption happened)."""
+        return self._name or "materialize"
+
     def start(self, name: str, message: str) -> None:
         self._name, self._started = name, time.monotonic()
         log.info("%s: %s", name, message)
@@ -195,9 +200,12 @@ class _Switch:
     new_record: state.Record
     commit_text: str  # config.pbtxt as committed: the model's config pinned to final_pin
     candidate_config: dict[str, Any]  # what the loads send (their pin set per load)
-    committed_config: dict[str, Any] | None  # what a restore sends (None: nothing committed)
+    committed_config: dict[str, Any] | None  # what a restore sends (None: nothing served before)
     outcome: str  # the history outcome on success: committed or rolled-back
     staged_here: bool = False  # this run moved the candidate folder into the model folder
+    # What serves before the switch: the committed pin or, before a model's first commit, the
+    # versions its replicas serve now (from server.loadModels), which must keep serving too.
+    committed_pin: tuple[int, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -238,6 +246,17 @@ def promote(
                 "(Triton routes to the highest ready version); promote without --keep-previous"
             )
         fleet.check_reachable(replicas, key, model)
+        serving = _served_now(replicas, key, model) if record is None else []
+        baseline = record.pin if record is not None else serving
+        if gate_spec is not None and baseline and version < max(baseline):
+            # Triton sends unversioned requests to the highest ready version: to be observed, a
+            # lower candidate would have to serve alone before its commit, which the readiness
+            # check (committed or pending versions only) rightly calls not ready.
+            raise errors.InputError(
+                f"--gate: version {version} is lower than version {max(baseline)}, which serves "
+                f"{model} now; a gate cannot observe a lower version before it is committed. Promote it "
+                "without --gate (or --canary), then watch it, and roll back if needed"
+            )
         if gate_spec is not None:
             gate.preflight(gate_spec.prometheus_url, gate_spec.query, gate_spec.inconclusive)
         if record is not None and version == record.version:
@@ -255,6 +274,7 @@ def promote(
             source=staged.source if source else None,
             resolved_source=staged.resolved_source if source else None,
             staged_here=not stage_result.reused,
+            serving=serving,
         )
         return _run_switch(
             switch,
@@ -266,6 +286,29 @@ def promote(
             canary=canary,
             deadline_s=load_deadline_s,
         )
+
+
+def _refuse_rolling_back_a_rollback(repository: Path, model: str, record: state.Record) -> None:
+    """A second `rollback` without --to would return to the version the first one left: the one
+    that was rolled back from. A second operator must say where to go."""
+    committed = [
+        e
+        for e in state.read(repository).history
+        if e.model == model and e.outcome in ("committed", "rolled-back")
+    ]
+    last = committed[-1] if committed else None
+    if last is not None and last.outcome == "rolled-back" and last.version == record.version:
+        raise errors.InputError(
+            f"{model}: version {record.version} is already the result of a rollback (from version "
+            f"{last.previous_version}); rolling back again would return to that version. Give --to VERSION "
+            "to choose, or promote the version you want"
+        )
+
+
+def _served_now(replicas: Sequence[Replica], key: ApiKey, model: str) -> list[int]:
+    """Before a model's first commit: every version any replica serves now (it was loaded at start
+    from server.loadModels), which keeps serving beside the candidate until the commit."""
+    return sorted({v for seen in fleet.served(replicas, key, [model])[model] for v in (seen.versions or ())})
 
 
 def _check_arguments(
@@ -365,6 +408,18 @@ def _materialize(
                 repository, model, version, "verify", str(error), folder=staged.path
             )
             log.warning("quarantined the refused candidate in %s", quarantined)
+        state.append_history(
+            repository,
+            state.HistoryEntry(
+                model,
+                version,
+                "failed",
+                source=source,
+                digest=staged.digest,
+                step="verify",
+                reason=str(error),
+            ),
+        )
         raise
     steps.end("passed" + (f" ({len(warnings)} warning(s): {warnings[0].message})" if warnings else ""))
     return staged
@@ -413,6 +468,7 @@ def _plan(
     source: str | None,
     resolved_source: str | None,
     staged_here: bool,
+    serving: Sequence[int] = (),
 ) -> _Switch:
     config_path = repository / model / state.CONFIG_FILE
     try:
@@ -420,12 +476,18 @@ def _plan(
     except OSError as error:
         raise errors.InputError(f"{config_path}: cannot read the model's config ({error.strerror})") from None
     final_pin = sorted({candidate} | ({record.version} if record is not None and keep_previous else set()))
-    committed_pin = record.pin if record is not None else []
+    committed_pin = record.pin if record is not None else sorted(set(serving))
     commit_text = state.config_with_pin(config_text, final_pin, where=str(config_path))
     candidate_config = state.config_json(commit_text, where=str(config_path))
     committed_config = None
     if record is not None:
         committed_config = dict(record.config) if record.config else state.config_json(config_text)
+    elif committed_pin:
+        # Nothing committed yet, but the replicas serve these versions: a restore pins them
+        # explicitly (the config on disk may say `latest`, which would now pick the candidate).
+        committed_config = state.config_json(
+            state.config_with_pin(config_text, committed_pin, where=str(config_path)), where=str(config_path)
+        )
     new_record = state.Record(
         model,
         candidate,
@@ -448,6 +510,7 @@ def _plan(
         committed_config,
         "rolled-back" if command == "rollback" else "committed",
         staged_here,
+        tuple(committed_pin),
     )
 
 
@@ -473,11 +536,35 @@ def _run_switch(
                 switch, wave, key, steps, golden, deadline_s, answered, number=number if canary else None
             )
             if gate_spec is not None and number == 0:
-                _observe(switch, wave, key, steps, gate_spec, golden)
+                _observe(steps, gate_spec)
         _commit(switch, steps)
-    except _Failure as failure:
+    except (_Failure, KeyboardInterrupt) as problem:
+        # SIGINT, or SIGTERM (the CLI turns it into KeyboardInterrupt), restores like a failure,
+        # unless the commit point has passed: then the new state is in force and must not be undone.
+        if _past_commit_point(switch):
+            if isinstance(problem, KeyboardInterrupt):
+                raise
+            raise errors.PromotionFailed(
+                "commit",
+                f"version {switch.candidate} of {switch.model} is committed (config.pbtxt pins "
+                f"{switch.final_pin}) but the record was not completed ({problem.reason}); the replicas "
+                "serve the candidate beside the old version: run `tritonops reconcile` to complete "
+                "the record and narrow every replica",
+            ) from None
+        failure = (
+            problem if isinstance(problem, _Failure) else _Failure(steps.current, "interrupted by a signal")
+        )
         _roll_back(switch, touched, key, steps, failure, answered)
     return _narrow(switch, replicas, key, steps, golden)
+
+
+def _past_commit_point(switch: _Switch) -> bool:
+    """Whether the record in force already names the candidate (config.pbtxt was replaced)."""
+    try:
+        record = state.effective(switch.repository).get(switch.model)
+    except (errors.TritonOpsError, OSError):
+        return False
+    return record is not None and record.version == switch.candidate and record.pin == switch.final_pin
 
 
 def _load_and_check(
@@ -508,7 +595,7 @@ def _load_and_check(
         switch.candidate,
         deadline_s=deadline_s,
         golden=golden,
-        fallback=fleet.Fallback(switch.committed_config, switch.record.pin if switch.record else []),
+        fallback=fleet.Fallback(switch.committed_config, list(switch.committed_pin)),
     )
     answered.update(widened.answered)
     loads, checks = widened.loads, widened.checks
@@ -534,30 +621,9 @@ def _load_and_check(
         raise _Failure("check", fleet.summary(checks))
 
 
-def _observe(
-    switch: _Switch,
-    wave: Sequence[Replica],
-    key: ApiKey,
-    steps: _Steps,
-    spec: GateSpec,
-    golden: smoke.Golden | None,
-) -> None:
+def _observe(steps: _Steps, spec: GateSpec) -> None:
+    """The gate, while the candidate serves (on the canary wave only, with --canary)."""
     steps.start("observe", f"gate {spec.query!r} on {spec.prometheus_url} for {spec.window_s:g} s")
-    narrowed: list[fleet.ReplicaResult] = []
-    if switch.candidate < max(switch.widen_pin):
-        # Beside a higher version the candidate would get no unversioned traffic to judge it by.
-        narrowed = fleet.narrow_and_verify(
-            wave,
-            key,
-            switch.model,
-            switch.candidate_config,
-            switch.final_pin,
-            switch.candidate,
-            golden=golden,
-        )
-        if fleet.failures(narrowed):
-            steps.end("could not switch the traffic to the candidate", status=FAILED, replicas=narrowed)
-            raise _Failure("observe", fleet.summary(narrowed))
     result = gate.observe(
         spec.prometheus_url,
         spec.query,
@@ -565,7 +631,7 @@ def _observe(
         interval_s=spec.interval_s,
         policy=spec.inconclusive,
     )
-    steps.end(result.reason, status=OK if result.passed else FAILED, replicas=narrowed)
+    steps.end(result.reason, status=OK if result.passed else FAILED)
     if not result.passed:
         raise _Failure("observe", f"gate {result.verdict}: {result.reason}")
 
@@ -614,9 +680,6 @@ def _narrow(
         status=DEGRADED if bad else OK,
         replicas=results,
     )
-    # Only now, with every replica on its final pin: a file written into the model folder earlier
-    # would have made Triton reload every loaded version (workarea.stage says why).
-    workarea.write_manifest(switch.repository / switch.model / str(switch.candidate))
     previous = switch.record.version if switch.record else None
     verb = "rolled back to" if switch.command == "rollback" else "committed"
     return Outcome(
@@ -648,14 +711,15 @@ def _roll_back(
 ) -> None:
     """Every touched replica back on the committed config, the candidate quarantined, the attempt
     in the history; then PromotionFailed(step)."""
-    committed_pin = switch.record.pin if switch.record else []
+    committed_pin = list(switch.committed_pin)
     unread = [replica for replica in touched if replica.name not in answered]
     if switch.candidate not in committed_pin and unread:
         answered.update(fleet.candidate_answers(unread, key, switch.model, switch.candidate))
     steps.start("restore", f"every touched replica back to {committed_pin or 'nothing committed'}")
-    if switch.record is not None and switch.committed_config is not None:
+    if switch.committed_config is not None and committed_pin:
+        serving = switch.record.version if switch.record is not None else max(committed_pin)
         results = fleet.narrow_and_verify(
-            touched, key, switch.model, switch.committed_config, committed_pin, switch.record.version
+            touched, key, switch.model, switch.committed_config, committed_pin, serving
         )
     else:
         results = fleet.unload(touched, key, switch.model)
@@ -740,6 +804,8 @@ def rollback(
             raise errors.InputError(
                 f"{model}: nothing is committed for it in {repository}, so nothing to roll back"
             )
+        if to is None:
+            _refuse_rolling_back_a_rollback(repository, model, record)
         target = to if to is not None else (record.previous.version if record.previous else None)
         if target is None:
             raise errors.InputError(

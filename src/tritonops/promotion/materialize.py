@@ -339,6 +339,10 @@ def _resolve_mlflow(source: str) -> _MlflowVersion:
         )
     registry = registry_uri()
     _refuse_missing_sqlite(registry)
+    # MLflow retries an HTTP registry for minutes by default: a promotion should say at once that
+    # the registry does not answer (the user's own settings win).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -350,14 +354,24 @@ def _resolve_mlflow(source: str) -> _MlflowVersion:
         else:
             found = client.get_model_version(name, match["version"])
     except MlflowException as error:
+        if _unreachable(error):
+            raise errors.InputError(
+                f"--from {source}: the registry at {registry} does not answer ({_first_line(error)}); "
+                "check MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI and that the server runs"
+            ) from None
         what = f"alias {match['alias']!r}" if match["alias"] else f"version {match['version']}"
         raise errors.InputError(
             f"--from {source}: the registry at {registry} has no {what} of model {name!r} "
-            f"({_first_line(error)}); check the name with `mlflow models` / the registry UI"
+            f"({_first_line(error)}); check the model name and its aliases in the registry UI"
         ) from None
     uri = f"models:/{name}/{found.version}"
     description = f"MLflow {source}" + (f" (version {found.version})" if match["alias"] else "")
     return _MlflowVersion(uri, description, registry)
+
+
+def _unreachable(error: BaseException) -> bool:
+    text = str(error)
+    return any(sign in text for sign in ("Max retries exceeded", "Connection refused", "timed out"))
 
 
 def _refuse_missing_sqlite(registry: str) -> None:

@@ -74,6 +74,13 @@ def _replica(entry: str) -> Replica:
         port = None
     if port is None:
         raise errors.InputError(f"--endpoints: {entry!r} has no valid port; write http://HOST:PORT")
+    if parsed.hostname.endswith((".svc", ".svc.cluster.local")) or ".svc." in parsed.hostname:
+        # A Service spreads calls over its pods: a load would reach one replica, a check another.
+        raise errors.InputError(
+            f"--endpoints: {parsed.hostname} is a Kubernetes Service name, which sends each call to one "
+            "pod it picks; list every pod's own address (kubectl get endpointslices -l "
+            "kubernetes.io/service-name=SERVICE, or port-forward each pod)"
+        )
     http_address = f"{parsed.hostname}:{port}"
     query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
     unknown = sorted(set(query) - {"grpc"})

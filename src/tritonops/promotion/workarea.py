@@ -68,13 +68,13 @@ class StageResult:
 
 
 def stage(staged_dir: Path, repository: Path, model: str, version: int) -> StageResult:
-    """Move a staged candidate into `<repository>/<model>/<version>` with one atomic rename.
+    """Move a staged candidate into `<repository>/<model>/<version>` with one atomic rename, and
+    write its checksum manifest beside it (`<version>.sha256`).
 
-    Its checksum manifest (`<version>.sha256`) is written later, by `write_manifest` once the
-    replicas serve the final pin: Triton treats any change to a file in the model folder as a
-    modified model, so a manifest written before the loads makes the candidate load reload every
-    loaded version too (+1 s per load here) and turns the instant narrowing after the commit into
-    a full reload.
+    The manifest goes in before the candidate's load on purpose: a file that appears in the model
+    folder after a load makes Triton treat the model as modified at its next load, so the instant
+    narrowing of a later commit or `--keep-previous` rollback would become a full reload of every
+    version (measured: 0.1 s vs 2.3 s). Written now, the widening load absorbs it.
 
     A version folder that is already there is never overwritten: one with the same files (same
     digest) is reused and the staged copy removed; one with other files is refused (InputError).
@@ -93,6 +93,7 @@ def stage(staged_dir: Path, repository: Path, model: str, version: int) -> Stage
                 "number, or move the existing folder out of the repository first"
             )
         shutil.rmtree(staged_dir)
+        write_manifest(target)
         return StageResult(target, digest, reused=True)
     try:
         os.rename(staged_dir, target)
@@ -102,6 +103,7 @@ def stage(staged_dir: Path, repository: Path, model: str, version: int) -> Stage
             f"{root(repository)} must be on the repository's filesystem)"
         ) from None
     atomic.fsync_folder(model_dir)
+    write_manifest(target)
     return StageResult(target, digest, reused=False)
 
 
