@@ -1,24 +1,23 @@
-"""The agent script's decisions without a server: it judges the promotion lock exactly as the
-promotion tool does, backs off by doubling up to its cap, counts a failed load it sees in Triton's
+"""The agent script's decisions without a server: it judges the promotion lock by its own clock
+(stale when its holder is gone from this host, or its heartbeat stopped changing for a minute) and
+logs it only when its state or owner changes, backs off by doubling up to its cap, counts a failed load it sees in Triton's
 index once (and never what the index held when it started), and writes a metrics page the
 project's Prometheus parser reads."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
 from tests import committing
 from tests.conftest import ROOT
-from tritonops.promotion import lock as promotion_lock
 from tritonops.triton import client as triton_client
 
 SCRIPT = ROOT / "charts" / "triton" / "files" / "agent.py"
@@ -41,34 +40,91 @@ def _dead_pid() -> int:
     )
 
 
-def _garbage(repository: Path, age_s: float) -> None:
+def _garbage(repository: Path) -> None:
     path = repository / committing.LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{not json")
-    os.utime(path, (time.time() - age_s, time.time() - age_s))
 
 
+# Every lock reads as live at first sight unless its holder is provably gone from this host: the
+# holder's timestamps are never compared with the agent's clock (they may disagree).
 LOCKS = {
-    "live-here": lambda repo: committing.write_lock(repo),
-    "live-elsewhere": lambda repo: committing.write_lock(repo, host="promoter-1", pid=1),
-    "silent-elsewhere": lambda repo: committing.write_lock(
-        repo, host="promoter-1", pid=1, heartbeat_age_s=90
+    "live-here": (lambda repo: committing.write_lock(repo), False),
+    "live-elsewhere": (lambda repo: committing.write_lock(repo, host="promoter-1", pid=1), False),
+    "old-stamp-elsewhere": (
+        lambda repo: committing.write_lock(repo, host="promoter-1", pid=1, heartbeat_age_s=900),
+        False,
     ),
-    "dead-here": lambda repo: committing.write_lock(repo, pid=_dead_pid()),
-    "unreadable-fresh": lambda repo: _garbage(repo, 5),
-    "unreadable-old": lambda repo: _garbage(repo, 300),
+    "dead-here": (lambda repo: committing.write_lock(repo, pid=_dead_pid()), True),
+    "unreadable": (_garbage, False),
 }
 
 
 @pytest.mark.parametrize("case", list(LOCKS), ids=list(LOCKS))
-def test_the_agent_judges_a_lock_exactly_as_the_promotion_tool(agent, tmp_path, case):
-    LOCKS[case](tmp_path)
+def test_a_lock_first_seen_is_stale_only_when_its_holder_is_gone_from_this_host(agent, tmp_path, case):
+    write, stale = LOCKS[case]
+    write(tmp_path)
+    content = (tmp_path / committing.LOCK).read_bytes()
+    view = agent.judge_lock(content, socket.gethostname(), 0.0)
+    assert (view.live, view.stale) == (not stale, stale), view
+    assert agent.judge_lock(None, socket.gethostname(), 0.0) == agent.LockView()
+
+
+@pytest.mark.parametrize("case", ["live-elsewhere", "old-stamp-elsewhere", "live-here", "unreadable"])
+def test_a_lock_whose_heartbeat_stops_changing_on_the_agents_clock_goes_stale(agent, tmp_path, case):
+    LOCKS[case][0](tmp_path)
     path = tmp_path / committing.LOCK
-    tool = promotion_lock.inspect(tmp_path)
-    assert tool is not None
-    view = agent.judge_lock(path.read_bytes(), path.stat().st_mtime, time.time(), socket.gethostname())
-    assert (view.live, view.stale) == (not tool.stale, tool.stale), (view, tool.why)
-    assert agent.judge_lock(None, None, time.time(), socket.gethostname()) == agent.LockView()
+    watch = agent.LockWatch()
+    host = socket.gethostname()
+
+    def judged(at: float):
+        content = path.read_bytes()
+        return agent.judge_lock(content, host, watch.unchanged_for(content, at))
+
+    assert judged(1000.0).live and judged(1000.0 + agent.LOCK_STALE_S).live
+    assert judged(1000.0 + agent.LOCK_STALE_S + 1).stale
+    # A new heartbeat (even a stamp that looks old to us) makes it live again, for another minute.
+    path.write_bytes(path.read_bytes() + b" ")
+    assert judged(2000.0).live and judged(2000.0 + agent.LOCK_STALE_S).live
+    assert judged(2000.0 + agent.LOCK_STALE_S + 1).stale
+
+
+def test_the_agent_logs_the_lock_only_when_its_state_or_owner_changes(agent, tmp_path, capsys, monkeypatch):
+    repository = tmp_path / "models"
+    repository.mkdir()
+    options = agent.parse_options(
+        ["--repository", str(repository), "--committed-state", str(tmp_path / "current.json")]
+    )
+    watcher = agent.Agent(options, agent.Metrics())
+    clock = [1000.0]
+    monkeypatch.setattr(agent, "time", SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+
+    def lines() -> list[str]:
+        return [line.split(" agent: ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+
+    for age in (0, 5, 10, 15):  # a promotion heartbeating: one line
+        committing.write_lock(repository, host="promoter-1", pid=1, heartbeat_age_s=100 - age)
+        assert watcher._read_lock().live
+        clock[0] += 5
+    said = lines()
+    assert len(said) == 1 and said[0].startswith(
+        "promotion in progress (`tritonops promote` by tests@promoter-1"
+    )
+    committing.write_lock(repository, host="promoter-2", pid=2)  # another owner: one more line
+    watcher._read_lock()
+    assert [line.split(" (", 1)[1].split(")")[0] for line in lines()] == [
+        "`tritonops promote` by tests@promoter-2 pid 2 for model linear"
+    ]
+    clock[0] += agent.LOCK_STALE_S + 1
+    for _ in range(3):  # silent: stale, said once
+        assert watcher._read_lock().stale
+        clock[0] += 5
+    said = lines()
+    assert len(said) == 1 and said[0].startswith(f"stale promotion lock {repository / committing.LOCK}")
+    committing.remove_lock(repository)
+    for _ in range(3):
+        assert not watcher._read_lock().live
+    assert lines() == ["no promotion lock: converging"]
 
 
 def test_the_back_off_doubles_per_version_up_to_its_cap_and_a_success_clears_it(agent):

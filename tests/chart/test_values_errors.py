@@ -32,6 +32,11 @@ def _write(tmp_path, name, text):
         ),
         ("gpu:\n  resourceName: amd.com/gpu\n", ["gpu.resourceName"]),
         ("repositoryApi:\n  restricted:\n    key: hunter2\n", ["repositoryApi.restricted.key: unknown key"]),
+        # gRPC refuses upper-case metadata keys ("Admin-Key"), so the gRPC side would never match.
+        (
+            "repositoryApi:\n  restricted:\n    header: Admin-Key\n",
+            ["repositoryApi.restricted.header: 'Admin-Key' does not match '^[a-z0-9-]+$'"],
+        ),
     ],
     ids=[
         "typo",
@@ -42,6 +47,7 @@ def _write(tmp_path, name, text):
         "path-escape",
         "non-nvidia-resource",
         "inline-key",
+        "upper-case-header",
     ],
 )
 def test_schema_errors_name_the_file_and_value_path(run_cli, tmp_path, text, expected):

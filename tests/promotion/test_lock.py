@@ -8,18 +8,20 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import ROOT
 from tritonops import errors
-from tritonops.promotion import lock, state
+from tritonops.promotion import atomic, lock, state
 
 HOLDER = """
 import sys, time
@@ -111,8 +113,11 @@ def test_a_lock_left_by_a_killed_process_is_stale_and_says_how_to_clear_it(
         pass
 
 
-def test_a_lock_without_a_heartbeat_for_a_minute_is_stale(repo: Path) -> None:
+def test_a_lock_without_a_heartbeat_for_a_minute_is_stale(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # On another host its pid cannot be checked: only the heartbeat tells.
+    monkeypatch.setattr(lock, "CONFIRM_S", 0.1)
     write_lock(repo, host="other-node", pid=1, startedAt=stamp(300), heartbeatAt=stamp(90))
 
     with (
@@ -195,3 +200,156 @@ def test_a_holder_whose_lock_was_forced_away_leaves_the_new_holders_lock_alone(r
         write_lock(repo, command="second", pid=1)
     found = lock.inspect(repo)
     assert found is not None and found.owner is not None and found.owner.command == "second"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _wait_for_heartbeat(repo: Path, before: str) -> None:
+    deadline = time.monotonic() + 5
+    while json.loads(lock.path(repo).read_text())["heartbeatAt"] == before:
+        assert time.monotonic() < deadline, "no heartbeat within 5 s"
+        time.sleep(0.02)
+
+
+def test_the_lock_is_readable_by_everyone_after_creation_and_after_a_heartbeat(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pods' agents read it as another user: 0600 would hide every promotion from them.
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.05)
+    with lock.hold(repo, "linear", "x") as owner:
+        assert _mode(lock.path(repo)) == 0o644
+        monkeypatch.setattr(state, "now", lambda: "2099-01-01T00:00:00Z")
+        _wait_for_heartbeat(repo, owner.heartbeat_at)
+        assert _mode(lock.path(repo)) == 0o644
+
+
+def _watching(monkeypatch: pytest.MonkeyPatch, meanwhile) -> list[float]:
+    """Replace the lock module's sleep with `meanwhile` (what happens while it watches)."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        meanwhile()
+
+    monkeypatch.setattr(lock, "time", SimpleNamespace(sleep=sleep))
+    return slept
+
+
+def test_a_lock_from_another_host_whose_heartbeat_still_moves_is_live_whatever_the_clocks_say(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its clock runs 90 s behind ours, but its holder keeps heartbeating.
+    old = write_lock(repo, host="other-node", pid=1, heartbeatAt=stamp(90)).read_text()
+    slept = _watching(monkeypatch, lambda: write_lock(repo, host="other-node", pid=1, heartbeatAt=stamp(84)))
+
+    with pytest.raises(errors.PromotionLocked) as raised, lock.hold(repo, "linear", "x"):
+        pass
+    assert not isinstance(raised.value, errors.StaleLock)
+    assert "a promotion is in progress" in str(raised.value) and "heartbeat still moves" in str(raised.value)
+    assert slept == [lock.CONFIRM_S] and lock.CONFIRM_S > lock.HEARTBEAT_S
+
+    lock.path(repo).write_text(old)
+    with pytest.raises(errors.PromotionLocked, match="refusing to remove a live lock"):
+        lock.clear(repo)
+    assert lock.path(repo).exists()
+
+
+def test_a_lock_from_another_host_whose_heartbeat_stays_put_is_stale_after_one_more_look(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_lock(repo, host="other-node", pid=1, heartbeatAt=stamp(90))
+    slept = _watching(monkeypatch, lambda: None)
+
+    with pytest.raises(errors.StaleLock, match="no heartbeat for"), lock.hold(repo, "linear", "x"):
+        pass
+    assert slept == [lock.CONFIRM_S]
+    assert lock.clear(repo) is not None and not lock.path(repo).exists()
+    assert slept == [lock.CONFIRM_S] * 2
+
+
+def test_a_lock_judged_by_this_hosts_process_table_is_not_watched(
+    repo: Path, holder: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    slept = _watching(monkeypatch, lambda: None)
+    with pytest.raises(errors.StaleLock), lock.hold(repo, "linear", "x"):
+        pass
+    assert slept == []
+
+
+def test_check_held_passes_while_the_lock_is_ours_and_names_what_happened_when_removed(repo: Path) -> None:
+    with lock.hold(repo, "linear", "promote linear --version 2") as owner:
+        lock.check_held(repo, owner)
+        lock.clear(repo, force=True)
+        with pytest.raises(errors.PromotionLocked) as raised:
+            lock.check_held(repo, owner)
+    message = str(raised.value)
+    assert f"{lock.path(repo)}: this promotion (`promote linear --version 2`, pid {os.getpid()})" in message
+    assert "the lock file was removed" in message and "stopping before the commit" in message
+
+
+def test_check_held_names_the_holder_that_replaced_us(repo: Path) -> None:
+    with lock.hold(repo, "linear", "first") as owner:
+        lock.clear(repo, force=True)
+        write_lock(repo, command="second", pid=1, host="other-node")
+        with pytest.raises(
+            errors.PromotionLocked, match=r"now names `second` for model linear by ops@other-node"
+        ):
+            lock.check_held(repo, owner)
+
+
+def test_a_heartbeat_that_cannot_be_written_loses_the_lock(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.05)
+
+    def failing(target: Path, text: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    with lock.hold(repo, "linear", "x") as owner:
+        monkeypatch.setattr(atomic, "write_text", failing)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                lock.check_held(repo, owner)
+            except errors.PromotionLocked as error:
+                assert "a heartbeat could not be written (Input/output error)" in str(error)
+                break
+            assert time.monotonic() < deadline, "the failed heartbeat was not recorded"
+            time.sleep(0.02)
+    assert lock.inspect(repo) is None  # released all the same: the file was still ours
+
+
+def test_the_heartbeat_thread_records_a_lock_taken_away(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.05)
+    with lock.hold(repo, "linear", "first") as owner:
+        lock.clear(repo, force=True)
+        write_lock(repo, command="second", pid=1, host="other-node")
+        deadline = time.monotonic() + 5
+        while (lock.path(repo), owner) not in lock._LOST:  # the thread looks, and records it
+            assert time.monotonic() < deadline, "the heartbeat thread did not notice"
+            time.sleep(0.02)
+        lock.clear(repo, force=True)
+        write_lock(repo, command="first", pid=owner.pid, startedAt=owner.started_at)  # ours again by name
+        with pytest.raises(errors.PromotionLocked, match="now names `second`"):
+            lock.check_held(repo, owner)
+
+
+def test_a_link_that_worked_but_answered_eexist_holds_the_lock(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NFS: the server made the link, its reply was lost, the retry answered EEXIST.
+    real_link = os.link
+
+    def link(source: str, target: Path) -> None:
+        real_link(source, target)
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(lock.os, "link", link)
+    with lock.hold(repo, "linear", "x") as owner:
+        found = lock.inspect(repo)
+        assert found is not None and found.owner == owner
+    assert lock.inspect(repo) is None

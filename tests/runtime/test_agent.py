@@ -184,9 +184,12 @@ def test_a_live_lock_keeps_the_agent_watching_and_a_stale_one_does_not(replica):
     replica.syncs(4)
     assert replica.served() == {2}, "the agent acted while a promotion held the lock"
     assert replica.metric("tritonops_agent_loads_total", model="linear") == loads
-    # The holder stops heartbeating (another host, so only the heartbeat can tell): stale.
+    # The holder stops heartbeating (another host, so only the heartbeat can tell): stale once the
+    # agent has seen it unchanged for a minute on its own clock (its stamp is never trusted).
     committing.write_lock(replica.repository, heartbeat_age_s=120, host="promoter-elsewhere", pid=1)
-    eventually(lambda: replica.served() == {1}, 60, "linear 1 served once the lock is stale")
+    replica.syncs(2)
+    assert replica.metric("tritonops_promotion_in_progress") == 1, "judged stale by a stamp alone"
+    eventually(lambda: replica.served() == {1}, 120, "linear 1 served once the lock is stale")
     samples = replica.metrics()
     assert samples[("tritonops_promotion_lock_stale", ())] == 1
     assert samples[("tritonops_promotion_in_progress", ())] == 0

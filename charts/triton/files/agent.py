@@ -27,8 +27,10 @@ talks to its own Triton over loopback. Every `--interval` seconds it:
 
 Who owns which transition: the promotion tool, holding the lock, makes every step of a promotion
 and of its rollback; the agent restores the committed state only while nobody holds the lock, so
-the two never fight. A lock whose holder is gone (same host and its pid dead, or no heartbeat for
-LOCK_STALE_S) counts as absent, and the agent exports that it saw one. The agent never writes to
+the two never fight. A lock whose holder is gone (same host and its pid dead, or a heartbeat that has
+not changed for LOCK_STALE_S on the agent's own monotonic clock: never by comparing the holder's
+timestamps with this pod's clock, which may disagree) counts as absent, and the agent exports that
+it saw one. The lock's state is logged when it changes (held, stale, absent, and by whom). The agent never writes to
 the repository: the chart mounts it read-only.
 
 Loads are serialised per model and run in a worker thread with a deadline (`--load-timeout`), so
@@ -64,7 +66,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import committed_state  # noqa: E402
 
-# The promotion tool refreshes the lock's heartbeat every 5 s; one this old has no live holder.
+# The promotion tool refreshes the lock's heartbeat every 5 s; one unchanged this long (on our own
+# clock) has no live holder.
 LOCK_STALE_S = 60.0
 # Where the promotion tool keeps its lock, under the repository (never scanned by Triton).
 LOCK_PATH = os.path.join(".tritonops", "promotion.lock")
@@ -135,20 +138,6 @@ class LockView(NamedTuple):
     detail: str = ""
 
 
-# The promotion tool's timestamps (tritonops.promotion.state.TIMESTAMP_FORMAT), always UTC.
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def parse_time(value: Any) -> float | None:
-    """Seconds since the epoch for one of the promotion tool's stamps, else None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return None
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -161,10 +150,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def judge_lock(content: bytes | None, mtime: float | None, now: float, host: str) -> LockView:
-    """Live or stale, exactly as the promotion tool judges it (tritonops.promotion.lock): stale when
-    its holder is on this host and its pid is gone, or when its heartbeat is older than
-    LOCK_STALE_S; a file that is not a complete owner ages from its modification time."""
+class LockWatch:
+    """How long the lock file has gone unchanged, on this agent's monotonic clock: the holder
+    rewrites it with a new heartbeatAt every 5 s, so an unchanged file is a silent holder."""
+
+    def __init__(self) -> None:
+        self._seen: bytes | None = None
+        self._since = 0.0
+
+    def unchanged_for(self, content: bytes | None, now: float) -> float:
+        if content != self._seen:
+            self._seen, self._since = content, now
+        return now - self._since
+
+
+def judge_lock(content: bytes | None, host: str, unchanged_s: float) -> LockView:
+    """Live or stale: stale when its holder is on this host and its pid is gone, or when the file
+    (its heartbeat) has not changed for LOCK_STALE_S seconds as the agent measured it
+    (`unchanged_s`); a lock first seen is live until then, whatever its timestamps say. The
+    detail names the state and the owner only, so that it reads the same while they hold."""
     if content is None:
         return LockView()
     try:
@@ -172,28 +176,21 @@ def judge_lock(content: bytes | None, mtime: float | None, now: float, host: str
         pid = int(owner["pid"])
         holder = str(owner["host"])
         described = f"`{owner['command']}` by {owner['user']}@{holder} pid {pid}"
-        heartbeat = parse_time(owner["heartbeatAt"])
         str(owner["startedAt"])
+        str(owner["heartbeatAt"])
     except (ValueError, KeyError, TypeError, AttributeError):
-        age = max(0.0, now - (mtime if mtime is not None else now))
-        detail = f"an unreadable lock, {age:.0f} s old"
-        return (
-            LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
-        )
-    if heartbeat is None:
-        age = max(0.0, now - (mtime if mtime is not None else now))
-        detail = f"{described}, an unreadable heartbeat, {age:.0f} s old"
-        return (
-            LockView(stale=True, detail=detail) if age > LOCK_STALE_S else LockView(live=True, detail=detail)
-        )
+        if unchanged_s > LOCK_STALE_S:
+            return LockView(stale=True, detail=f"an unreadable lock, unchanged for over {LOCK_STALE_S:.0f} s")
+        return LockView(live=True, detail="an unreadable lock")
     if owner.get("model"):
         described += f" for model {owner['model']}"
-    silent = max(0.0, now - heartbeat)
     if holder == host and not _pid_alive(pid):
         return LockView(stale=True, detail=f"{described}: that process is gone")
-    if silent > LOCK_STALE_S:
-        return LockView(stale=True, detail=f"{described}: no heartbeat for {silent:.0f} s")
-    return LockView(live=True, detail=f"{described}, heartbeat {silent:.0f} s ago")
+    if unchanged_s > LOCK_STALE_S:
+        return LockView(
+            stale=True, detail=f"{described}: its heartbeat has not changed for over {LOCK_STALE_S:.0f} s"
+        )
+    return LockView(live=True, detail=described)
 
 
 # --- Triton over loopback -----------------------------------------------------------------------
@@ -462,6 +459,7 @@ class Agent:
         self.backoff = Backoff(2 * options.interval, options.backoff_max)
         self.host = socket.gethostname()
         self.lock_path = options.lock or os.path.join(options.repository, LOCK_PATH)
+        self.lock_watch = LockWatch()
         self.models: dict[str, tuple[Any, list[int]]] | None = None  # the last good record
         self.last_sync = time.monotonic()
         self._busy: set[str] = set()  # models with a load in flight
@@ -538,19 +536,19 @@ class Agent:
     def _read_lock(self) -> LockView:
         path = self.lock_path
 
-        def read() -> tuple[bytes | None, float | None]:
+        def read() -> bytes | None:
             try:
                 with open(path, "rb") as handle:
-                    return handle.read(), os.fstat(handle.fileno()).st_mtime
+                    return handle.read()
             except FileNotFoundError:
-                return None, None
+                return None
 
         answered, value = self.reader.read("lock", read)
         if not answered:
             view = LockView(unknown=True, detail=f"{path}: cannot read the promotion lock: {value}")
             self._say("lock", f"{view.detail}; not acting until it answers")
             return view
-        view = judge_lock(value[0], value[1], time.time(), self.host)
+        view = judge_lock(value, self.host, self.lock_watch.unchanged_for(value, time.monotonic()))
         if view.live:
             self._say("lock", f"promotion in progress ({view.detail}): observing only")
         elif view.stale:

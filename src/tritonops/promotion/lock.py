@@ -6,12 +6,24 @@ the lock's name, which fails when the name exists (exclusive like O_CREAT|O_EXCL
 so nobody ever reads a half-written owner. It holds {pid, host, user, command, model, startedAt,
 heartbeatAt}; the holder refreshes heartbeatAt every HEARTBEAT_S seconds.
 
+The file is 0644 (mkstemp's 0600 would hide it from the pods' agents, which read the repository
+as another user and must see a promotion in progress); heartbeat rewrites keep that mode. On NFS a
+link() answered EEXIST may still have succeeded (the reply to a retried request was lost), so the
+temporary file's link count decides, as in the classic NFS-safe O_EXCL recipe.
+
 A lock is stale when its holder is on this host and its pid is gone, or when its heartbeat is
-older than STALE_AFTER_S (a holder on another host, or a frozen one). A live lock refuses a second
-holder with errors.PromotionLocked naming the owner; a stale one with errors.StaleLock naming the
-dead owner and the command that clears it (`tritonops unlock --repository DIR`). Nothing takes a
-stale lock over by itself: the state it protected may need `finalize`, which the next promotion
-runs under the lock it then takes.
+older than STALE_AFTER_S (a holder on another host, or a frozen one). That age compares another
+host's clock with ours, so before calling a lock from another host stale, promote and unlock read it
+again after CONFIRM_S (a little more than one heartbeat): a heartbeat that moved meanwhile is a
+live holder whatever the clocks say. A live lock refuses a second holder with
+errors.PromotionLocked naming the owner; a stale one with errors.StaleLock naming the dead owner
+and the command that clears it (`tritonops unlock --repository DIR`). Nothing takes a stale lock
+over by itself: the state it protected may need `finalize`, which the next promotion runs under the
+lock it then takes.
+
+The holder's heartbeat thread notices when the lock stops being its own (forced away, replaced or
+removed) or a heartbeat cannot be written, and records it: `check_held(repository, owner)` raises
+PromotionLocked saying so, and the chain calls it right before its commit writes.
 
 The per-pod agent reads the same file: a live lock means "a promotion is in progress: do not act".
 """
@@ -25,8 +37,9 @@ import shlex
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +50,10 @@ from tritonops.promotion import atomic, state, workarea
 LOCK_FILE = "promotion.lock"
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
+# How long promote/unlock watch a lock from another host that looks stale by the wall clock.
+CONFIRM_S = HEARTBEAT_S + 1.0
+# Everyone may read the lock: the pods' agents run as another user.
+LOCK_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,7 @@ class LockStatus:
     owner: LockOwner | None
     stale: bool
     why: str
+    text: str = field(default="", repr=False, compare=False)  # the file as read
 
     def describe(self) -> str:
         who = self.owner.describe() if self.owner else "an unreadable owner"
@@ -126,9 +144,23 @@ def inspect(repository: Path) -> LockStatus | None:
         # foreign or damaged file: stale once nobody could still be writing it.
         age = datetime.now(UTC).timestamp() - modified
         stale = age > STALE_AFTER_S
-        return LockStatus(lock, None, stale, f"unreadable ({error}), {age:.0f} s old")
+        return LockStatus(lock, None, stale, f"unreadable ({error}), {age:.0f} s old", text)
     stale, why = _staleness(owner)
-    return LockStatus(lock, owner, stale, why)
+    return LockStatus(lock, owner, stale, why, text)
+
+
+def _confirmed(repository: Path, found: LockStatus) -> LockStatus | None:
+    """`found` again, unless its stale verdict rests on another host's clock and the file changed
+    within CONFIRM_S (a heartbeat: live); None when the lock went away meanwhile."""
+    if not found.stale or (found.owner is not None and found.owner.host == socket.gethostname()):
+        return found  # judged by our own clock or our own process table
+    time.sleep(CONFIRM_S)
+    again = inspect(repository)
+    if again is None or again.text == found.text:
+        return again
+    if again.stale:
+        return replace(again, stale=False, why="its heartbeat still moves, whatever the clocks say")
+    return again
 
 
 def _staleness(owner: LockOwner) -> tuple[bool, str]:
@@ -182,6 +214,46 @@ def hold(repository: Path, model: str | None, command: str) -> Iterator[LockOwne
         stop.set()
         beat.join()
         _release(lock, owner)
+        with _LOST_GUARD:
+            _LOST.pop((lock, owner), None)
+
+
+# What the heartbeat threads found: (lock path, owner) -> how the lock was lost.
+_LOST: dict[tuple[Path, LockOwner], str] = {}
+_LOST_GUARD = threading.Lock()
+
+
+def check_held(repository: Path, owner: LockOwner) -> None:
+    """Raise PromotionLocked unless `owner` (what hold() yielded) still holds the repository's lock:
+    its heartbeat thread saw the lock taken or removed, or could not write a heartbeat (others may
+    then judge it stale), or the file does not name `owner` now. Call it right before a commit."""
+    lock = path(Path(repository))
+    with _LOST_GUARD:
+        lost = _LOST.get((lock, owner))
+    if lost is None and not _ours(lock, owner):
+        lost = _whose(lock)
+    if lost is not None:
+        raise errors.PromotionLocked(
+            f"{lock}: this promotion (`{owner.command}`, pid {owner.pid}) no longer holds the "
+            f"promotion lock: {lost}; stopping before the commit. Check `tritonops status`, then run "
+            "it again"
+        )
+
+
+def _whose(lock: Path) -> str:
+    """How the lock file reads now, for a holder that finds it is not its own."""
+    try:
+        found = LockOwner.from_json(json.loads(lock.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return "the lock file was removed (a forced `tritonops unlock`?)"
+    except (OSError, ValueError) as error:
+        return f"the lock file cannot be read as ours ({error})"
+    return f"the lock file now names {found.describe()}"
+
+
+def _lose(lock: Path, owner: LockOwner, why: str) -> None:
+    with _LOST_GUARD:
+        _LOST.setdefault((lock, owner), why)
 
 
 def _acquire(repository: Path, lock: Path, owner: LockOwner) -> None:
@@ -189,6 +261,8 @@ def _acquire(repository: Path, lock: Path, owner: LockOwner) -> None:
         if _create(lock, owner):
             return
         found = inspect(repository)
+        if found is not None:
+            found = _confirmed(repository, found)
         if found is None:
             continue
         if found.stale:
@@ -217,6 +291,7 @@ def _create(lock: Path, owner: LockOwner) -> bool:
     """Link a complete owner file into place; False when the lock exists."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{LOCK_FILE}.", dir=lock.parent)
     try:
+        os.fchmod(descriptor, LOCK_MODE)  # before the link: the lock is never seen 0600
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(owner.to_json(), handle)
             handle.flush()
@@ -224,7 +299,9 @@ def _create(lock: Path, owner: LockOwner) -> bool:
         try:
             os.link(temporary, lock)
         except FileExistsError:
-            return False
+            # NFS: a retried link whose first reply was lost answers EEXIST though it worked.
+            if os.stat(temporary).st_nlink != 2:
+                return False
         atomic.fsync_folder(lock.parent)
         return True
     finally:
@@ -233,13 +310,17 @@ def _create(lock: Path, owner: LockOwner) -> bool:
 
 
 def _heartbeat(lock: Path, owner: LockOwner, stop: threading.Event) -> None:
-    """Refresh heartbeatAt while the lock is still ours (a forced unlock may have given it away)."""
+    """Refresh heartbeatAt while the lock is still ours; record when it is not (a forced unlock
+    may have given it away) or a heartbeat cannot be written (others may then judge it stale)."""
     while not stop.wait(HEARTBEAT_S):
         if not _ours(lock, owner):
+            _lose(lock, owner, _whose(lock))
             return
         refreshed = {**owner.to_json(), "heartbeatAt": state.now()}
-        with contextlib.suppress(OSError):
-            atomic.write_text(lock, json.dumps(refreshed))
+        try:
+            atomic.write_text(lock, json.dumps(refreshed))  # keeps the lock's 0644
+        except OSError as error:
+            _lose(lock, owner, f"a heartbeat could not be written ({error.strerror or error})")
 
 
 def _ours(lock: Path, owner: LockOwner) -> bool:
@@ -264,6 +345,8 @@ def clear(repository: Path, force: bool = False) -> LockStatus | None:
     if not Path(repository).is_dir():
         raise errors.InputError(f"{repository}: no such model repository")
     found = inspect(repository)
+    if found is not None and not force:
+        found = _confirmed(repository, found)
     if found is None:
         return None
     if not found.stale and not force:
