@@ -206,6 +206,7 @@ class _Switch:
     # What serves before the switch: the committed pin or, before a model's first commit, the
     # versions its replicas serve now (from server.loadModels), which must keep serving too.
     committed_pin: tuple[int, ...] = ()
+    owner: lock.LockOwner | None = None  # this run's hold on the repository lock, checked before commit
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -237,7 +238,7 @@ def promote(
     _check_model(repository, model)
     steps = _Steps(progress)
     state.read(repository)  # a malformed current.json is refused before the lock is taken
-    with lock.hold(repository, model, f"promote {model} --version {version}"):
+    with lock.hold(repository, model, f"promote {model} --version {version}") as owner:
         record = _finalized(repository, model, steps)
         if record is not None and keep_previous and version < record.version:
             raise errors.InputError(
@@ -276,6 +277,7 @@ def promote(
             staged_here=not stage_result.reused,
             serving=serving,
         )
+        switch = dataclasses.replace(switch, owner=owner)
         return _run_switch(
             switch,
             replicas,
@@ -649,6 +651,9 @@ def _commit(switch: _Switch, steps: _Steps) -> None:
         step="commit",
     )
     try:
+        if switch.owner is not None:
+            # A lock lost (removed, taken over, or its heartbeat unwritten) must not commit.
+            lock.check_held(switch.repository, switch.owner)
         state.commit(switch.repository, switch.model, switch.new_record, switch.commit_text, entry)
     except (errors.TritonOpsError, OSError) as error:
         steps.end(str(error), status=FAILED)
@@ -798,7 +803,7 @@ def rollback(
     _check_model(repository, model)
     steps = _Steps(progress)
     state.read(repository)
-    with lock.hold(repository, model, f"rollback {model}" + (f" --to {to}" if to else "")):
+    with lock.hold(repository, model, f"rollback {model}" + (f" --to {to}" if to else "")) as owner:
         record = _finalized(repository, model, steps)
         if record is None:
             raise errors.InputError(
@@ -833,6 +838,7 @@ def rollback(
             resolved_source=previous.resolved_source if previous else None,
             staged_here=False,
         )
+        switch = dataclasses.replace(switch, owner=owner)
         return _run_switch(
             switch,
             replicas,
