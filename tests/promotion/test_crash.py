@@ -4,8 +4,10 @@ converge to it, and a re-run of the same promotion ends on the new version."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -98,3 +100,36 @@ def test_a_stale_lock_is_reported_by_the_cli_with_how_to_clear_it(fleet_runtime:
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     assert "converge" in reconciled.stdout and "reconcile reconciled" in reconciled.stdout
     assert fleet.served() == [tuple(fleet.record().pin)] * 2
+
+
+def test_a_sigterm_during_the_load_restores_the_replicas_and_releases_the_lock(fleet_runtime: Fleet):
+    # What a CI job's timeout sends: the chain restores as on any failure, instead of leaving the
+    # candidate serving and the lock behind.
+    fleet = fleet_runtime
+    before = fleet.record()
+    version = fleet.new_version()
+    command = [
+        sys.executable, "-m", "tritonops.cli", "promote", "linear", "--version", str(version),
+        "--from", str(fleet.candidate(version)), "--repository", str(fleet.repository),
+        "--work-dir", str(fleet.work_dir),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("-> load:"):
+            process.send_signal(signal.SIGTERM)
+            break
+    stdout, stderr = process.communicate(timeout=120)
+    output = "".join(seen) + stderr + stdout
+    assert process.returncode == 1, output
+    assert "interrupted by a signal" in output
+    assert lock.inspect(fleet.repository) is None
+    assert fleet.record() == before
+    # Restored by the chain (a load still finishing on a replica is narrowed by its agent).
+    deadline = time.monotonic() + 30
+    while fleet.served() != [tuple(before.pin)] * 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert fleet.served() == [tuple(before.pin)] * 2
+    assert state.read(fleet.repository).history[-1].outcome == "failed"

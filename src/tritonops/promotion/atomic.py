@@ -14,6 +14,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from tritonops.repository import checksums
+
 
 def write_bytes(target: Path, data: bytes) -> None:
     """Replace `target` with `data` atomically and durably.
@@ -55,17 +57,4 @@ def _mode_for(target: Path) -> int:
     try:
         return stat.S_IMODE(target.stat().st_mode)
     except OSError:
-        return 0o666 & ~umask()
-
-
-def umask() -> int:
-    """The process umask, read from /proc where possible so that it is never changed."""
-    try:
-        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
+        return 0o666 & ~checksums.umask()

@@ -38,7 +38,7 @@ import yaml
 from google.protobuf.message import DecodeError
 
 from tritonops import errors
-from tritonops.promotion import atomic, workarea
+from tritonops.promotion import workarea
 from tritonops.repository import checksums, configs, validator
 from tritonops.repository.findings import Finding, FindingSink, Severity
 
@@ -257,7 +257,7 @@ def _readable_modes(staging: Path) -> None:
     """Give the copies an ordinary file's mode (0o666/0o777 less the umask): the pod reads the
     repository as another user, and sources are often private (onnx.save writes external-data
     files 0600, and MLflow's download keeps that)."""
-    mask = atomic.umask()
+    mask = checksums.umask()
     for directory, folders, files in os.walk(staging):
         for name in folders:
             os.chmod(os.path.join(directory, name), 0o777 & ~mask)

@@ -182,7 +182,7 @@ def atomic_write(target: Path, text: str) -> None:
     """
     mode = _existing_mode(target)
     if mode is None:
-        mode = 0o666 & ~_umask()
+        mode = 0o666 & ~umask()
     descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         os.fchmod(descriptor, mode)
@@ -201,7 +201,7 @@ def _existing_mode(target: Path) -> int | None:
         return None
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process umask (read from /proc where it can be, so the umask is never changed)."""
     try:
         for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
