@@ -133,3 +133,12 @@ def test_a_malformed_current_json_is_named_and_nothing_changes(
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{copy / 'current.json'}" in result.stderr and "Traceback" not in result.stderr
     assert snapshot(copy) == before
+
+
+def test_status_of_an_unknown_model_is_refused_naming_the_models(repo: Path) -> None:
+    from tritonops import errors
+    from tritonops.promotion import status
+
+    with pytest.raises(errors.InputError, match=r"nosuch: no such model in .* \(models: linear\)"):
+        status.status(repo, (), "nosuch")
+    assert [m.model for m in status.status(repo, (), "linear").models] == ["linear"]

@@ -226,6 +226,11 @@ def test_rollback_returns_to_the_previous_version_with_no_failed_request(fleet_r
     ):
         chain.rollback(repository=fleet.repository, replicas=fleet.replicas, key=fleet.key, model="linear")
     assert fleet.record().version == first
+    # Rolling back to the version already committed is a rollback that does nothing, and says so.
+    same = chain.rollback(
+        repository=fleet.repository, replicas=fleet.replicas, key=fleet.key, model="linear", to=first
+    )
+    assert (same.command, same.result) == ("rollback", "noop")
 
 
 def test_keep_previous_keeps_the_old_version_loaded_so_rollback_needs_no_load(fleet_runtime: Fleet, figures):

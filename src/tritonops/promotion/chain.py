@@ -349,7 +349,14 @@ def _finalized(repository: Path, model: str, steps: _Steps) -> state.Record | No
     return state.effective(repository).get(model)
 
 
-def _noop(repository: Path, model: str, record: state.Record, source: str | None, steps: _Steps) -> Outcome:
+def _noop(
+    repository: Path,
+    model: str,
+    record: state.Record,
+    source: str | None,
+    steps: _Steps,
+    command: str = "promote",
+) -> Outcome:
     """Re-promoting the committed version: nothing to do, when the files are the committed ones."""
     folder = repository / model / str(record.version)
     reason = f"version {record.version} is already committed"
@@ -377,7 +384,7 @@ def _noop(repository: Path, model: str, record: state.Record, source: str | None
     )
     steps.skip("load", f"{reason}: nothing to do")
     return Outcome(
-        "promote",
+        command,
         model,
         "noop",
         record.version,
@@ -818,7 +825,7 @@ def rollback(
             )
         fleet.check_reachable(replicas, key, model)
         if target == record.version:
-            return _noop(repository, model, record, None, steps)
+            return _noop(repository, model, record, None, steps, command="rollback")
         staged = _materialize(repository, model, target, None, steps)
         previous = record.previous if record.previous and record.previous.version == target else None
         if previous is not None and previous.digest and previous.digest != staged.digest:

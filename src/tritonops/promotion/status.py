@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tritonops import errors
 from tritonops.promotion import fleet, lock, state
 from tritonops.promotion.replicas import ApiKey, Replica
 
@@ -116,6 +117,11 @@ def status(
     key = key or ApiKey(None)
     written = state.read(repository)
     records = state.effective(repository, written)
+    if model is not None and model not in records and not (repository / model / state.CONFIG_FILE).is_file():
+        known = sorted({*records, *(p.parent.name for p in repository.glob(f"*/{state.CONFIG_FILE}"))})
+        raise errors.InputError(
+            f"{model}: no such model in {repository} (models: {', '.join(known) or 'none'})"
+        )
     names = sorted(records) if model is None else [model]
     served = fleet.served(replicas, key, names) if replicas else {name: [] for name in names}
     models = []
