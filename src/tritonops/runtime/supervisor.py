@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,18 +78,7 @@ class Replica:
             return
         log.info("replica %d: starting %s", self.plan.index, " ".join(self.plan.command))
         self.log_line = ""
-        with self.log_path.open("ab") as sink:
-            sink.write(f"{replica_logs.START_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
-            sink.flush()
-            self.process = subprocess.Popen(
-                list(self.plan.command),
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.plan.work_dir,
-                start_new_session=True,
-            )
+        self.process = _spawn(self.plan.command, self.log_path, self.env, self.plan.work_dir)
         now = time.monotonic()
         self.trackers = {
             name: probes.ProbeTracker(spec, started_at=now)
@@ -280,18 +270,7 @@ class Sidecar:
         self.in_flight: concurrent.futures.Future[probes.ProbeResult] | None = None
 
     def start(self, now: float) -> None:
-        with self.log_path.open("ab") as sink:
-            sink.write(f"{replica_logs.START_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
-            sink.flush()
-            self.process = subprocess.Popen(
-                list(self.plan.command),
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.replica_dir,
-                start_new_session=True,
-            )
+        self.process = _spawn(self.plan.command, self.log_path, self.env, self.replica_dir)
         self.started_at = now
         self.tracker = probes.ProbeTracker(self.plan.liveness, started_at=now) if self.plan.liveness else None
         self.in_flight = None
@@ -359,6 +338,25 @@ class Sidecar:
             "ports": self.plan.ports,
             "log": str(self.log_path),
         }
+
+
+def _spawn(
+    command: Sequence[str], log_path: Path, env: dict[str, str], cwd: str | Path
+) -> subprocess.Popen[bytes]:
+    """Start one container's process in its own session, appending to its log after a start marker
+    (replica_logs finds the last start by it)."""
+    with log_path.open("ab") as sink:
+        sink.write(f"{replica_logs.START_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
+        sink.flush()
+        return subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
 
 
 def run(work_dir: Path) -> int:
