@@ -20,9 +20,9 @@ talks to its own Triton over loopback. Every `--interval` seconds it:
    UNAVAILABLE) and the readiness of every committed version;
 4. unless a live promotion lock exists, converges: committed versions that are not ready are
    loaded, and served versions that are not committed are narrowed away, in one load that sends
-   the record's `config` with the expected pin as its config override. Triton keeps the last
-   override for later plain loads (ARCHITECTURE.md, behaviour 12), so a load always says the
-   config it means; a hand-written record without `config` gets a plain load (Triton then reads
+   the record's `config` with the expected pin as its config override. After an override, a
+   plain load may keep it or read config.pbtxt again, depending on the case (behaviour 12,
+   tests/triton/test_config_override.py), so a load always says the config it means; a hand-written record without `config` gets a plain load (Triton then reads
    config.pbtxt, unless an earlier override sticks: then the agent says so and backs off).
 
 Who owns which transition: the promotion tool, holding the lock, makes every step of a promotion

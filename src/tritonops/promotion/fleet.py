@@ -1,7 +1,8 @@
 """What a promotion does to every replica at once: one thread per replica, a deadline per replica,
 one result per replica (never an exception that hides the others).
 
-A load always says the config it means (a config override sticks for later plain loads), pinned:
+A load always says the config it means (after an override, a plain load may keep it or read the
+file again: tests/triton/test_config_override.py), pinned:
 - widen: the committed pin plus the candidate. One real load; the committed version keeps serving meanwhile.
 - narrow: to a pin that drops versions; Triton drops them without reloading the kept ones.
 Both are the same call with a different pin. Each replica gets one load of a model at a time (two
