@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -153,6 +155,10 @@ def _post(url: str, timeout_s: float = 120.0) -> tuple[int, str]:
         return 0, str(error)
 
 
+def _crashed(server: triton_server.Server) -> bool:
+    return "Signal (11) received" in server.log_path.read_text(encoding="utf-8", errors="replace")
+
+
 def _ready(server: triton_server.Server, name: str) -> bool:
     try:
         with triton_server.LOOPBACK_OPENER.open(
@@ -250,8 +256,18 @@ def test_a_warmup_that_fails_in_the_backend_never_reports_ready(tmp_path, backen
     with triton_server.start(
         tmp_path / "models", log_path=tmp_path / "triton.log", backend_directory=backends
     ) as server:
-        status, error = _post(f"{server.url}/v2/repository/models/variable_add/load", timeout_s=20)
-        crashed = "Signal (11) received" in server.log_path.read_text(encoding="utf-8", errors="replace")
+        answer: list[tuple[int, str]] = []
+        load = threading.Thread(
+            target=lambda: answer.append(_post(f"{server.url}/v2/repository/models/variable_add/load", 20)),
+            daemon=True,
+        )
+        load.start()
+        # A crashed server may leave the request hanging until its timeout: the log says it sooner.
+        deadline = time.monotonic() + 20
+        while load.is_alive() and not _crashed(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        crashed = _crashed(server)
+        status, error = answer[0] if answer else (0, "no answer: the server crashed")
         if crashed:
             assert status != 200, "it crashed, and must not have answered that the load succeeded"
         else:

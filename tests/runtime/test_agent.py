@@ -35,9 +35,17 @@ from tritonops.triton import server as triton_server
 
 AGENT = ROOT / "charts" / "triton" / "files" / "agent.py"
 INTERVAL_S = 0.5
-# Fast syncs, and a back-off that doubles from 2 x 0.5 s to at most 4 s (a values file: `--set`
+# Fast syncs, a back-off that doubles from 2 x 0.5 s to at most 4 s, and a lock from another host
+# stale after 10 s without a heartbeat (a values file: `--set`
 # reads 0.5 as a string, as Helm's does).
-AGENT_VALUES = {"agent": {"intervalSeconds": INTERVAL_S, "readTimeoutSeconds": 1, "backoffMaxSeconds": 4}}
+AGENT_VALUES = {
+    "agent": {
+        "intervalSeconds": INTERVAL_S,
+        "readTimeoutSeconds": 1,
+        "backoffMaxSeconds": 4,
+        "lockStaleSeconds": 10,
+    }
+}
 BATCH = np.ones((1, 4), dtype=np.float32)
 
 
@@ -185,11 +193,12 @@ def test_a_live_lock_keeps_the_agent_watching_and_a_stale_one_does_not(replica):
     assert replica.served() == {2}, "the agent acted while a promotion held the lock"
     assert replica.metric("tritonops_agent_loads_total", model="linear") == loads
     # The holder stops heartbeating (another host, so only the heartbeat can tell): stale once the
-    # agent has seen it unchanged for a minute on its own clock (its stamp is never trusted).
+    # agent has seen it unchanged for agent.lockStaleSeconds (10 s here) on its own clock (its
+    # stamp is never trusted).
     committing.write_lock(replica.repository, heartbeat_age_s=120, host="promoter-elsewhere", pid=1)
     replica.syncs(2)
     assert replica.metric("tritonops_promotion_in_progress") == 1, "judged stale by a stamp alone"
-    eventually(lambda: replica.served() == {1}, 120, "linear 1 served once the lock is stale")
+    eventually(lambda: replica.served() == {1}, 40, "linear 1 served once the lock is stale")
     samples = replica.metrics()
     assert samples[("tritonops_promotion_lock_stale", ())] == 1
     assert samples[("tritonops_promotion_in_progress", ())] == 0

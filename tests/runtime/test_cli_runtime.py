@@ -103,8 +103,16 @@ def test_up_prod_runs_on_the_cpu_and_says_what_of_its_pod_spec_is_not_applied(ru
     work = str(tmp_path / "prod")
     offset = str(free_port_offset(1))
     try:
-        # --replicas wins over the HPA's minReplicas (prod renders no Deployment replicas).
-        up = run_cli("up", "--env", "prod", "--replicas", "1", "--work-dir", work, "--port-offset", offset)
+        # --replicas wins over the HPA's minReplicas (prod renders no Deployment replicas). Prod's
+        # 10 s probe periods and 15 s preStop sleep are shortened: the test is about what `up` says.
+        fast = [
+            f"--set={value}"
+            for value in ("probes.startup.periodSeconds=1", "probes.readiness.periodSeconds=1")
+        ]
+        fast.append("--set=rollout.preStopSleepSeconds=0")
+        up = run_cli(
+            "up", "--env", "prod", "--replicas", "1", "--work-dir", work, "--port-offset", offset, *fast
+        )
         assert up.returncode == 0, up.stdout + up.stderr
         lines = up.stderr.splitlines()
         assert (

@@ -183,7 +183,9 @@ def test_pod_without_its_committed_models_is_kept_unready_until_they_load(start_
 
 
 def test_hung_replica_is_restarted_by_the_liveness_probe(start_runtime):
-    current = start_runtime()
+    # A stopped process ignores SIGTERM: the restart waits the whole grace period, kept short here.
+    short_grace = ("server.exitTimeoutSeconds=1", "rollout.terminationGracePeriodSeconds=3")
+    current = start_runtime(set_values=FAST_PROBES + short_grace)
     # The launcher execs tritonserver, so the replica's pid is the server itself.
     os.kill(current.replicas[0].pid, signal.SIGSTOP)  # alive but unresponsive: only liveness can tell
     restarted = _wait_for(

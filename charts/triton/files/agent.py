@@ -164,9 +164,11 @@ class LockWatch:
         return now - self._since
 
 
-def judge_lock(content: bytes | None, host: str, unchanged_s: float) -> LockView:
+def judge_lock(
+    content: bytes | None, host: str, unchanged_s: float, stale_after_s: float = LOCK_STALE_S
+) -> LockView:
     """Live or stale: stale when its holder is on this host and its pid is gone, or when the file
-    (its heartbeat) has not changed for LOCK_STALE_S seconds as the agent measured it
+    (its heartbeat) has not changed for `stale_after_s` seconds as the agent measured it
     (`unchanged_s`); a lock first seen is live until then, whatever its timestamps say. The
     detail names the state and the owner only, so that it reads the same while they hold."""
     if content is None:
@@ -179,16 +181,16 @@ def judge_lock(content: bytes | None, host: str, unchanged_s: float) -> LockView
         str(owner["startedAt"])
         str(owner["heartbeatAt"])
     except (ValueError, KeyError, TypeError, AttributeError):
-        if unchanged_s > LOCK_STALE_S:
-            return LockView(stale=True, detail=f"an unreadable lock, unchanged for over {LOCK_STALE_S:.0f} s")
+        if unchanged_s > stale_after_s:
+            return LockView(stale=True, detail=f"an unreadable lock, unchanged for over {stale_after_s:g} s")
         return LockView(live=True, detail="an unreadable lock")
     if owner.get("model"):
         described += f" for model {owner['model']}"
     if holder == host and not _pid_alive(pid):
         return LockView(stale=True, detail=f"{described}: that process is gone")
-    if unchanged_s > LOCK_STALE_S:
+    if unchanged_s > stale_after_s:
         return LockView(
-            stale=True, detail=f"{described}: its heartbeat has not changed for over {LOCK_STALE_S:.0f} s"
+            stale=True, detail=f"{described}: its heartbeat has not changed for over {stale_after_s:g} s"
         )
     return LockView(live=True, detail=described)
 
@@ -548,7 +550,12 @@ class Agent:
             view = LockView(unknown=True, detail=f"{path}: cannot read the promotion lock: {value}")
             self._say("lock", f"{view.detail}; not acting until it answers")
             return view
-        view = judge_lock(value, self.host, self.lock_watch.unchanged_for(value, time.monotonic()))
+        view = judge_lock(
+            value,
+            self.host,
+            self.lock_watch.unchanged_for(value, time.monotonic()),
+            self.options.lock_stale_after,
+        )
         if view.live:
             self._say("lock", f"promotion in progress ({view.detail}): observing only")
         elif view.stale:
@@ -814,13 +821,19 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
         "--backoff-max", type=float, default=300.0, help="longest wait between loads of a failing version"
     )
     parser.add_argument(
+        "--lock-stale-after",
+        type=float,
+        default=LOCK_STALE_S,
+        help="seconds a lock from another host may go without a heartbeat before it counts as stale",
+    )
+    parser.add_argument(
         "--fallback-marker", help="the file ready.py keeps while it answers from the pod-local copy"
     )
     options = parser.parse_args(argv)
     if bool(options.api_key_file) != bool(options.api_header):
         parser.error("--api-key-file and --api-header go together")
-    if options.interval <= 0 or options.read_timeout <= 0 or options.load_timeout <= 0:
-        parser.error("--interval, --read-timeout and --load-timeout must be positive")
+    if min(options.interval, options.read_timeout, options.load_timeout, options.lock_stale_after) <= 0:
+        parser.error("--interval, --read-timeout, --load-timeout and --lock-stale-after must be positive")
     return options
 
 

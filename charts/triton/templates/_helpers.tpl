@@ -418,6 +418,7 @@ Usage: {{ include "triton.validate" . }}
 - --read-timeout={{ .Values.agent.readTimeoutSeconds }}
 - --load-timeout={{ .Values.agent.loadTimeoutSeconds }}
 - --backoff-max={{ .Values.agent.backoffMaxSeconds }}
+- --lock-stale-after={{ .Values.agent.lockStaleSeconds }}
 - --fallback-marker={{ include "triton.readinessFallbackMarker" . }}
 {{- if .Values.repositoryApi.restricted.enabled }}
 - --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}
