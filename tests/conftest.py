@@ -1,4 +1,4 @@
-"""Shared test helpers: the project root, a runner for the real `tritonops` CLI, and one assembled
+"""Shared test helpers: the project root, runners for the `tritonops` CLI, and one assembled
 backends folder for every tritonserver the tests start (tests/triton and tests/runtime)."""
 
 from __future__ import annotations
@@ -9,14 +9,35 @@ from pathlib import Path
 
 import pytest
 
+from tritonops import cli
 from tritonops.triton import server as triton_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def run_cli():
-    """Run `tritonops ARGS` as a real process; returns the CompletedProcess."""
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run `tritonops ARGS` through cli.main in this process (the same parsing, error handling and
+    exit codes as the `tritonops` command, without an interpreter start and imports per call);
+    returns a CompletedProcess with what it printed. `run_cli_process` runs a real process."""
+
+    def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()  # what the test printed before is not the command's
+        with monkeypatch.context() as scoped:
+            scoped.chdir(cwd)
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exit:  # argparse's --help and --version
+                code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["tritonops", *args], code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def run_cli_process():
+    """Run `tritonops ARGS` as a real process (signals, process exit, the real entry point)."""
 
     def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "tritonops.cli", *args]

@@ -492,7 +492,14 @@ def _outcome(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
     """Run a chain command; print its outcome (also when it failed) and pick the exit code."""
     # A CI job's timeout or `kill` sends SIGTERM: the chain then restores every replica as on
     # Ctrl-C, instead of leaving the candidate serving and the lock behind.
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    try:
+        return _report(args, run)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _report(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
     try:
         outcome = run()
     except errors.PromotionFailed as error:
@@ -885,9 +892,10 @@ def _describe_check(result: checksums.VersionCheck) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     wants_json = "--json" in arguments
+    logs = _LogToStderr()
     try:
         args = build_parser().parse_args(arguments)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+        logs.start(verbose=args.verbose)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except errors.TritonOpsError as error:
@@ -903,6 +911,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`| head`): not an error of ours, and no traceback at exit either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        logs.stop()
+
+
+class _LogToStderr:
+    """The package's log lines on stderr, as bare messages, for one call of main(); afterwards the
+    `tritonops` logger is as it was, so that main() run in-process (the tests, an orchestrator)
+    leaves no handler behind on a stream that may be gone."""
+
+    def __init__(self) -> None:
+        self._handler: logging.Handler | None = None
+        self._saved = (log.level, log.propagate)
+
+    def start(self, *, verbose: bool) -> None:
+        self._handler = logging.StreamHandler(sys.stderr)
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(self._handler)
+        log.setLevel(logging.INFO if verbose else logging.WARNING)
+        log.propagate = False
+
+    def stop(self) -> None:
+        if self._handler is not None:
+            log.removeHandler(self._handler)
+            log.level, log.propagate = self._saved
 
 
 if __name__ == "__main__":

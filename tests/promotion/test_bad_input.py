@@ -1,22 +1,20 @@
 """Bad input to `tritonops promote/rollback/reconcile/status`: a clear error that names what is
 wrong, a non-zero exit, no traceback, and nothing changed (files and replicas).
 
-The CLI's own main() runs in-process here (argument parsing, error handling and exit codes are
-the same code as in a `tritonops` process; tests/promotion/test_crash.py runs real processes), so
-that a dozen refusals cost no interpreter start each."""
+The CLI's own main() runs in-process here (tests/conftest.py's run_cli: argument parsing, error
+handling and exit codes are the same code as in a `tritonops` process; tests/promotion/test_crash.py
+runs real processes)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.promotion.conftest import Fleet
-from tritonops import cli
 from tritonops.promotion import replicas, workarea
 
 
@@ -27,18 +25,6 @@ def snapshot(repository: Path) -> dict[str, str]:
         for path in sorted(repository.rglob("*"))
         if path.is_file()
     }
-
-
-@pytest.fixture
-def run_cli(capsys):
-    """`tritonops ARGS` through cli.main in this process; a CompletedProcess-like result."""
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        code = cli.main(list(args))
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
-
-    return run
 
 
 def endpoints(fleet: Fleet) -> str:
@@ -113,6 +99,26 @@ def test_a_wrong_key_is_refused_by_the_replicas_and_nothing_changes(
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     assert "repository API refused the call" in result.stderr and "check the key" in result.stderr
+    assert "triton-grpc-protocol" not in result.stderr, "the gRPC form of the header is not the user's"
+    assert snapshot(fleet.repository) == before and fleet.served() == served
+
+
+def test_a_repository_the_replicas_do_not_serve_fails_at_the_load_without_waiting_out_the_deadline(
+    fleet_runtime: Fleet, run_cli, monkeypatch, tmp_path
+):
+    fleet = fleet_runtime
+    elsewhere = tmp_path / "models"
+    shutil.copytree(fleet.repository, elsewhere, ignore=shutil.ignore_patterns(workarea.WORK_AREA))
+    before, served = snapshot(fleet.repository), fleet.served()
+    version = fleet.new_version()
+    monkeypatch.setenv(replicas.KEY_ENV, fleet.key.key or "")
+    result = run_cli(
+        "promote", "linear", "--version", str(version), "--from", str(fleet.candidate(version)),
+        "--repository", str(elsewhere), "--endpoints", endpoints(fleet), "--load-timeout", "600",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"version(s) [{version}] not in the model repository this server reads" in result.stderr
+    assert "does it serve the repository given with --repository?" in result.stderr
     assert snapshot(fleet.repository) == before and fleet.served() == served
 
 

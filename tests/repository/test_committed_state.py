@@ -590,6 +590,27 @@ def test_chart_script_and_package_compute_the_same_version_digest(tmp_path: Path
 
 
 @pytest.mark.parametrize("implementation", ["chart-script", "package"])
+def test_a_python_bytecode_cache_the_server_writes_does_not_change_the_digest(
+    tmp_path: Path, implementation: str
+) -> None:
+    """The Python backend's stub compiles model.py into __pycache__ beside it on a writable
+    repository: the version must keep the digest it was committed with."""
+    version = tmp_path / "1"
+    version.mkdir()
+    (version / "model.py").write_text("class TritonPythonModel:\n    pass\n")
+
+    def digest() -> str:
+        if implementation == "chart-script":
+            return str(committed_state.script().version_digest(str(version)))
+        return checksums.version_digest(version)
+
+    before = digest()
+    (version / "__pycache__").mkdir()
+    (version / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"\x00bytecode")
+    assert digest() == before
+
+
+@pytest.mark.parametrize("implementation", ["chart-script", "package"])
 def test_digest_covers_symlinked_folders_as_triton_reads_them_and_stops_at_loops(
     tmp_path: Path, implementation: str
 ) -> None:

@@ -687,6 +687,11 @@ def file_digests(version_dir: str) -> dict[str, str]:
     return dict(sorted((relative, _file_digest(path)) for relative, path in _version_files(version_dir)))
 
 
+# Written into a version folder by the server, not part of the artifact: the Python backend's stub
+# compiles model.py into __pycache__ when the repository is writable (tritonops' checksums skip it too).
+CACHE_FOLDERS = frozenset({"__pycache__"})
+
+
 def _version_files(version_dir: str) -> list[tuple[str, str]]:
     """(path relative to the version folder with '/', path) of every file, through symlinked folders."""
     found = []
@@ -697,6 +702,8 @@ def _version_files(version_dir: str) -> list[tuple[str, str]]:
             for entry in entries:
                 if not entry.is_dir():  # is_dir() follows symlinks, as Triton does
                     found.append((prefix + entry.name, entry.path))
+                    continue
+                if entry.name in CACHE_FOLDERS:
                     continue
                 real = os.path.realpath(entry.path)
                 if real not in inside:

@@ -117,6 +117,7 @@ def load_pinned(
     started = time.monotonic()
     client.load(model, config=with_pin(config, pin), timeout_s=deadline_s)
     wanted = sorted(set(pin))
+    _check_versions_seen(client, model, wanted)
     while True:
         ready = client.ready_versions(model)
         if set(wanted) <= set(ready):
@@ -127,6 +128,24 @@ def load_pinned(
                 f"{deadline_s:g} s after the load (ready: {ready or 'none'})"
             )
         time.sleep(READY_POLL_S)
+
+
+def _check_versions_seen(client: triton_client.Client, model: str, wanted: Sequence[int]) -> None:
+    """The load has returned: a pinned version the server's index does not list at all is one
+    whose folder it cannot see (it serves another repository than the one staged into), and will
+    never become ready: say so now rather than wait out the deadline."""
+    seen = {
+        int(entry["version"])
+        for entry in client.repository_index()
+        if entry.get("name") == model and str(entry.get("version", "")).isdigit()
+    }
+    unseen = [version for version in wanted if version not in seen]
+    if unseen:
+        raise errors.ModelLoadError(
+            f"{model} on {client.repository_address}: version(s) {unseen} not in the model repository "
+            f"this server reads (after the load it lists {sorted(seen) or 'none'}): does it serve the "
+            "repository given with --repository?"
+        )
 
 
 def check_reachable(replicas: Sequence[Replica], key: ApiKey, model: str, *, timeout_s: float = 10.0) -> None:

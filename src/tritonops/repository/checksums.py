@@ -48,11 +48,17 @@ def file_digests(version_dir: Path, algorithm: str = "sha256") -> dict[str, str]
 
     The same walk as the chart's launcher (charts/triton/files/committed_state.py): symlinked
     folders are followed, as Triton follows them; a link to a folder the walk is already inside
-    (same real path) is a loop and is not entered again.
+    (same real path) is a loop and is not entered again; CACHE_FOLDERS are left out.
     """
     return dict(
         sorted((relative, _digest(path, algorithm)) for relative, path in _version_files(version_dir))
     )
+
+
+# Written into a version folder by the server itself, not part of the artifact: the Python backend's
+# stub compiles model.py into __pycache__ beside it when the repository is writable, which would
+# otherwise change the version's digest after its first load (and the launcher would refuse it).
+CACHE_FOLDERS = frozenset({"__pycache__"})
 
 
 def _version_files(version_dir: Path) -> list[tuple[str, Path]]:
@@ -70,6 +76,8 @@ def _version_files(version_dir: Path) -> list[tuple[str, Path]]:
         for entry in entries:
             if not entry.is_dir():  # is_dir() follows symlinks, as Triton does
                 found.append((prefix + entry.name, Path(entry.path)))
+                continue
+            if entry.name in CACHE_FOLDERS:
                 continue
             real = os.path.realpath(entry.path)
             if real not in inside:

@@ -234,8 +234,12 @@ def _translated(address: str, *, model: str | None = None) -> Iterator[None]:
         status = str(error.status() or "")
         message = _without_tracebacks(error.message() or str(error))
         if status == "403" or "restricted" in message.lower():
+            # Over gRPC Triton names the header in its gRPC form ("triton-grpc-protocol-<header>"),
+            # not the one the user configured and the HTTP API expects.
+            message = message.replace(GRPC_HEADER_PREFIX, "")
             raise errors.RepositoryApiForbidden(
-                f"{subject}: repository API refused the call: {message}"
+                f"{subject}: repository API refused the call (the restricted-API key is missing or "
+                f"wrong): {message}"
             ) from error
         if "failed to load" in message or "load failed" in message:
             raise errors.ModelLoadError(f"{subject}: {message}") from error
