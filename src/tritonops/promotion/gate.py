@@ -167,6 +167,14 @@ def preflight(prometheus_url: str, expr: str, policy: InconclusivePolicy = "fail
         pass  # an evaluation error now may clear once the candidate serves; samples will judge it
 
 
+def check_window(window_s: float, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    """InputError for a window or interval the gate cannot use (checked before anything changes)."""
+    if not window_s >= 0:  # also refuses NaN
+        raise errors.InputError(f"--gate-window {window_s:g}: the window must be >= 0 seconds")
+    if not interval_s > 0:
+        raise errors.InputError(f"gate interval {interval_s:g}: must be a positive number of seconds")
+
+
 def observe(
     prometheus_url: str,
     expr: str,
@@ -180,8 +188,7 @@ def observe(
     end of the window). Stops at the first breach, or at the first inconclusive sample unless
     `policy` is "pass" or it is a "no series" sample before any data was seen (a new version's
     series appear only once Prometheus has scraped it)."""
-    if window_s < 0 or interval_s <= 0:
-        raise errors.InputError(f"--gate-window {window_s:g}: the window must be >= 0 seconds")
+    check_window(window_s, interval_s)
     started = time.monotonic()
     samples: list[Sample] = []
     while True:

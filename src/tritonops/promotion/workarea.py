@@ -49,7 +49,7 @@ def new_staging(repository: Path, model: str, version: int) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=f"{model}-{version}-", dir=parent))
     # mkdtemp's 0700 would follow the folder into the model folder and hide the version from the
     # pod, which reads the repository as another user: give it an ordinary folder's mode.
-    folder.chmod(0o777 & ~checksums.umask())
+    folder.chmod(0o777 & ~checksums.repository_umask())
     return folder
 
 
