@@ -74,7 +74,10 @@ def launcher_check(repository: Path) -> list[object]:
     return list(script.check_repository(str(repository), records, state_path=path, verify_digest=True))
 
 
-SERVED = ["linear", "scaled", "infinite", "ints", "wrong_shape", "wrong_type", "missing_output"]
+SERVED = [
+    *("linear", "scaled", "infinite", "ints", "wrong_shape", "wrong_type", "missing_output"),
+    *("streaming", "stateful"),
+]
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +93,11 @@ def server(backends: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     models.python_model(repository, "wrong_shape", "np.concatenate([x, x])")
     models.python_model(repository, "wrong_type", "x.astype(np.int32)")
     models.python_model(repository, "missing_output", "x + 1", extra_output=True)
+    # Called as a stream or a sequence, never by one plain request: the smoke check says so.
+    models.python_model(
+        repository, "streaming", "x", config_tail="model_transaction_policy { decoupled: true }\n"
+    )
+    models.python_model(repository, "stateful", "x", config_tail="sequence_batching { }\n")
     with triton_server.start(
         repository,
         log_path=repository.parent / "promotion-models.log",
