@@ -80,6 +80,9 @@ SERVED = [
 ]
 
 
+SLOW_INIT_S = 3
+
+
 @pytest.fixture(scope="session")
 def server(backends: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_server.Server]:
     """A plain tritonserver (explicit mode) serving models that answer rightly and wrongly; `linear`
@@ -98,6 +101,16 @@ def server(backends: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         repository, "streaming", "x", config_tail="model_transaction_policy { decoupled: true }\n"
     )
     models.python_model(repository, "stateful", "x", config_tail="sequence_batching { }\n")
+    # Not loaded at start: a test loads it and sees it LOADING for SLOW_INIT_S.
+    slow = models.python_model(repository, "slow", "x")
+    model_py = (slow / "1" / "model.py").read_text()
+    (slow / "1" / "model.py").write_text(
+        model_py.replace(
+            "class TritonPythonModel:",
+            f"class TritonPythonModel:\n    def initialize(self, args):\n        __import__('time').sleep({SLOW_INIT_S})\n",
+            1,
+        )
+    )
     with triton_server.start(
         repository,
         log_path=repository.parent / "promotion-models.log",
