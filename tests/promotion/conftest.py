@@ -74,7 +74,13 @@ def launcher_check(repository: Path) -> list[object]:
     return list(script.check_repository(str(repository), records, state_path=path, verify_digest=True))
 
 
-SERVED = ["linear", "scaled", "infinite", "ints", "wrong_shape", "wrong_type", "missing_output"]
+SERVED = [
+    *("linear", "scaled", "infinite", "ints", "wrong_shape", "wrong_type", "missing_output"),
+    *("streaming", "stateful"),
+]
+
+
+SLOW_INIT_S = 3
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +96,21 @@ def server(backends: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     models.python_model(repository, "wrong_shape", "np.concatenate([x, x])")
     models.python_model(repository, "wrong_type", "x.astype(np.int32)")
     models.python_model(repository, "missing_output", "x + 1", extra_output=True)
+    # Called as a stream or a sequence, never by one plain request: the smoke check says so.
+    models.python_model(
+        repository, "streaming", "x", config_tail="model_transaction_policy { decoupled: true }\n"
+    )
+    models.python_model(repository, "stateful", "x", config_tail="sequence_batching { }\n")
+    # Not loaded at start: a test loads it and sees it LOADING for SLOW_INIT_S.
+    slow = models.python_model(repository, "slow", "x")
+    model_py = (slow / "1" / "model.py").read_text()
+    (slow / "1" / "model.py").write_text(
+        model_py.replace(
+            "class TritonPythonModel:",
+            f"class TritonPythonModel:\n    def initialize(self, args):\n        __import__('time').sleep({SLOW_INIT_S})\n",
+            1,
+        )
+    )
     with triton_server.start(
         repository,
         log_path=repository.parent / "promotion-models.log",

@@ -106,13 +106,18 @@ def int_bool_model(repository: Path, name: str) -> Path:
     return repository / name
 
 
-def python_model(repository: Path, name: str, expression: str, *, extra_output: bool = False) -> Path:
+def python_model(
+    repository: Path, name: str, expression: str, *, extra_output: bool = False, config_tail: str = ""
+) -> Path:
     """A Python-backend model IN [2] -> OUT [2] whose OUT is `expression` of x (the input array);
-    with `extra_output`, the config also declares an output EXTRA that the model never returns."""
+    with `extra_output`, the config also declares an output EXTRA that the model never returns;
+    `config_tail` is appended to its config (a transaction policy, a sequence batcher)."""
     (repository / name / "1").mkdir(parents=True, exist_ok=True)
     (repository / name / "1" / "model.py").write_text(PYTHON_MODEL.format(expression=expression))
     extra = ',\n  { name: "EXTRA" data_type: TYPE_FP32 dims: [ 2 ] }' if extra_output else ""
-    (repository / name / "config.pbtxt").write_text(PYTHON_CONFIG.format(name=name, extra=extra))
+    (repository / name / "config.pbtxt").write_text(
+        PYTHON_CONFIG.format(name=name, extra=extra) + config_tail
+    )
     return repository / name
 
 

@@ -35,6 +35,9 @@ def endpoints(fleet: Fleet) -> str:
     )
 
 
+GATE_WINDOW_NEGATIVE = ("--prometheus", "http://127.0.0.1:9", "--gate-window", "-1")
+
+
 @pytest.mark.parametrize(
     ("arguments", "code", "words"),
     [
@@ -48,6 +51,11 @@ def endpoints(fleet: Fleet) -> str:
         (["promote", "linear", "--version", "0"], 2, "--version 0: give a positive version number"),
         (["promote", "linear", "--version", "99", "--canary", "2"], 2, "--canary 2: give 1 to 1 replicas"),
         (["promote", "linear", "--version", "99", "--gate", "up == bool 1"], 2, "--gate needs --prometheus"),
+        (
+            [*("promote", "linear", "--version", "99", "--gate", "up == bool 1"), *GATE_WINDOW_NEGATIVE],
+            2,
+            "--gate-window -1: the window must be >= 0 seconds",
+        ),
         (["rollback", "nosuch"], 2, "nosuch: no such model folder"),
         (["reconcile", "nosuch"], 2, "nosuch: nothing is committed for it"),
     ],
@@ -58,6 +66,7 @@ def endpoints(fleet: Fleet) -> str:
         "version-0",
         "canary-too-big",
         "gate-without-prometheus",
+        "gate-window-negative",
         "rollback-unknown",
         "reconcile-unknown",
     ],

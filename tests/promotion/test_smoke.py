@@ -60,6 +60,18 @@ def test_a_wrong_answer_fails_naming_what_is_wrong(client, model, version, words
     assert words in str(raised.value)
 
 
+@pytest.mark.parametrize(("model", "words"), [("streaming", "decoupled"), ("stateful", "sequence-batched")])
+def test_a_model_not_called_by_one_plain_request_is_checked_for_readiness_only(
+    client, tmp_path, model, words
+):
+    result = smoke.run(client, model, 1, replica="r0")
+    assert result.outputs == {} and words in result.not_inferred
+    assert result.describe().startswith(f"version 1 ready; no smoke inference: the model is {words}")
+    golden = golden_file(tmp_path, client, model, OUT=np.zeros(2, dtype=np.float32))
+    with pytest.raises(errors.VerificationFailed, match=f"--golden cannot be checked: the model is {words}"):
+        smoke.run(client, model, 1, golden=smoke.load_golden(golden))
+
+
 def test_golden_outputs_compare_within_the_tolerance(client, tmp_path):
     inputs = smoke.inputs_for(client.model_config("linear", 1))
     expected = client.infer("linear", inputs, version=1)["output"]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.promotion.conftest import LINEAR_CONFIG, add_version, commit_version, launcher_check
 from tritonops import errors
-from tritonops.promotion import state
+from tritonops.promotion import state, workarea
 from tritonops.repository import committed_state, validator
 
 # --- config_with_pin -----------------------------------------------------------------------------
@@ -224,3 +224,34 @@ def test_written_files_are_readable_by_the_pod_user(repo: Path) -> None:
     # The pod reads the repository as another user: the atomic writes must not leave mkstemp's 0600.
     for path in (repo / "current.json", repo / "linear" / "config.pbtxt"):
         assert path.stat().st_mode & 0o044 == 0o044, oct(path.stat().st_mode)
+
+
+def test_a_first_commit_whose_record_write_fails_puts_the_old_config_back(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """No pending record can say which config is in force before a model's first record: a failed
+    record write (a full disk) must not leave config.pbtxt pinning a version nothing records."""
+    root = tmp_path / "models"
+    (root / "linear").mkdir(parents=True)
+    (root / "linear" / "config.pbtxt").write_text(LINEAR_CONFIG, encoding="utf-8")
+    add_version(root, 1)
+    add_version(root, 2)
+
+    def disk_full(path: Path, document: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(state, "_write_document", disk_full)
+    new = state.Record("linear", 2)
+    with pytest.raises(OSError, match="No space left"):
+        state.commit(root, "linear", new, state.config_with_pin(LINEAR_CONFIG, [2]))
+    assert (root / "linear" / "config.pbtxt").read_text() == LINEAR_CONFIG
+    assert not (root / "current.json").exists()
+
+
+def test_a_version_the_config_pins_is_never_quarantined(repo: Path) -> None:
+    """The other half: a rollback after such a failure must not move the pinned folder away."""
+    add_version(repo, 2)
+    (repo / "linear" / "config.pbtxt").write_text(state.config_with_pin(LINEAR_CONFIG, [1, 2]))
+    with pytest.raises(errors.InputError, match=r"config.pbtxt pins version 2 \(\[1, 2\]\)"):
+        workarea.quarantine(repo, "linear", 2, "load", "test")
+    assert (repo / "linear" / "2").is_dir()

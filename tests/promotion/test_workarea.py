@@ -5,14 +5,16 @@ every folder Triton scans with its reason."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
 
 from tests.promotion.conftest import add_version
 from tritonops import errors
-from tritonops.promotion import workarea
+from tritonops.promotion import atomic, workarea
 from tritonops.repository import checksums, validator
 from tritonops.triton import onnx_models
 
@@ -101,3 +103,17 @@ def test_staging_into_a_missing_model_folder_is_refused(repo: Path) -> None:
     shutil.rmtree(repo / "linear")
     with pytest.raises(errors.InputError, match="no such model folder"):
         workarea.stage(staging, repo, "linear", 1)
+
+
+def test_an_operators_private_umask_never_hides_the_record_or_a_staged_version_from_the_pods(
+    repo: Path,
+) -> None:
+    """Pods read the repository as another user: umask 077 must not leave 0600/0700 behind."""
+    saved = os.umask(0o077)
+    try:
+        staging = workarea.new_staging(repo, "linear", 7)
+        atomic.write_bytes(repo / "current.json", b"{}")
+    finally:
+        os.umask(saved)
+    assert stat.S_IMODE(staging.stat().st_mode) == 0o755
+    assert stat.S_IMODE((repo / "current.json").stat().st_mode) == 0o644

@@ -100,7 +100,9 @@ def test_a_path_without_versions_is_refused_and_nothing_is_written(run_cli, repo
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
 
 
-@pytest.mark.parametrize(("umask_value", "expected"), [(0o022, 0o644), (0o002, 0o664)], ids=["022", "002"])
+@pytest.mark.parametrize(
+    ("umask_value", "expected"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o644)], ids=["022", "002", "077"]
+)
 def test_write_creates_manifests_the_pod_can_read(run_cli, repo, add_linear, umask, umask_value, expected):
     # mkstemp's 0600 hid the manifests from the pod, which reads the repository as UID 1000 over NFS.
     umask(umask_value)

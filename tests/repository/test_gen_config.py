@@ -113,7 +113,9 @@ def test_cli_wrong_file_is_a_clear_error_naming_it(run_cli, repo, case):
     assert str(repo / "linear" / "1" / "model.onnx") in result.stderr
 
 
-@pytest.mark.parametrize(("umask_value", "expected"), [(0o022, 0o644), (0o002, 0o664)], ids=["022", "002"])
+@pytest.mark.parametrize(
+    ("umask_value", "expected"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o644)], ids=["022", "002", "077"]
+)
 def test_cli_writes_a_config_the_pod_can_read(run_cli, repo, umask, umask_value, expected):
     # mkstemp's 0600 hid the config from the pod, which reads the repository as UID 1000 over NFS.
     umask(umask_value)

@@ -588,7 +588,8 @@ def _config_digest_problems(
             f"configDigest {record.config_digest}, so it changed after the commit (or the record was "
             f"edited). Restore the committed config (models.{record.name}.config in the record holds "
             f"its settings), or, if this config is the one to serve, set models.{record.name}."
-            f'configDigest to "{actual}" in the record',
+            f'configDigest to "{actual}" in the record and models.{record.name}.config to the same '
+            "settings (as protobuf JSON: the agent and every restore send that config with each load)",
             **at,
         )
     ]

@@ -57,4 +57,4 @@ def _mode_for(target: Path) -> int:
     try:
         return stat.S_IMODE(target.stat().st_mode)
     except OSError:
-        return 0o666 & ~checksums.umask()
+        return 0o666 & ~checksums.repository_umask()

@@ -235,6 +235,8 @@ def promote(
     repository = Path(repository)
     key = key or ApiKey(None)
     _check_arguments(replicas, version, canary, load_deadline_s)
+    if gate_spec is not None:
+        gate.check_window(gate_spec.window_s, gate_spec.interval_s)
     _check_model(repository, model)
     steps = _Steps(progress)
     state.read(repository)  # a malformed current.json is refused before the lock is taken
@@ -547,24 +549,36 @@ def _run_switch(
             if gate_spec is not None and number == 0:
                 _observe(steps, gate_spec)
         _commit(switch, steps)
-    except (_Failure, KeyboardInterrupt) as problem:
-        # SIGINT, or SIGTERM (the CLI turns it into KeyboardInterrupt), restores like a failure,
-        # unless the commit point has passed: then the new state is in force and must not be undone.
+    except BaseException as problem:
+        # A failure, SIGINT or SIGTERM (the CLI turns it into KeyboardInterrupt), and anything
+        # unexpected (an orchestrator's timeout exception, a bug) restore like a failure, unless the
+        # commit point has passed: then the new state is in force and must not be undone.
+        if isinstance(problem, GeneratorExit):
+            raise
         if _past_commit_point(switch):
             if isinstance(problem, KeyboardInterrupt):
                 raise
+            reason = problem.reason if isinstance(problem, _Failure) else _unexpected(problem)
             raise errors.PromotionFailed(
                 "commit",
                 f"version {switch.candidate} of {switch.model} is committed (config.pbtxt pins "
-                f"{switch.final_pin}) but the record was not completed ({problem.reason}); the replicas "
+                f"{switch.final_pin}) but the record was not completed ({reason}); the replicas "
                 "serve the candidate beside the old version: run `tritonops reconcile` to complete "
                 "the record and narrow every replica",
             ) from None
-        failure = (
-            problem if isinstance(problem, _Failure) else _Failure(steps.current, "interrupted by a signal")
-        )
+        if isinstance(problem, _Failure):
+            failure = problem
+        elif isinstance(problem, KeyboardInterrupt):
+            failure = _Failure(steps.current, "interrupted by a signal")
+        else:
+            log.exception("%s: unexpected error during %s", switch.model, steps.current)
+            failure = _Failure(steps.current, _unexpected(problem))
         _roll_back(switch, touched, key, steps, failure, answered)
     return _narrow(switch, replicas, key, steps, golden)
+
+
+def _unexpected(problem: BaseException) -> str:
+    return f"unexpected {type(problem).__name__}: {problem}"
 
 
 def _past_commit_point(switch: _Switch) -> bool:

@@ -130,6 +130,17 @@ def load_pinned(
         time.sleep(READY_POLL_S)
 
 
+def _wait_until_not_loading(client: triton_client.Client, model: str, deadline_s: float) -> None:
+    """Wait while the replica is loading `model` already (its agent converging it just before the
+    lock was taken): two concurrent loads of one model are reported to load it twice (behaviour
+    14). A load still running at the deadline is left to the widening load's own deadline."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and any(
+        entry.get("name") == model and entry.get("state") == "LOADING" for entry in client.repository_index()
+    ):
+        time.sleep(READY_POLL_S)
+
+
 def _check_versions_seen(client: triton_client.Client, model: str, wanted: Sequence[int]) -> None:
     """The load has returned: a pinned version the server's index does not list at all is one
     whose folder it cannot see (it serves another repository than the one staged into), and will
@@ -246,6 +257,7 @@ def widen_and_check(
         with connect(replica, key, timeout_s=deadline_s) as client:
             started = time.monotonic()
             try:
+                _wait_until_not_loading(client, model, deadline_s)
                 if set(pin) <= set(client.ready_versions(model)):
                     # Already loaded (a retained version): the same pin again would be a reload.
                     detail = f"already serves {sorted(set(pin))}: no load needed"

@@ -5,10 +5,15 @@ The query is written with `bool` so that it returns 1 (healthy) or 0 (not), e.g.
 seconds for `window_s`; every sample must be 1.
 
 - a 0 is a breach: the gate fails at once and the promotion rolls back;
-- no series, a value other than 0 or 1, an evaluation error or a Prometheus that does not answer is
-  inconclusive. Argo Rollouts pauses on inconclusive analysis; a CLI cannot pause, so by default an
-  inconclusive sample fails the gate too, and the outcome says why. `inconclusive="pass"` lets the
-  window carry on past such samples (they are still reported).
+- no series *yet*: a new version has no series until Prometheus has scraped it (a scrape interval
+  or two after it loads, longer for a rate). Until the first judgeable sample, such samples are
+  waited through; a window that ends with none judgeable is inconclusive (lengthen --gate-window
+  beyond the scrape interval plus the query's range);
+- a value other than 0 or 1, an evaluation error, a Prometheus that does not answer, or series
+  that disappear after data was seen are inconclusive. Argo Rollouts pauses on inconclusive
+  analysis; a CLI cannot pause, so by default an inconclusive sample fails the gate at once, and
+  the outcome says why. `inconclusive="pass"` lets the window carry on past such samples (they are
+  still reported), and a window with no data at all pass.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class Sample:
     verdict: Verdict
     values: tuple[float, ...] = ()
     reason: str = ""
+    no_series: bool = False  # the query answered with nothing: no data (yet), or a wrong label
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,13 @@ def sample(prometheus_url: str, expr: str, *, at_s: float = 0.0) -> Sample:
         return Sample(at_s, INCONCLUSIVE, (), str(error))
     values = _values(data)
     if not values:
-        return Sample(at_s, INCONCLUSIVE, (), "the query returned no series (no data yet, or a wrong label?)")
+        return Sample(
+            at_s,
+            INCONCLUSIVE,
+            (),
+            "the query returned no series (no data yet, or a wrong label?)",
+            no_series=True,
+        )
     odd = [value for value in values if value not in (0.0, 1.0)]
     if odd:
         shown = "NaN" if math.isnan(odd[0]) else f"{odd[0]:g}"
@@ -155,6 +167,14 @@ def preflight(prometheus_url: str, expr: str, policy: InconclusivePolicy = "fail
         pass  # an evaluation error now may clear once the candidate serves; samples will judge it
 
 
+def check_window(window_s: float, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    """InputError for a window or interval the gate cannot use (checked before anything changes)."""
+    if not window_s >= 0:  # also refuses NaN
+        raise errors.InputError(f"--gate-window {window_s:g}: the window must be >= 0 seconds")
+    if not interval_s > 0:
+        raise errors.InputError(f"gate interval {interval_s:g}: must be a positive number of seconds")
+
+
 def observe(
     prometheus_url: str,
     expr: str,
@@ -166,9 +186,9 @@ def observe(
 ) -> GateResult:
     """Sample `expr` every `interval_s` until `window_s` has passed (first sample at once, last at the
     end of the window). Stops at the first breach, or at the first inconclusive sample unless
-    `policy` is "pass"."""
-    if window_s < 0 or interval_s <= 0:
-        raise errors.InputError(f"--gate-window {window_s:g}: the window must be >= 0 seconds")
+    `policy` is "pass" or it is a "no series" sample before any data was seen (a new version's
+    series appear only once Prometheus has scraped it)."""
+    check_window(window_s, interval_s)
     started = time.monotonic()
     samples: list[Sample] = []
     while True:
@@ -180,7 +200,7 @@ def observe(
             on_sample(taken)
         if taken.verdict == BREACH:
             return GateResult(expr, BREACH, f"breach at {now:.1f} s: {taken.reason}", tuple(samples))
-        if taken.verdict == INCONCLUSIVE and policy == "fail":
+        if taken.verdict == INCONCLUSIVE and policy == "fail" and not _waiting_for_data(samples):
             return GateResult(
                 expr,
                 INCONCLUSIVE,
@@ -191,6 +211,28 @@ def observe(
         if remaining <= 0:
             break
         time.sleep(min(interval_s, remaining))
-    skipped = sum(1 for s in samples if s.verdict == INCONCLUSIVE)
-    note = f" ({skipped} inconclusive sample(s) let pass)" if skipped else ""
-    return GateResult(expr, PASS, f"{len(samples)} sample(s) over {window_s:g} s all 1{note}", tuple(samples))
+    judged = [s for s in samples if s.verdict == PASS]
+    if not judged and policy == "fail":
+        return GateResult(
+            expr,
+            INCONCLUSIVE,
+            f"no data in the whole {window_s:g} s window: {samples[-1].reason} (a longer --gate-window "
+            "gives Prometheus time to scrape the new version; --gate-inconclusive pass would carry on)",
+            tuple(samples),
+        )
+    waited = 0 if not judged else samples.index(judged[0])
+    skipped = sum(1 for s in samples if s.verdict == INCONCLUSIVE) - waited
+    notes = [f"{waited} sample(s) before its first series" if waited else ""]
+    notes.append(f"{skipped} inconclusive sample(s) let pass" if skipped else "")
+    note = "; ".join(n for n in notes if n)
+    return GateResult(
+        expr,
+        PASS,
+        f"{len(judged)} sample(s) over {window_s:g} s all 1" + (f" ({note})" if note else ""),
+        tuple(samples),
+    )
+
+
+def _waiting_for_data(samples: list[Sample]) -> bool:
+    """Whether the last sample is a "no series" one and no sample before it had data."""
+    return samples[-1].no_series and all(s.no_series for s in samples)

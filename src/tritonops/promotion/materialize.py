@@ -257,7 +257,7 @@ def _readable_modes(staging: Path) -> None:
     """Give the copies an ordinary file's mode (0o666/0o777 less the umask): the pod reads the
     repository as another user, and sources are often private (onnx.save writes external-data
     files 0600, and MLflow's download keeps that)."""
-    mask = checksums.umask()
+    mask = checksums.repository_umask()
     for directory, folders, files in os.walk(staging):
         for name in folders:
             os.chmod(os.path.join(directory, name), 0o777 & ~mask)

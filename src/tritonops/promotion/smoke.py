@@ -65,8 +65,11 @@ class Smoke:
     outputs: dict[str, list[int]]
     golden: bool
     seconds: float
+    not_inferred: str = ""  # why no smoke inference was sent (the model is not called that way)
 
     def describe(self) -> str:
+        if self.not_inferred:
+            return f"version {self.version} ready; no smoke inference: {self.not_inferred}"
         shapes = ", ".join(f"{name}{shape}" for name, shape in sorted(self.outputs.items()))
         return f"version {self.version} ready, outputs {shapes} finite" + (
             ", equal to the golden outputs" if self.golden else ""
@@ -140,6 +143,13 @@ def run(
     if not client.model_ready(model, version):
         raise errors.VerificationFailed(f"{model} version {version} on {where}: not ready")
     config = client.model_config(model, version)
+    calling = _not_one_plain_request(config)
+    if calling:
+        if golden:
+            raise errors.VerificationFailed(
+                f"{model} version {version} on {where}: --golden cannot be checked: {calling}"
+            )
+        return Smoke(where, model, version, {}, False, time.monotonic() - started, not_inferred=calling)
     inputs = golden.inputs if golden else inputs_for(config, seed=seed)
     try:
         outputs = client.infer(model, inputs, version=version)
@@ -161,6 +171,19 @@ def run(
         golden is not None,
         time.monotonic() - started,
     )
+
+
+def _not_one_plain_request(config: Any) -> str:
+    """Why one plain request is not how this model is called (then only readiness is checked), or "".
+
+    A decoupled model answers on a stream, and a sequence-batched one expects correlation IDs and
+    start/end flags: a plain request would fail or prove nothing, and would fail every restore of a
+    healthy replica as well."""
+    if config.model_transaction_policy.decoupled:
+        return "the model is decoupled (it answers on a stream); only its readiness was checked"
+    if config.HasField("sequence_batching"):
+        return "the model is sequence-batched (it expects sequence IDs); only its readiness was checked"
+    return ""
 
 
 def _output_problems(

@@ -19,6 +19,7 @@ drops a pending commit and says which.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -336,7 +337,8 @@ def commit(
     must pin exactly the record's versions (build it with `config_with_pin`). `history_entry`
     defaults to an entry with outcome `committed`. A pending commit left by a crash is finalized
     first. The first commit of a model has no record to hang `pending` on: its config write and
-    its record are the only writes, and a crash between them leaves the model uncommitted.
+    its record are the only writes; a failed record write puts the old config back, but a crash
+    (SIGKILL, power loss) between the two leaves the new pin without a record.
     """
     repository = Path(repository)
     for message in finalize(repository):
@@ -367,6 +369,7 @@ def commit(
         pending = dataclasses.replace(final, previous=None, started_at=stamp)
         models[model] = {**models[model], "pending": pending.to_json()}
         _write_document(state.path, document)
+    first_config = config_path.read_bytes() if old is None else None
     atomic.write_text(config_path, config_text)  # write 2: the commit point
     models[model] = final.to_json()  # write 3: the record, and the history
     entry = history_entry or HistoryEntry(
@@ -379,7 +382,15 @@ def commit(
         digest=final.digest,
     )
     _append(document, entry)
-    _write_document(state.path, document)
+    try:
+        _write_document(state.path, document)
+    except BaseException:
+        if first_config is not None:
+            # A first commit has no pending record to say which config is in force: put the old
+            # config back, so that the model stays uncommitted rather than pinned without a record.
+            with contextlib.suppress(OSError):
+                atomic.write_bytes(config_path, first_config)
+        raise
     return final
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tritonops import errors
 from tritonops.promotion import atomic, state
-from tritonops.repository import checksums
+from tritonops.repository import checksums, committed_state
 
 WORK_AREA = ".tritonops"
 REASON_FILE = "reason.json"
@@ -49,7 +49,7 @@ def new_staging(repository: Path, model: str, version: int) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=f"{model}-{version}-", dir=parent))
     # mkdtemp's 0700 would follow the folder into the model folder and hide the version from the
     # pod, which reads the repository as another user: give it an ordinary folder's mode.
-    folder.chmod(0o777 & ~checksums.umask())
+    folder.chmod(0o777 & ~checksums.repository_umask())
     return folder
 
 
@@ -118,6 +118,15 @@ def write_manifest(version_dir: Path) -> bool:
     return True
 
 
+def _pinned_on_disk(repository: Path, model: str) -> list[int] | None:
+    try:
+        text = (repository / model / state.CONFIG_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    pinned = committed_state.script().pinned_versions(text)
+    return list(pinned) if pinned is not None else None
+
+
 def quarantine(
     repository: Path,
     model: str,
@@ -141,6 +150,14 @@ def quarantine(
             raise errors.InputError(
                 f"{source}: version {version} of {model} is committed (pinned {record.pin}); "
                 "a committed version is never quarantined"
+            )
+        pinned = _pinned_on_disk(repository, model)
+        if pinned is not None and version in pinned:
+            # A first commit whose record write failed after its config write: moving the folder
+            # away would leave config.pbtxt pinning a version a restarted pod cannot find.
+            raise errors.InputError(
+                f"{source}: {model}/{state.CONFIG_FILE} pins version {version} ({pinned}); a version "
+                "the config pins is never quarantined (`tritonops repo validate` shows the state)"
             )
     if not source.is_dir():
         raise errors.InputError(f"{source}: no such candidate folder to quarantine")

@@ -190,7 +190,7 @@ def atomic_write(target: Path, text: str) -> None:
     """
     mode = _existing_mode(target)
     if mode is None:
-        mode = 0o666 & ~umask()
+        mode = 0o666 & ~repository_umask()
     descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         os.fchmod(descriptor, mode)
@@ -207,6 +207,13 @@ def _existing_mode(target: Path) -> int | None:
         return stat.S_IMODE(target.stat().st_mode)
     except OSError:
         return None
+
+
+def repository_umask() -> int:
+    """The umask for what tritonops writes into a model repository: the process umask without the
+    bits that would take reading from group and others. Pods read the repository as another user,
+    so an operator's umask 077 must not make a record, config or version folder unreadable to them."""
+    return umask() & 0o022
 
 
 def umask() -> int:
