@@ -256,6 +256,21 @@ def agent_tests() -> list[dict[str, Any]]:
                 alert("TritonPromotionLockStale", "15m", []),
             ],
         },
+        {
+            "name": "a promotion that holds the lock past its `for` fires once per release",
+            "interval": "1m",
+            "input_series": [
+                agent_series("tritonops_promotion_in_progress", "0x2 1x70 0x5"),
+                agent_series(
+                    "tritonops_promotion_in_progress", "0x2 1x70 0x5", pod=POD_B, instance=INSTANCE_B
+                ),
+            ],
+            "alert_rule_test": [
+                alert("TritonPromotionHeldLong", "30m", []),
+                alert("TritonPromotionHeldLong", "64m", [{"severity": "warning"}]),
+                alert("TritonPromotionHeldLong", "75m", []),
+            ],
+        },
     ]
 
 
@@ -876,7 +891,7 @@ def test_promtool_checks_the_rendered_rules(rule_file):
         [PROMTOOL, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 29 rules found" in result.stdout
+    assert "SUCCESS: 30 rules found" in result.stdout
 
 
 def test_every_alert_fires_when_it_should_and_only_then(rule_file, tmp_path):
