@@ -6,9 +6,15 @@ Three tasks over tritonops' Python API, the same chain `tritonops promote` runs:
 
 `find_candidate` asks the MLflow Model Registry which version the alias (`champion`) names and
 whether the repository already commits it; `promote` materializes `models:/NAME/N`, verifies it,
-loads and checks it on every replica, commits it, and watches an optional PromQL gate (a breach or
-a gate that cannot be evaluated rolls every replica back, and the task fails); `report` returns one
-line for the run's log or a notification.
+loads and checks it on every replica, commits it, and watches an optional PromQL gate on the
+candidate version's own series (a breach or a gate that cannot be evaluated rolls every replica
+back, and the task fails); `report` returns one line for the run's log or a notification.
+
+When the alias moves back to a lower version than the one serving, `promote` promotes it without
+the gate and logs why: Triton sends unversioned requests to the highest ready version, so a lower
+candidate takes no traffic before its commit, there is nothing for a gate to observe, and the chain
+refuses a gate on it. Watch it after the commit (the chart's alerts), and move the alias back if
+needed.
 
 The task functions are plain Python (tests/promotion/test_airflow_example.py runs them against a
 real registry and a real Triton without Airflow); the DAG is defined only where Airflow is
@@ -24,15 +30,26 @@ DAG or in a task's arguments:
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tritonops.promotion.chain import GateSpec
+    from tritonops.promotion.replicas import ApiKey, Replica
+
+log = logging.getLogger(__name__)
 
 MODEL = "mlp"
 ALIAS = "champion"
-# The gate: no failed request of the model on any replica for the whole window.
-GATE = 'sum(rate(nv_inference_request_failure{model="%s"}[1m])) == bool 0'
+# The gate: no failed request of the candidate version on any replica for the whole window. Scoped
+# to the version, it judges the candidate's own requests, not the old version's.
+GATE = 'sum(rate(nv_inference_request_failure{model="%s",version="%s"}[1m])) == bool 0'
+# Longer than the query's range plus a scrape interval: the candidate's series appear only once
+# Prometheus has scraped it, and the last samples then judge a whole range of its requests.
 GATE_WINDOW_S = 120.0
 
 
@@ -59,24 +76,59 @@ def needs_promotion(candidate: dict[str, Any]) -> bool:
     return not candidate["already_committed"]
 
 
+def gate_for(candidate: dict[str, Any], serving: Sequence[int], prometheus: str | None) -> GateSpec | None:
+    """The chain's GateSpec on the candidate version's own series, or None: without a Prometheus,
+    or when a higher version than the candidate serves now (the alias moved back), which the chain
+    would refuse to gate (nothing to observe before the commit)."""
+    from tritonops.promotion import chain
+
+    if not prometheus:
+        return None
+    model, version = candidate["model"], candidate["version"]
+    if serving and version < max(serving):
+        log.warning(
+            "%s: version %s is lower than version %s, which serves now; promoting it without the gate: "
+            "Triton sends unversioned requests to the highest ready version, so version %s takes no "
+            "traffic before its commit and a gate could not observe it. Watch it after the commit.",
+            model,
+            version,
+            max(serving),
+            version,
+        )
+        return None
+    return chain.GateSpec(query=GATE % (model, version), prometheus_url=prometheus, window_s=GATE_WINDOW_S)
+
+
+def serving_versions(repository: Path, found: Sequence[Replica], key: ApiKey, model: str) -> list[int]:
+    """The versions the gate decision compares with, as the chain does: the committed pin, or,
+    before the model's first commit, what the replicas serve (loaded at start: `server.loadModels`)."""
+    from tritonops.promotion import fleet, state
+
+    record = state.effective(repository).get(model)
+    if record is not None:
+        return record.pin
+    return sorted({v for seen in fleet.served(found, key, [model])[model] for v in seen.versions or ()})
+
+
 def promote(candidate: dict[str, Any]) -> dict[str, Any]:
     """Promote the candidate on every replica; raises (failing the task) after rolling back."""
     from tritonops.promotion import chain, replicas
 
+    repository = Path(os.environ["TRITONOPS_REPOSITORY"])
+    found = replicas.from_endpoints(os.environ["TRITONOPS_ENDPOINTS"])
+    key = replicas.api_key()
     prometheus = os.environ.get("TRITONOPS_PROMETHEUS")
-    gate = (
-        chain.GateSpec(query=GATE % candidate["model"], prometheus_url=prometheus, window_s=GATE_WINDOW_S)
-        if prometheus
-        else None
-    )
+    # Read before the chain takes the repository lock: should another promotion change the serving
+    # version meanwhile, the chain refuses the gate it no longer allows (nothing changed, the task fails).
+    serving = serving_versions(repository, found, key, candidate["model"]) if prometheus else []
     outcome = chain.promote(
-        repository=Path(os.environ["TRITONOPS_REPOSITORY"]),
-        replicas=replicas.from_endpoints(os.environ["TRITONOPS_ENDPOINTS"]),
-        key=replicas.api_key(),
+        repository=repository,
+        replicas=found,
+        key=key,
         model=candidate["model"],
         version=candidate["version"],
         source=candidate["source"],
-        gate_spec=gate,
+        gate_spec=gate_for(candidate, serving, prometheus),
     )
     return outcome.as_dict()
 

@@ -1,10 +1,12 @@
 """examples/airflow/promote_champion.py: its task functions, run as Airflow would run them (without
 Airflow here): the candidate found in a real MLflow registry, a promotion through the Python API
-on the local runtime's two real replicas, and the report line."""
+on the local runtime's two real replicas, the gate it chooses (scoped to the candidate version, none
+when the alias moved back to a lower version), and the report line."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 from types import ModuleType
 
@@ -78,3 +80,67 @@ def test_the_promote_task_commits_on_every_replica_and_reports_it(
     assert fleet.served() == [(version,), (version,)]
     line = example.report(outcome)
     assert line.startswith(f"linear: committed version {version} (") and "commit" in line
+
+
+PROMETHEUS = "http://prometheus.example:9090"
+
+
+@pytest.mark.parametrize(
+    ("version", "serving"),
+    [(3, [2]), (3, [1, 2]), (1, [])],
+    ids=["above-the-committed-version", "above-a-kept-previous-version", "nothing-served-yet"],
+)
+def test_the_gate_watches_the_candidate_versions_own_series(
+    example: ModuleType, version: int, serving: list[int]
+) -> None:
+    spec = example.gate_for({"model": "mlp", "version": version}, serving, PROMETHEUS)
+
+    assert spec.query == (
+        f'sum(rate(nv_inference_request_failure{{model="mlp",version="{version}"}}[1m])) == bool 0'
+    )
+    assert (spec.prometheus_url, spec.window_s) == (PROMETHEUS, example.GATE_WINDOW_S)
+
+
+def test_without_a_prometheus_there_is_no_gate(example: ModuleType) -> None:
+    assert example.gate_for({"model": "mlp", "version": 3}, [2], None) is None
+
+
+def test_an_alias_moved_back_to_a_lower_version_is_promoted_without_the_gate_and_says_why(
+    example: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=example.log.name):
+        assert example.gate_for({"model": "mlp", "version": 2}, [3], PROMETHEUS) is None
+
+    assert "version 2 is lower than version 3, which serves now; promoting it without the gate" in caplog.text
+
+
+def test_the_promote_task_commits_a_lower_version_without_the_gate_the_chain_would_refuse(
+    example: ModuleType,
+    fleet_runtime: Fleet,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fleet = fleet_runtime
+    lower, higher = fleet.new_version(), fleet.new_version()
+    endpoints = ",".join(
+        f"http://{r.http_address}?grpc={(r.grpc_address or '').rpartition(':')[2]}" for r in fleet.replicas
+    )
+    monkeypatch.setenv("TRITONOPS_REPOSITORY", str(fleet.repository))
+    monkeypatch.setenv("TRITONOPS_ENDPOINTS", endpoints)
+    monkeypatch.setenv(replicas_module.KEY_ENV, fleet.key.key or "")
+    monkeypatch.delenv("TRITONOPS_PROMETHEUS", raising=False)
+    example.promote({"model": "linear", "version": higher, "source": str(fleet.candidate(higher))})
+    # The alias moves back. A gate would be refused (exit 2) before the Prometheus is ever asked,
+    # so a Prometheus nobody listens on proves no gate was sent.
+    monkeypatch.setenv("TRITONOPS_PROMETHEUS", "http://127.0.0.1:9")
+
+    with caplog.at_level(logging.WARNING, logger=example.log.name):
+        outcome = example.promote(
+            {"model": "linear", "version": lower, "source": str(fleet.candidate(lower))}
+        )
+
+    assert (outcome["result"], outcome["version"]) == ("committed", lower)
+    assert "observe" not in [step["name"] for step in outcome["steps"]]
+    assert f"version {lower} is lower than version {higher}" in caplog.text
+    assert fleet.record().version == lower
+    assert fleet.served() == [(lower,), (lower,)]
