@@ -1,7 +1,8 @@
 """The agent sidecar as every environment renders it: the same image and hardening as Triton, the
-repository and the key mounted read-only, a liveness probe on its own port, that port in the
-Service, the ServiceMonitor (under a job of its own) and the NetworkPolicy, and a render-time
-refusal without the committed state it converges to."""
+repository and the key mounted read-only, a liveness probe on its own port that tolerates a slow
+Triton, that port in the Service, the ServiceMonitor (under a job of its own) and the
+NetworkPolicy, its grace before narrowing, an NFS mount that shows a new promotion lock at once,
+and a render-time refusal without the committed state it converges to."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def test_every_environment_runs_the_agent_beside_triton_with_the_same_image_and_
     assert args["port"] == "8000"  # its own Triton, over loopback
     assert args["metrics-port"] == "8003"
     assert args["fallback-marker"] == "/tmp/tritonops/readiness-fallback"
+    # Narrowing waits longer than NFS caching (60 s) plus an interval: a promotion's lock shows first.
+    assert float(args["narrow-after"]) > 60 + float(args["interval"])
+    assert float(args["lock-stale-after"]) >= 30
     # The readiness check keeps its local copy in the same folder as the marker.
     probe = " ".join(triton["readinessProbe"]["exec"]["command"])
     assert "--state-cache=/tmp/tritonops/committed-state.json" in probe
@@ -84,8 +88,13 @@ def test_the_agent_has_a_liveness_probe_on_its_health_endpoint_and_no_readiness_
     agent = agent_container(every_environment[env])
     assert agent["ports"] == [{"name": "agent-metrics", "containerPort": 8003, "protocol": "TCP"}]
     assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent-metrics"}
-    # Pod readiness is Triton's: an agent that restarts must never take a serving pod out.
+    # Pod readiness is Triton's (ready.py): an agent readiness probe would add its own failures.
     assert "readinessProbe" not in agent and "startupProbe" not in agent
+    # A restarting agent does take the pod out of the Service (a pod is ready only while all its
+    # containers run): the probe restarts it only after a minute of failures on top of /healthz's
+    # own minute without a sync, never for one slow sync.
+    probe = agent["livenessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 60, probe
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -124,6 +133,8 @@ def test_the_agent_follows_its_values(render_with):
                 "readTimeoutSeconds": 1,
                 "loadTimeoutSeconds": 900,
                 "backoffMaxSeconds": 120,
+                "lockStaleSeconds": 45,
+                "narrowAfterSeconds": 0,
                 "resources": {
                     "requests": {"cpu": "20m", "memory": "48Mi"},
                     "limits": {"cpu": "1", "memory": "96Mi"},
@@ -140,6 +151,7 @@ def test_the_agent_follows_its_values(render_with):
         "900",
         "120",
     )
+    assert (args["lock-stale-after"], args["narrow-after"]) == ("45", "0")
     assert args["metrics-port"] == "9103" and args["api-header"] == "x-key"
     assert args["api-key-file"].endswith("/token")
     agent = agent_container(item)
@@ -147,6 +159,16 @@ def test_the_agent_follows_its_values(render_with):
     assert agent["resources"]["limits"] == {"cpu": "1", "memory": "96Mi"}
     service = {p["name"]: p["port"] for p in item.one("Service")["spec"]["ports"]}
     assert service["agent-metrics"] == 9103
+
+
+def test_the_default_nfs_mount_shows_a_new_promotion_lock_at_once(rendered, render_with):
+    # lookupcache=all (the client's default) would cache the lock's "no such file" for up to 60 s.
+    (volume,) = rendered["dev"].of_kind("PersistentVolume")
+    assert "lookupcache=positive" in volume.body["spec"]["mountOptions"]
+    assert {"nfsvers=4.1", "hard"} <= set(volume.body["spec"]["mountOptions"])
+    options = {"modelRepository": {"pvc": {"nfs": {"mountOptions": ["nfsvers=4.2"]}}}}
+    (volume,) = render_with("dev", options).of_kind("PersistentVolume")
+    assert volume.body["spec"]["mountOptions"] == ["nfsvers=4.2"], "the user's list wins whole"
 
 
 def test_turning_the_agent_off_removes_it_everywhere(render_with):
@@ -182,8 +204,11 @@ def test_the_agent_without_the_committed_state_fails_the_render_naming_the_value
         ({"agent": {"intervalSeconds": 0}}, r"agent\.intervalSeconds"),
         ({"agent": {"loadTimeout": 30}}, r"agent.*loadTimeout"),
         ({"ports": {"agentMetrics": 70000}}, r"ports\.agentMetrics"),
+        # Two 5 s heartbeats of slow NFS must never make a live promotion's lock stale.
+        ({"agent": {"lockStaleSeconds": 20}}, r"agent\.lockStaleSeconds"),
+        ({"agent": {"narrowAfterSeconds": -1}}, r"agent\.narrowAfterSeconds"),
     ],
-    ids=["zero-interval", "unknown-key", "port-out-of-range"],
+    ids=["zero-interval", "unknown-key", "port-out-of-range", "lock-stale-too-soon", "negative-grace"],
 )
 def test_bad_agent_values_fail_the_schema(render_with, values, path):
     with pytest.raises(errors.ValuesError, match=path):

@@ -2,22 +2,30 @@
 (stale when its holder is gone from this host, or its heartbeat stopped changing for a minute) and
 logs it only when its state or owner changes, backs off by doubling up to its cap, counts a failed load it sees in Triton's
 index once (and never what the index held when it started), and writes a metrics page the
-project's Prometheus parser reads."""
+project's Prometheus parser reads. Driven through its sync against a fake of its loopback Triton
+client, on an injected clock: it narrows a served version that is not committed only after seeing
+it so for its grace (and keeps it in the pin of any load meanwhile), runs one load at a time per
+pod with models taking turns, and asks Triton one thing per sync whatever the number of models."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 
 from tests import committing
 from tests.conftest import ROOT
+from tritonops.repository import example_repository
 from tritonops.triton import client as triton_client
 
 SCRIPT = ROOT / "charts" / "triton" / "files" / "agent.py"
@@ -193,3 +201,274 @@ def test_the_metrics_page_reads_back_with_the_project_parser(agent):
     page = metrics.render()
     for name, (kind, _) in agent.METRICS.items():
         assert f"# TYPE {name} {kind}\n" in page
+
+
+# --- the sync against a fake Triton, on an injected clock ---------------------------------------
+
+
+class FakeTriton:
+    """A fake of the agent's loopback client of Triton's HTTP API (tests/runtime/test_agent.py runs
+    the agent against the real one): the repository index lists `served` as READY, a load serves
+    exactly the pin its config override says (or raises `failure` for a model in `broken`), and
+    every call is recorded. Clearing `gate` holds loads open."""
+
+    def __init__(self, served: dict[str, set[int]], failure: type[Exception], broken: tuple[str, ...] = ()):
+        self.served = {model: set(versions) for model, versions in served.items()}
+        self.failure = failure
+        self.broken = broken
+        self.calls: list[tuple[Any, ...]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.index_fails = False
+        self._guard = threading.Lock()
+
+    def index(self) -> list[dict[str, str]]:
+        with self._guard:
+            self.calls.append(("index",))
+            if self.index_fails:
+                raise OSError("repository index: HTTP 503: fake")
+            return [
+                {"name": model, "version": str(version), "state": "READY"}
+                for model in sorted(self.served)
+                for version in sorted(self.served[model])
+            ]
+
+    def load(self, model: str, config: dict[str, Any] | None, timeout: float) -> None:
+        assert config is not None, "every committed record here carries its config"
+        pin = sorted(int(v) for v in config["version_policy"]["specific"]["versions"])
+        with self._guard:
+            self.calls.append(("load", model, pin, config))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            assert self.gate.wait(20), "a held load was never released"
+            if model in self.broken:
+                raise self.failure("HTTP 400: failed to load (fake)")
+            with self._guard:
+                self.served[model] = set(pin)
+        finally:
+            with self._guard:
+                self.in_flight -= 1
+
+    def loads(self) -> list[tuple[str, list[int]]]:
+        return [(call[1], call[2]) for call in self.calls if call[0] == "load"]
+
+
+@pytest.fixture
+def repository(tmp_path) -> Path:
+    """The sample repository with linear 1 and mlp 1 committed, and a version 2 of linear on disk."""
+    repository = tmp_path / "models"
+    shutil.copytree(example_repository.DEFAULT_OUTPUT, repository)
+    committing.add_version(repository, "linear", 2)
+    committing.commit(repository, "linear", 1)
+    committing.commit(repository, "mlp", 1)
+    return repository
+
+
+@pytest.fixture
+def clock(agent, monkeypatch) -> list[float]:
+    """The agent's monotonic clock, set by the test (the wall clock only stamps metrics)."""
+    now = [1000.0]
+    monkeypatch.setattr(agent, "time", SimpleNamespace(monotonic=lambda: now[0], time=time.time))
+    return now
+
+
+def _watcher(agent, repository: Path, served: dict[str, set[int]], *args: str, broken: tuple[str, ...] = ()):
+    options = agent.parse_options(
+        [f"--repository={repository}", f"--committed-state={repository / 'current.json'}", *args]
+    )
+    watcher = agent.Agent(options, agent.Metrics())
+    watcher.triton = fake = FakeTriton(served, agent.LoadFailed, broken)
+    return watcher, fake
+
+
+def _sync(watcher) -> None:
+    """One sync, then wait for the load it started (if any) to end."""
+    watcher.sync()
+    _loads_ended(watcher)
+
+
+def _loads_ended(watcher) -> None:
+    deadline = time.monotonic() + 20
+    while watcher._busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not watcher._busy, "a load never ended"
+
+
+def _said(capsys) -> list[str]:
+    return [line.split(" agent: ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+
+
+def _drift(agent, watcher, model: str = "linear") -> float | None:
+    return watcher.metrics.value("tritonops_model_drift", agent._labels(model=model))
+
+
+GRACE_LINE = (
+    "linear: serves 2 which is not committed; narrowing it away in 90 s unless a promotion lock appears"
+)
+
+
+def test_a_served_version_that_is_not_committed_is_narrowed_only_after_its_grace(
+    agent, repository, clock, capsys
+):
+    # A promotion's widened pin, its lock not visible to this pod (NFS caching a "no such file").
+    watcher, triton = _watcher(agent, repository, {"linear": {1, 2}, "mlp": {1}})
+    while clock[0] < 1000 + agent.NARROW_AFTER_S:
+        _sync(watcher)
+        assert triton.loads() == [], f"narrowed {clock[0] - 1000:g} s after first seeing it"
+        assert _drift(agent, watcher) == 1, "drift is real meanwhile"
+        clock[0] += 5
+    assert _said(capsys).count(GRACE_LINE) == 1, "the grace is logged once, when it starts"
+    clock[0] = 1000 + agent.NARROW_AFTER_S + 0.5
+    _sync(watcher)
+    assert triton.loads() == [("linear", [1])]
+    assert triton.served["linear"] == {1}
+    _sync(watcher)
+    assert _drift(agent, watcher) == 0
+
+
+def _lock_seen(repository: Path, triton: FakeTriton) -> None:
+    committing.write_lock(repository)  # held by this live process: a promotion in progress
+
+
+def _index_unanswered(repository: Path, triton: FakeTriton) -> None:
+    triton.index_fails = True
+
+
+def _record_unreadable(repository: Path, triton: FakeTriton) -> None:
+    state = repository / "current.json"
+    state.rename(repository / "current.json.kept")
+    state.write_text("{not json")
+
+
+def _restore(repository: Path, triton: FakeTriton) -> None:
+    committing.remove_lock(repository)
+    triton.index_fails = False
+    kept = repository / "current.json.kept"
+    if kept.exists():
+        kept.replace(repository / "current.json")
+
+
+INTERRUPTIONS = {
+    "a-live-lock": _lock_seen,
+    "no-index": _index_unanswered,
+    "unreadable-record": _record_unreadable,
+}
+
+
+@pytest.mark.parametrize("interrupt", list(INTERRUPTIONS.values()), ids=list(INTERRUPTIONS))
+def test_a_sync_that_sees_a_lock_or_cannot_tell_starts_the_grace_again(agent, repository, clock, interrupt):
+    watcher, triton = _watcher(agent, repository, {"linear": {1, 2}, "mlp": {1}})
+    _sync(watcher)  # the grace starts at 1000
+    clock[0] = 1060.0
+    interrupt(repository, triton)
+    _sync(watcher)
+    _restore(repository, triton)
+    clock[0] = 1065.0
+    _sync(watcher)  # seen served and uncommitted again: a new grace from 1065
+    clock[0] = 1000 + agent.NARROW_AFTER_S + 10
+    _sync(watcher)
+    assert triton.loads() == [], "the wait did not start again"
+    clock[0] = 1065 + agent.NARROW_AFTER_S + 0.5
+    _sync(watcher)
+    assert triton.loads() == [("linear", [1])]
+
+
+def test_a_version_committed_within_its_grace_is_never_narrowed(agent, repository, clock):
+    # The promotion commits version 2 (retaining 1) before the grace ends: nothing is drift.
+    watcher, triton = _watcher(agent, repository, {"linear": {1, 2}, "mlp": {1}})
+    _sync(watcher)
+    clock[0] += 30
+    committing.commit(repository, "linear", 2, retained=(1,))
+    for _ in range(30):
+        clock[0] += 5
+        _sync(watcher)
+    assert triton.loads() == [] and _drift(agent, watcher) == 0
+
+
+def test_a_load_within_the_grace_keeps_the_uncommitted_version_in_its_pin(agent, repository, clock, capsys):
+    # Version 1 (committed) is not served: loaded at once, without narrowing 2 early.
+    watcher, triton = _watcher(agent, repository, {"linear": {2}, "mlp": {1}})
+    _sync(watcher)
+    ((model, pin, config),) = [call[1:] for call in triton.calls if call[0] == "load"]
+    assert (model, pin) == ("linear", [1, 2])
+    record = json.loads((repository / "current.json").read_text())["models"]["linear"]["config"]
+    assert config == {**record, "version_policy": {"specific": {"versions": ["1", "2"]}}}
+    assert record["version_policy"] == {"specific": {"versions": ["1"]}}, "the record itself is unchanged"
+    said = _said(capsys)
+    assert GRACE_LINE in said
+    assert (
+        "linear: load version(s) 1: pin [1, 2], with the committed config as override, keeping 2 "
+        "(not committed, within its grace)"
+    ) in said
+    assert triton.served["linear"] == {1, 2}
+    clock[0] += agent.NARROW_AFTER_S + 1
+    _sync(watcher)
+    assert triton.loads()[1:] == [("linear", [1])]
+    assert triton.calls[-2][3] == {**record}, "past the grace the record's config goes as it is"
+
+
+def test_with_no_grace_a_served_version_that_is_not_committed_is_narrowed_at_once(
+    agent, repository, clock, capsys
+):
+    watcher, triton = _watcher(agent, repository, {"linear": {1, 2}, "mlp": {1}}, "--narrow-after=0")
+    _sync(watcher)
+    assert triton.loads() == [("linear", [1])]
+    assert not [line for line in _said(capsys) if "narrowing it away in" in line]
+
+
+def test_the_agent_runs_one_load_at_a_time_per_pod_and_models_take_turns(agent, repository, clock):
+    # A restarted Triton serving neither committed model: two loads are due.
+    watcher, triton = _watcher(agent, repository, {})
+    triton.gate.clear()
+    for _ in range(4):
+        watcher.sync()
+        clock[0] += 5
+    time.sleep(0.2)  # room for a wrongly started second load's thread to reach Triton
+    assert triton.loads() == [("linear", [1])], "a second load started while one was in flight"
+    triton.gate.set()
+    _sync(watcher)  # the first load ends; the next sync loads the other model
+    _sync(watcher)
+    assert triton.loads() == [("linear", [1]), ("mlp", [1])]
+    assert triton.most_in_flight == 1
+
+
+def test_a_model_that_keeps_failing_does_not_starve_the_others(agent, repository, clock):
+    watcher, triton = _watcher(agent, repository, {}, broken=("linear",))
+    _sync(watcher)  # linear (first by name) fails and backs off for 2 intervals
+    clock[0] += 2 * watcher.options.interval + 1
+    _sync(watcher)  # linear is due again, but mlp's turn comes first
+    _sync(watcher)
+    assert triton.loads() == [("linear", [1]), ("mlp", [1]), ("linear", [1])]
+
+
+def test_a_sync_asks_triton_one_thing_whatever_the_number_of_models(agent, repository, clock):
+    models = [f"model-{number:02d}" for number in range(12)]
+    for name in models:
+        shutil.copytree(repository / "linear", repository / name)
+        shutil.rmtree(repository / name / "2")
+        committing.commit(repository, name, 1)
+    served = {name: {1} for name in ("linear", "mlp", *models)}
+    served["model-07"] = set()  # not ready: the index says so, no question per version
+    watcher, triton = _watcher(agent, repository, served)
+    triton.gate.clear()
+    watcher.sync()
+    try:
+        deadline = time.monotonic() + 20
+        while not triton.loads() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the load runs in its own thread: wait until it reached Triton
+        assert triton.calls[0] == ("index",)
+        assert [call[:3] for call in triton.calls[1:]] == [("load", "model-07", [1])]
+
+        def ready(model: str) -> float | None:
+            return watcher.metrics.value(
+                "tritonops_model_version_ready", agent._labels(model=model, version=1)
+            )
+
+        assert ready("model-07") == 0
+        assert all(ready(name) == 1 for name in served if name != "model-07")
+    finally:
+        triton.gate.set()
+        _loads_ended(watcher)

@@ -199,7 +199,8 @@ def fleet_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             replicas=2,
             repository=repository,
             port_offset=free_port_offset(2),
-            set_values=(*FAST_PROBES, "server.loadModels={linear,adopted}"),
+            # A local folder shows the lock at once: no grace before the agents narrow a straggler.
+            set_values=(*FAST_PROBES, "server.loadModels={linear,adopted}", "agent.narrowAfterSeconds=0"),
         )
         assert current.all_ready, control.logs(work_dir, None, 20)
         found = tuple(

@@ -1,7 +1,8 @@
 """The agent on real Triton: the local runtime runs it beside each replica as the chart does, and it
 converges that replica to the committed state on its own: a new committed version is loaded and
 the old one narrowed away; nothing happens while a live promotion lock exists; a stale lock is
-treated as absent and reported; a version that fails to load is counted and backed off while the
+treated as absent and reported; a widened pin whose lock it cannot see keeps serving for the
+grace before it is narrowed, and a load it makes meanwhile keeps it; a version that fails to load is counted and backed off while the
 served version keeps serving; a failed candidate the promotion tool loaded is counted once; a
 Triton that lost (or never had) a committed model gets it back. Its metrics page is read with the
 project's Prometheus text parser. A stalled repository never blocks it."""
@@ -35,18 +36,39 @@ from tritonops.triton import server as triton_server
 
 AGENT = ROOT / "charts" / "triton" / "files" / "agent.py"
 INTERVAL_S = 0.5
-# Fast syncs, a back-off that doubles from 2 x 0.5 s to at most 4 s, and a lock from another host
-# stale after 10 s without a heartbeat (a values file: `--set`
-# reads 0.5 as a string, as Helm's does).
+# Fast syncs, a back-off that doubles from 2 x 0.5 s to at most 4 s, a lock from another host
+# stale after 30 s without a heartbeat (the schema's minimum), and narrowing at once (a local
+# folder shows a new lock at once; the grace has its own test) (a values file: `--set` reads 0.5
+# as a string, as Helm's does).
 AGENT_VALUES = {
     "agent": {
         "intervalSeconds": INTERVAL_S,
         "readTimeoutSeconds": 1,
         "backoffMaxSeconds": 4,
-        "lockStaleSeconds": 10,
+        "lockStaleSeconds": 30,
+        "narrowAfterSeconds": 0,
     }
 }
+LOCK_STALE_S = AGENT_VALUES["agent"]["lockStaleSeconds"]
 BATCH = np.ones((1, 4), dtype=np.float32)
+
+
+def syncs(metrics_url: str, count: int) -> None:
+    """Wait until the agent behind `metrics_url` has finished `count` more syncs."""
+
+    def last_sync() -> float:
+        samples = triton_client.scrape_metrics(metrics_url)
+        return samples[("tritonops_agent_last_sync_timestamp_seconds", ())]
+
+    seen: list[float] = [last_sync()]
+
+    def advanced() -> bool:
+        now = last_sync()
+        if now != seen[-1]:
+            seen.append(now)
+        return len(seen) > count
+
+    eventually(advanced, 30, f"{count} agent syncs")
 
 
 def eventually(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -95,16 +117,7 @@ class Replica:
 
     def syncs(self, count: int) -> None:
         """Wait until the agent has finished `count` more syncs."""
-        start = self.metric("tritonops_agent_last_sync_timestamp_seconds")
-        seen: list[float] = [start]
-
-        def advanced() -> bool:
-            now = self.metric("tritonops_agent_last_sync_timestamp_seconds")
-            if now != seen[-1]:
-                seen.append(now)
-            return len(seen) > count
-
-        eventually(advanced, 30, f"{count} agent syncs")
+        syncs(self.metrics_url, count)
 
     def settle(self, version: int = 1) -> None:
         """The state each test starts from: `version` committed and alone served, no lock."""
@@ -193,12 +206,12 @@ def test_a_live_lock_keeps_the_agent_watching_and_a_stale_one_does_not(replica):
     assert replica.served() == {2}, "the agent acted while a promotion held the lock"
     assert replica.metric("tritonops_agent_loads_total", model="linear") == loads
     # The holder stops heartbeating (another host, so only the heartbeat can tell): stale once the
-    # agent has seen it unchanged for agent.lockStaleSeconds (10 s here) on its own clock (its
+    # agent has seen it unchanged for agent.lockStaleSeconds (30 s here) on its own clock (its
     # stamp is never trusted).
     committing.write_lock(replica.repository, heartbeat_age_s=120, host="promoter-elsewhere", pid=1)
     replica.syncs(2)
     assert replica.metric("tritonops_promotion_in_progress") == 1, "judged stale by a stamp alone"
-    eventually(lambda: replica.served() == {1}, 40, "linear 1 served once the lock is stale")
+    eventually(lambda: replica.served() == {1}, LOCK_STALE_S + 30, "linear 1 served once the lock is stale")
     samples = replica.metrics()
     assert samples[("tritonops_promotion_lock_stale", ())] == 1
     assert samples[("tritonops_promotion_in_progress", ())] == 0
@@ -347,6 +360,62 @@ def test_a_triton_started_with_only_its_startup_models_gets_the_committed_ones(t
         samples = eventually(converged, 30, "no drift for mlp")
         assert samples[("tritonops_committed_version", (("model", "mlp"),))] == 1
         assert samples[("tritonops_agent_loads_total", (("model", "mlp"), ("outcome", "ok")))] == 1
+
+
+GRACE_S = 4
+
+
+def test_a_widened_pin_without_a_visible_lock_serves_for_the_grace_then_is_narrowed(tmp_path, agent_process):
+    repository = tmp_path / "models"
+    shutil.copytree(example_repository.DEFAULT_OUTPUT, repository)
+    committing.add_version(repository, "linear", 2)
+    committing.commit(repository, "linear", 1)
+    config = committing.config_json((repository / "linear" / "config.pbtxt").read_bytes())
+    with triton_server.start(repository, log_path=tmp_path / "triton.log", load_models=["linear"]) as server:
+        url, log, _ = agent_process(
+            f"--repository={repository}",
+            f"--committed-state={repository / 'current.json'}",
+            f"--port={server.http_port}",
+            f"--interval={INTERVAL_S}",
+            f"--narrow-after={GRACE_S}",
+        )
+        grace = (
+            f"linear: serves 2 which is not committed; narrowing it away in {GRACE_S} s unless a "
+            "promotion lock appears"
+        )
+        with triton_client.Client(server.url.removeprefix("http://")) as client:
+
+            def served() -> set[int]:
+                return {
+                    int(entry["version"])
+                    for entry in client.repository_index()
+                    if entry.get("name") == "linear" and entry.get("state") == "READY"
+                }
+
+            def drift() -> float:
+                samples = triton_client.scrape_metrics(url + "/metrics")
+                return samples[("tritonops_model_drift", (("model", "linear"),))]
+
+            eventually(lambda: served() == {1} and drift() == 0, 30, "linear 1 served, no drift")
+            # A promotion's widened pin whose lock this pod cannot see (NFS caching "no such file"):
+            # no lock at all.
+            client.load("linear", config={**config, "version_policy": {"specific": {"versions": [1, 2]}}})
+            eventually(lambda: grace in log.read_text(), 20, "the grace logged")
+            syncs(url + "/metrics", 2)
+            assert served() == {1, 2}, "narrowed within its grace"
+            assert drift() == 1, "drift is real meanwhile"
+            eventually(lambda: served() == {1}, 30, "version 2 narrowed away after its grace")
+            assert "linear: narrow away 2: pin [1], with the committed config as override" in log.read_text()
+            # Only the candidate served (version 1 missing): 1 loads at once, and the load keeps 2
+            # (a pin sent as protobuf JSON, int64 as strings) until its grace ends.
+            client.load("linear", config={**config, "version_policy": {"specific": {"versions": [2]}}})
+            eventually(lambda: served() == {1, 2}, 30, "version 1 loaded again, 2 kept")
+            assert (
+                "linear: load version(s) 1: pin [1, 2], with the committed config as override, "
+                "keeping 2 (not committed, within its grace)"
+            ) in log.read_text()
+            eventually(lambda: served() == {1}, 30, "version 2 narrowed away after its grace")
+            assert log.read_text().count(grace) == 2, "each grace logged once"
 
 
 def test_a_stalled_repository_never_blocks_the_agent(tmp_path, agent_process):

@@ -4,39 +4,61 @@
     python3 agent.py --repository DIR --committed-state FILE --port 8000
                      [--api-key-file F --api-header H] [--interval S] [--metrics-port 8003]
                      [--lock FILE] [--fallback-marker FILE] [--read-timeout S]
-                     [--load-timeout S] [--backoff-max S]
+                     [--load-timeout S] [--backoff-max S] [--lock-stale-after S]
+                     [--narrow-after S]
 
 It runs beside Triton in every pod (the chart's `agent` container), standard library only, and
 talks to its own Triton over loopback. Every `--interval` seconds it:
 
-1. reads the committed state (current.json) and the promotion lock from the shared repository,
+1. reads the promotion lock, then the committed state (current.json), from the shared repository,
    each in a daemon thread with a deadline (`--read-timeout`): a read from a stalled `hard` NFS
    mount cannot be interrupted, so it is left behind (and reused, never duplicated) while the
-   loop carries on; the metrics keep the last good record;
+   loop carries on; the metrics keep the last good record. The lock first: a record read after
+   "no lock" is at least as new as that answer, so a promotion that commits and releases the lock
+   between the two reads is seen committed;
 2. takes each model's effective record (committed_state.effective_records: a pending record whose
    config already reached config.pbtxt is the committed one) and its expected pin, the committed
    version plus the retained ones;
-3. reads Triton's repository index (the state of every version Triton has seen, and why one is
-   UNAVAILABLE) and the readiness of every committed version;
+3. reads Triton's repository index: the state of every version Triton has seen (READY is what
+   serves; the readiness of every committed version comes from it, so a sync makes one call to
+   Triton whatever the number of models, and ends within two read timeouts plus CALL_TIMEOUT_S),
+   and why one is UNAVAILABLE;
 4. unless a live promotion lock exists, converges: committed versions that are not ready are
-   loaded, and served versions that are not committed are narrowed away, in one load that sends
-   the record's `config` with the expected pin as its config override. After an override, a
+   loaded at once, and served versions that are not committed are narrowed away once they have
+   been served and uncommitted for `--narrow-after` seconds (see below), in one load that sends
+   the record's `config` with the pin it means as its config override. After an override, a
    plain load may keep it or read config.pbtxt again, depending on the case (behaviour 12,
-   tests/triton/test_config_override.py), so a load always says the config it means; a hand-written record without `config` gets a plain load (Triton then reads
-   config.pbtxt, unless an earlier override sticks: then the agent says so and backs off).
+   tests/triton/test_config_override.py), so a load always says the config it means; a
+   hand-written record without `config` gets a plain load (Triton then reads config.pbtxt,
+   unless an earlier override sticks: then the agent says so and backs off), which waits while
+   the grace keeps a version: a plain load cannot say a pin.
+
+Why narrowing waits: a promotion widens every replica's pin to committed + candidate while it holds
+the lock, and an agent that does not see the lock takes the candidate for drift. On NFS it may not
+see it for up to a minute: with the default `lookupcache=all` a cached "no such file" for the lock
+stays valid until the folder's cached attributes expire (`acdirmax`, 60 s), whatever the agent
+does (the chart mounts with `lookupcache=positive`, but a PVC brought by the user may not). So a
+served version that is not committed is narrowed away only after the agent has seen it served and
+uncommitted at every sync for `--narrow-after` seconds on its own monotonic clock (longer than
+that caching plus an interval): a promotion's lock shows up, or its commit does, before then. A
+sync that cannot tell (the lock or the record unreadable, Triton's index unanswered) or sees a
+live lock starts every such wait again. Until then the version counts as drift (it is) and a load
+that the agent makes for another reason keeps it in the pin it sends.
 
 Who owns which transition: the promotion tool, holding the lock, makes every step of a promotion
-and of its rollback; the agent restores the committed state only while nobody holds the lock, so
-the two never fight. A lock whose holder is gone (same host and its pid dead, or a heartbeat that has
+and of its rollback; the agent restores the committed state only while nobody holds the lock (and
+narrows only after the grace, for a lock it may not see yet), so the two never fight. A lock whose holder is gone (same host and its pid dead, or a heartbeat that has
 not changed for LOCK_STALE_S on the agent's own monotonic clock: never by comparing the holder's
 timestamps with this pod's clock, which may disagree) counts as absent, and the agent exports that
 it saw one. The lock's state is logged when it changes (held, stale, absent, and by whom). The agent never writes to
 the repository: the chart mounts it read-only.
 
-Loads are serialised per model and run in a worker thread with a deadline (`--load-timeout`), so
-a slow load of one model neither blocks the others nor the metrics. A failed load backs off per
-(model, version), doubling from twice the interval up to `--backoff-max`, so a broken version is
-not hammered. Each action is one line on stderr.
+One load at a time per pod, in a worker thread with a deadline (`--load-timeout`), so that a slow
+load blocks neither the sync loop nor the metrics: over HTTP a load holds one of Triton's HTTP
+worker threads until it ends (behaviour 14), and several at once would leave probes and inference
+waiting behind them. Models take turns (round robin), and a model is never loaded twice at once. A
+failed load backs off per (model, version), doubling from twice the interval up to
+`--backoff-max`, so a broken version is not hammered. Each action is one line on stderr.
 
 Load failures are counted per (model, version): the agent's own failed loads, and failures it
 observes in the index. Triton 2.51 keeps a version whose load failed in its repository index as
@@ -69,13 +91,16 @@ import committed_state  # noqa: E402
 # The promotion tool refreshes the lock's heartbeat every 5 s; one unchanged this long (on our own
 # clock) has no live holder.
 LOCK_STALE_S = 60.0
+# Seconds a served version must stay uncommitted (seen so at every sync) before it is narrowed away:
+# more than NFS lookup/attribute caching (60 s) plus an interval, so a promotion's lock is seen first.
+NARROW_AFTER_S = 90.0
 # Where the promotion tool keeps its lock, under the repository (never scanned by Triton).
 LOCK_PATH = os.path.join(".tritonops", "promotion.lock")
 # Triton's reason for a version a load narrowed away (or an unload): not a failure.
 UNLOADED = "unloaded"
 # Outcomes of the agent's own loads (tritonops_agent_loads_total{outcome}).
 OUTCOMES = ("ok", "failed", "timeout")
-# Seconds for the small calls to Triton (index, readiness): it answers them in milliseconds.
+# Seconds for the one call a sync makes to Triton (the repository index): it answers in milliseconds.
 CALL_TIMEOUT_S = 5.0
 # Syncs a loop may miss before /healthz says the agent is stuck.
 HEALTHY_SYNCS = 6
@@ -241,15 +266,6 @@ class Triton:
             raise OSError(f"repository index: HTTP {status}: {_error_text(body)}")
         entries = json.loads(body or b"[]")
         return [entry for entry in entries if isinstance(entry, dict)]
-
-    def version_ready(self, model: str, version: int) -> bool:
-        try:
-            status, _ = self._call(
-                "GET", f"/v2/models/{model}/versions/{version}/ready", None, CALL_TIMEOUT_S
-            )
-        except OSError:
-            return False
-        return status == 200
 
     def load(self, model: str, config: dict[str, Any] | None, timeout: float) -> None:
         body: dict[str, Any] = {}
@@ -419,6 +435,31 @@ class Backoff:
         return max(0.0, entry[1] - now) if entry else 0.0
 
 
+class Grace:
+    """Since when each served version that is not committed, (model, version), has been seen so at
+    every sync, on the agent's monotonic clock: it may be narrowed away `seconds` after that (0: at
+    once). Only the sync thread uses it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._since: dict[tuple[str, int], float] = {}
+
+    def observe(self, extra: set[tuple[str, int]], now: float) -> list[tuple[str, int]]:
+        """Take `extra` as what this sync saw served and uncommitted: a version missing from it
+        (committed now, or no longer served) starts from zero if it comes back. The ones new here."""
+        new = sorted(key for key in extra if key not in self._since)
+        self._since = {key: self._since.get(key, now) for key in extra}
+        return new
+
+    def forget(self) -> None:
+        """A sync that could not tell, or saw a promotion's lock: every wait starts again."""
+        self._since = {}
+
+    def left(self, key: tuple[str, int], now: float) -> float:
+        """Seconds before `key` may be narrowed away; one never observed gets the whole grace."""
+        return max(0.0, self._since.get(key, now) + self.seconds - now)
+
+
 def _failure_reason(entry: dict[str, Any]) -> str | None:
     """The error of an index entry that records a failed load, else None."""
     if entry.get("state") != "UNAVAILABLE":
@@ -462,9 +503,11 @@ class Agent:
         self.host = socket.gethostname()
         self.lock_path = options.lock or os.path.join(options.repository, LOCK_PATH)
         self.lock_watch = LockWatch()
+        self.grace = Grace(options.narrow_after)
         self.models: dict[str, tuple[Any, list[int]]] | None = None  # the last good record
         self.last_sync = time.monotonic()
-        self._busy: set[str] = set()  # models with a load in flight
+        self._busy: set[str] = set()  # the model with a load in flight (one at a time)
+        self._last_loaded: str | None = None  # where the next turn starts (round robin)
         self._guard = threading.Lock()
         self._seen: dict[tuple[str, int], tuple[str, str]] | None = None  # index states, last sync
         self._said: dict[str, str] = {}  # what was last logged per topic (no repeats every sync)
@@ -482,8 +525,9 @@ class Agent:
 
     # -- one sync ------------------------------------------------------------------------------------
     def sync(self) -> None:
-        fresh = self._read_committed()
+        # The lock first: a record read after "no lock" is at least as new as that answer.
         lock = self._read_lock()
+        fresh = self._read_committed()
         self.metrics.set("tritonops_promotion_in_progress", 1 if lock.live else 0)
         self.metrics.set("tritonops_promotion_lock_stale", 1 if lock.stale else 0)
         marker = self.options.fallback_marker
@@ -501,17 +545,14 @@ class Agent:
             # What Triton serves is unknown (starting, restarting or hung): no drift is claimed; its
             # own alerts (target down, not ready) cover it.
             self._export_committed_only()
+            self.grace.forget()
         else:
             self._observe(index, busy)
-            # Readiness of every committed version, asked once per sync.
-            ready = {
-                (name, version): self.triton.version_ready(name, version)
-                for name, (_, pin) in (self.models or {}).items()
-                for version in pin
-            }
-            self._export(index, ready)
+            self._export(index)
             if fresh and not lock.live and not lock.unknown:
-                self._converge(index, ready, busy)
+                self._converge(index, busy)
+            else:
+                self.grace.forget()  # a promotion's lock, or no way to tell: nothing is drift yet
         self.metrics.set("tritonops_agent_last_sync_timestamp_seconds", time.time())
         self.last_sync = time.monotonic()
 
@@ -604,7 +645,7 @@ class Agent:
         ):
             self.metrics.replace(name, {})
 
-    def _export(self, index: list[dict[str, Any]], ready: dict[tuple[str, int], bool]) -> None:
+    def _export(self, index: list[dict[str, Any]]) -> None:
         models = self.models or {}
         version_ready: dict[Labels, float] = {}
         for entry in index:
@@ -616,7 +657,8 @@ class Agent:
         for name, (record, pin) in sorted(models.items()):
             states = _versions_by_state(index, name)
             for version in pin:
-                version_ready[_labels(model=name, version=version)] = 1.0 if ready[(name, version)] else 0.0
+                ready = states.get(version) == "READY"
+                version_ready[_labels(model=name, version=version)] = 1.0 if ready else 0.0
                 self.metrics.ensure(
                     "tritonops_model_load_failures_total", _labels(model=name, version=version)
                 )
@@ -637,23 +679,43 @@ class Agent:
         self.metrics.replace("tritonops_model_served_version", served_version)
         self.metrics.replace("tritonops_model_drift", drift)
 
-    def _converge(
-        self, index: list[dict[str, Any]], ready: dict[tuple[str, int], bool], busy: set[str]
-    ) -> None:
+    def _converge(self, index: list[dict[str, Any]], busy: set[str]) -> None:
         now = time.monotonic()
-        for name, (record, pin) in sorted((self.models or {}).items()):
-            if name in busy:
-                continue
+        models = self.models or {}
+        served_extra: dict[str, list[int]] = {}
+        for name, (_, pin) in models.items():
+            states = _versions_by_state(index, name)
+            served_extra[name] = sorted(v for v, state in states.items() if state == "READY" and v not in pin)
+        extra = {(name, version) for name, versions in served_extra.items() for version in versions}
+        for name, version in self.grace.observe(extra, now):
+            if self.grace.seconds > 0:
+                _log(
+                    f"{name}: serves {version} which is not committed; narrowing it away in "
+                    f"{self.grace.seconds:.0f} s unless a promotion lock appears"
+                )
+        if busy:
+            return  # one load at a time per pod: the one in flight holds a Triton HTTP worker
+        for name in self._turns(sorted(models)):
+            record, pin = models[name]
             states = _versions_by_state(index, name)
             if any(state in ("LOADING", "UNLOADING") for state in states.values()):
                 continue  # Triton is busy with this model: look again at the next sync
-            missing = [version for version in pin if not ready[(name, version)]]
-            extra = sorted(
-                version for version, state in states.items() if state == "READY" and version not in pin
-            )
-            if not missing and not extra:
+            missing = [version for version in pin if states.get(version) != "READY"]
+            # Served but not committed: kept while within their grace (a promotion the agent may not
+            # see yet), narrowed away after it.
+            keep = [v for v in served_extra[name] if self.grace.left((name, v), now) > 0]
+            narrow = [v for v in served_extra[name] if v not in keep]
+            if not missing and not narrow:
                 continue
-            keys = [(name, version) for version in (missing or extra)]
+            if keep and _override(record, pin) is None:
+                # A plain load cannot say a pin: it could narrow away what the grace keeps.
+                self._say(
+                    f"backoff-{name}",
+                    f"{name}: a plain load (the record has no config) would not keep {keep}: "
+                    "waiting for their grace to end",
+                )
+                continue
+            keys = [(name, version) for version in (missing or narrow)]
             if not all(self.backoff.due(key, now) for key in keys):
                 wait = max(self.backoff.waiting(key, now) for key in keys)
                 self._say(
@@ -663,23 +725,39 @@ class Agent:
             self._say(f"backoff-{name}", "")
             with self._guard:
                 self._busy.add(name)
+            self._last_loaded = name
+            sent = sorted(set(pin) | set(keep))
             threading.Thread(
-                target=self._load, args=(name, record, pin, missing, extra), name=f"load-{name}", daemon=True
+                target=self._load,
+                args=(name, record, sent, missing, narrow),
+                name=f"load-{name}",
+                daemon=True,
             ).start()
+            return
+
+    def _turns(self, names: list[str]) -> list[str]:
+        """`names` (sorted) starting after the model loaded last, so that one model that keeps
+        needing loads never starves the others."""
+        last = self._last_loaded
+        later = [name for name in names if last is not None and name > last]
+        return later + [name for name in names if name not in later]
 
     def _load(self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]) -> None:
         """One load of `name` towards `pin` (a worker thread; the model is marked busy meanwhile)."""
+        index = None
         try:
-            self._load_once(name, record, pin, missing, extra)
+            index = self._load_once(name, record, pin, missing, extra)
         finally:
-            self._rebaseline(name)
+            self._rebaseline(name, index)
             with self._guard:
                 self._busy.discard(name)
 
     def _load_once(
         self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]
-    ) -> None:
-        config = _override(record)
+    ) -> list[dict[str, Any]] | None:
+        """Load `name` with `pin` (its expected pin, plus what the grace keeps), so that `missing`
+        versions serve and `extra` ones do not; the index read after it (None if unreadable)."""
+        config = _override(record, pin)
         what = []
         if missing:
             what.append(f"load version(s) {', '.join(map(str, missing))}")
@@ -690,6 +768,9 @@ class Agent:
             if config is not None
             else "plain (the record has no config)"
         )
+        kept = [version for version in pin if version not in committed_state.expected_pin(record)]
+        if kept:
+            how += f", keeping {', '.join(map(str, kept))} (not committed, within its grace)"
         _log(f"{name}: {' and '.join(what)}: pin {pin}, {how}")
         started = time.monotonic()
         keys = [(name, version) for version in (missing or extra)]
@@ -699,8 +780,10 @@ class Agent:
             outcome, why = ("timeout" if error.timed_out else "failed"), str(error)
         else:
             outcome, why = "ok", ""
-            still_missing = [version for version in missing if not self.triton.version_ready(name, version)]
-            states = _versions_by_state(self._index_or_empty(), name)
+        index = self._index_or_none()
+        states = _versions_by_state(index or [], name)
+        if outcome == "ok":
+            still_missing = [version for version in missing if states.get(version) != "READY"]
             still_extra = [version for version in extra if states.get(version) == "READY"]
             if still_missing or still_extra:
                 outcome = "failed"
@@ -713,26 +796,27 @@ class Agent:
             for key in keys:
                 self.backoff.succeeded(key)
             _log(f"{name}: now serving {pin} ({took:.1f} s)")
-            return
+            return index
         now = time.monotonic()
         delay = max(self.backoff.failed(key, now) for key in keys)
         for version in missing:
-            if not self.triton.version_ready(name, version):
+            if states.get(version) != "READY":
                 self.metrics.inc("tritonops_model_load_failures_total", _labels(model=name, version=version))
         _log(f"{name}: load {outcome} after {took:.1f} s: {_short(why)}; next try in {delay:.0f} s")
+        return index
 
-    def _index_or_empty(self) -> list[dict[str, Any]]:
+    def _index_or_none(self) -> list[dict[str, Any]] | None:
         try:
             return self.triton.index()
         except (OSError, ValueError):
-            return []
+            return None
 
-    def _rebaseline(self, name: str) -> None:
-        """Take the index entries of `name` as seen, so that the sync does not count again what
-        this load did (its own failures are counted where they happen)."""
-        try:
-            index = self.triton.index()
-        except (OSError, ValueError):
+    def _rebaseline(self, name: str, index: list[dict[str, Any]] | None) -> None:
+        """Take the index entries of `name` (`index`, or read now) as seen, so that the sync does
+        not count again what this load did (its own failures are counted where they happen)."""
+        if index is None:
+            index = self._index_or_none()
+        if index is None:
             return
         with self._guard:
             if self._seen is None:
@@ -765,11 +849,18 @@ class Agent:
             stop.wait(max(0.0, self.options.interval - (time.monotonic() - started)))
 
 
-def _override(record: Any) -> dict[str, Any] | None:
-    """The record's config, sent as is (the parser checked that it pins the expected versions), or
-    None (a plain load) when the record has none."""
+def _override(record: Any, pin: list[int]) -> dict[str, Any] | None:
+    """The record's config with `pin` as its version policy, or None (a plain load) when the record
+    has none. The parser checked that the config pins the expected versions: it is sent as is
+    unless the grace keeps more."""
     config = record.config
-    return dict(config) if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        return None
+    config = dict(config)
+    if sorted(pin) != committed_state.expected_pin(record):
+        # Protobuf JSON, as the record holds it: int64 as strings.
+        config["version_policy"] = {"specific": {"versions": [str(version) for version in sorted(pin)]}}
+    return config
 
 
 # --- the metrics endpoint -----------------------------------------------------------------------
@@ -827,6 +918,12 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
         help="seconds a lock from another host may go without a heartbeat before it counts as stale",
     )
     parser.add_argument(
+        "--narrow-after",
+        type=float,
+        default=NARROW_AFTER_S,
+        help="seconds a served version must stay uncommitted before it is narrowed away (0: at once)",
+    )
+    parser.add_argument(
         "--fallback-marker", help="the file ready.py keeps while it answers from the pod-local copy"
     )
     options = parser.parse_args(argv)
@@ -834,6 +931,8 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
         parser.error("--api-key-file and --api-header go together")
     if min(options.interval, options.read_timeout, options.load_timeout, options.lock_stale_after) <= 0:
         parser.error("--interval, --read-timeout, --load-timeout and --lock-stale-after must be positive")
+    if options.narrow_after < 0:
+        parser.error("--narrow-after must be 0 or more")
     return options
 
 

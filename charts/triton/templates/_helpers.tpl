@@ -419,6 +419,7 @@ Usage: {{ include "triton.validate" . }}
 - --load-timeout={{ .Values.agent.loadTimeoutSeconds }}
 - --backoff-max={{ .Values.agent.backoffMaxSeconds }}
 - --lock-stale-after={{ .Values.agent.lockStaleSeconds }}
+- --narrow-after={{ .Values.agent.narrowAfterSeconds }}
 - --fallback-marker={{ include "triton.readinessFallbackMarker" . }}
 {{- if .Values.repositoryApi.restricted.enabled }}
 - --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}
