@@ -50,7 +50,30 @@ def test_command_help_says_what_a_new_user_needs(run_cli, command, said):
 
 def test_status_help_in_the_command_list_names_every_exit_code(run_cli):
     text = _help(run_cli)
-    assert "exit 0 all Ready, 1 some not Ready, 3 not running, 2 nothing was started" in text
+    assert (
+        "exit 0 all Ready and in sync, 1 a problem found (not Ready, drift, served versions unknown, an "
+        "unreadable committed record), 3 not running, 2 nothing was started in the work folder"
+    ) in text
+
+
+@pytest.mark.parametrize(
+    ("command", "done", "codes"),
+    [
+        ("promote", "0 committed, or a no-op that says so", "01234"),
+        ("rollback", "0 rolled back, or a no-op that says so", "01234"),
+        ("reconcile", "0 every replica serves the committed state", "0123"),
+    ],
+)
+def test_promotion_commands_help_names_their_exit_codes(run_cli, command, done, codes):
+    text = _help(run_cli, command)
+    epilog = text[text.index("exit codes: ") :]
+    assert epilog.startswith(f"exit codes: {done}; 1 ")
+    assert "; 2 unusable input, nothing changed (" in epilog
+    assert "; 3 another promotion holds the repository's lock, or left a stale one" in epilog
+    said = re.findall(r"(?:: |; )(\d) ", epilog)
+    assert "".join(said) == codes, epilog
+    if "4" in codes:
+        assert "4 finished, but not every replica is confirmed on the committed state" in epilog
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,19 @@
 """The `tritonops` command: thin commands that parse, call one function, print, and pick the exit code.
 
 Exit codes: 0 success, 1 findings (a gate failed), 2 unusable input (bad values, unknown flag).
-`status` says how the local runtime is: 0 every replica Ready, 1 running but some replica not Ready
-(Starting, NotReady, Restarting or Failed), 3 not running (stopped, or its supervisor died), 2 nothing
-was started in that work folder. `down` uses the same codes for what it found: 0 it stopped the
-runtime (or killed what its dead supervisor left), 3 nothing was running there, 2 nothing was ever
-started there. `promote`, `rollback` and `reconcile`: 0 done (committed, a no-op, or every replica
-converged), 1 failed at a step (every replica rolled back; the step and the cause are named),
-2 unusable input (nothing changed), 3 another promotion holds the repository's lock (or left a
-stale one). With `--json`, an error is also printed on stdout as {"error": ..., "exit_code": N}
-(a failed promotion prints its whole outcome with those two keys added).
+`status` says how the replicas and the committed state are: 0 every replica Ready and on the
+committed state, 1 a problem found (a replica not Ready, drift, served versions the repository API
+refused to tell, or a committed record that cannot be read), 3 the local runtime is not running
+(stopped, or its supervisor died), 2 nothing was started in that work folder (and no --repository
+given: with one, status shows the committed record and exits 0, or 1 when it cannot be read).
+`down` uses the same codes for what it found: 0 it stopped the runtime (or killed what its dead
+supervisor left), 3 nothing was running there, 2 nothing was ever started there. `promote`,
+`rollback` and `reconcile`: 0 done (committed, a no-op, or every replica converged), 1 failed at a
+step (every replica rolled back; the step and the cause are named), 2 unusable input (nothing
+changed; a candidate refused at verify), 3 another promotion holds the repository's lock (or left a
+stale one), 4 finished but not every replica is confirmed on the committed state (EXIT_DEGRADED).
+With `--json`, an error is also printed on stdout as {"error": ..., "exit_code": N} (a failed
+promotion, or one refused at verify, prints its whole outcome with those two keys added).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import argparse
 import json
 import logging
 import os
+import re
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -37,6 +43,10 @@ from tritonops.runtime import control, demo, workspace
 log = logging.getLogger("tritonops")
 
 STATUS_ALL_READY, STATUS_NOT_ALL_READY, STATUS_NOT_RUNNING = 0, 1, 3
+# A promote, rollback or reconcile that finished but could not confirm every replica on the
+# committed state (the agent or `tritonops reconcile` converges it): not a silent success.
+EXIT_DEGRADED = 4
+ENDPOINTS_FORM = "http://HOST:PORT[?grpc=PORT],..."
 SET_HELP = "override a value: key=value, as Helm reads it (a={x,y} a list, a={} the empty list, a=null removes a); repeatable"
 
 
@@ -131,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status",
         help="each local replica's state and, per model, the committed version and what each replica "
-        "serves (drift counts as not Ready); exit 0 all Ready, 1 some not Ready, 3 not running, "
-        "2 nothing was started in the work folder",
+        "serves; exit 0 all Ready and in sync, 1 a problem found (not Ready, drift, served versions "
+        "unknown, an unreadable committed record), 3 not running, 2 nothing was started in the work "
+        "folder (with only --repository: the committed record, exit 0)",
     )
     status.add_argument(
         "model", nargs="?", metavar="MODEL", help="only this model (default: every committed one)"
@@ -351,11 +362,35 @@ def _add_target_options(parser: argparse.ArgumentParser, *, required_repository:
     )
 
 
+def _exit_codes(done: str, failed: str, refused: str, *, degraded: bool = True) -> str:
+    """The exit codes of promote, rollback or reconcile, for their `--help` epilog."""
+    codes = [
+        f"0 {done}",
+        f"1 {failed}",
+        f"2 unusable input, nothing changed ({refused})",
+        "3 another promotion holds the repository's lock, or left a stale one (`tritonops unlock` "
+        "clears a stale one)",
+    ]
+    if degraded:
+        codes.append(
+            f"{EXIT_DEGRADED} finished, but not every replica is confirmed on the committed state "
+            "(named in the output; its agent or `tritonops reconcile` converges it)"
+        )
+    return "exit codes: " + "; ".join(codes) + "."
+
+
 def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     promote = commands.add_parser(
         "promote",
         help="promote a model version on every replica: materialize, verify, stage, load, check, "
         "[observe,] commit, narrow; any failure rolls every replica back (exit 1 naming the step)",
+        epilog=_exit_codes(
+            "committed, or a no-op that says so",
+            "failed at a step, named with its cause, and every replica is back on the committed version "
+            "(or, before anything changed, a replica did not answer or refused the key)",
+            "an unknown model or version, a bad flag, a malformed current.json, a candidate refused at "
+            "verify",
+        ),
     )
     promote.add_argument("model", metavar="MODEL")
     promote.add_argument(
@@ -393,7 +428,15 @@ def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # ty
     promote.set_defaults(handler=_promote)
 
     rollback = commands.add_parser(
-        "rollback", help="return a model to its previous committed version (or --to VERSION) on every replica"
+        "rollback",
+        help="return a model to its previous committed version (or --to VERSION) on every replica",
+        epilog=_exit_codes(
+            "rolled back, or a no-op that says so",
+            "failed at a step, named with its cause, and every replica is back on the committed version "
+            "(or, before anything changed, a replica did not answer or refused the key)",
+            "an unknown model, a missing version folder, a bad flag, a malformed current.json, files "
+            "changed since that version was committed",
+        ),
     )
     rollback.add_argument("model", metavar="MODEL")
     rollback.add_argument("--to", type=int, help="the version to return to (default: the previous one)")
@@ -401,7 +444,14 @@ def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # ty
     rollback.set_defaults(handler=_rollback)
 
     reconcile = commands.add_parser(
-        "reconcile", help="bring lagging or restarted replicas to the committed state now"
+        "reconcile",
+        help="bring lagging or restarted replicas to the committed state now",
+        epilog=_exit_codes(
+            "every replica serves the committed state",
+            "some replica could not be converged, named with its cause",
+            "a model with nothing committed, a bad flag, a malformed current.json",
+            degraded=False,
+        ),
     )
     reconcile.add_argument("model", nargs="?", metavar="MODEL", help="only this model")
     _add_chain_options(reconcile)
@@ -432,32 +482,41 @@ class _Target:
 
 
 def _target(args: argparse.Namespace) -> _Target:
-    """--repository/--endpoints, or the local runtime's repository and replicas for what is not given."""
+    """--repository with --endpoints, or the local runtime's repository and replicas."""
     key = replicas.api_key(args.api_header, args.api_key_file)
-    if args.endpoints and args.repository:
-        return _Target(args.repository, replicas.from_endpoints(args.endpoints), key)
-    current = control.status(args.work_dir)
-    hint = workspace.command_hint("up", args.work_dir)
     if args.endpoints:
-        found: Sequence[replicas.Replica] = replicas.from_endpoints(args.endpoints)
-    elif not current.replicas:
+        # Replicas elsewhere serve a repository this machine cannot guess (the local runtime's,
+        # if there is one, is another one).
+        if not args.repository:
+            raise errors.InputError(
+                "--endpoints needs --repository DIR: the model repository those replicas serve, "
+                "mounted read-write here (env TRITONOPS_REPOSITORY)"
+            )
+        found = replicas.from_endpoints(args.endpoints)
+        return _Target(_existing_repository(args.repository), found, key)
+    current = control.status(args.work_dir)
+    if not current.replicas:
         raise errors.InputError(
-            f"no replicas: give --endpoints http://HOST:PORT[?grpc=PORT],... or start the local runtime (`{hint}`)"
+            f"no replicas: give --endpoints {ENDPOINTS_FORM} or start the local runtime "
+            f"(`{current.start_command}`)"
         )
-    elif not current.running:
+    if not current.running:
         raise errors.InputError(
-            f"the local runtime in {current.work_dir} is not running; start it with `{hint}`"
+            f"the local runtime in {current.work_dir} is not running; start it with `{current.start_command}`"
         )
-    else:
-        found = _runtime_replicas(current)
-        if key.key is None and current.api_key_file:
-            key = replicas.ApiKey(current.api_header, current.api_key(), f"file {current.api_key_file}")
+    found = _runtime_replicas(current)
+    if key.key is None and current.api_key_file:
+        key = replicas.ApiKey(current.api_header, current.api_key(), f"file {current.api_key_file}")
     repository = args.repository or current.repository
     if repository is None:
         raise errors.InputError("no model repository: give --repository DIR (or start the local runtime)")
+    return _Target(_existing_repository(repository), found, key)
+
+
+def _existing_repository(repository: Path) -> Path:
     if not Path(repository).is_dir():
         raise errors.InputError(f"--repository {repository}: no such folder")
-    return _Target(Path(repository), found, key)
+    return Path(repository)
 
 
 def _runtime_replicas(current: control.RuntimeStatus) -> tuple[replicas.Replica, ...]:
@@ -479,11 +538,6 @@ def _progress(args: argparse.Namespace) -> chain.Progress | None:
     return show
 
 
-# A promote, rollback or reconcile that finished but could not confirm every replica on the
-# committed state (the agent or `tritonops reconcile` converges it): not a silent success.
-EXIT_DEGRADED = 4
-
-
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -502,26 +556,65 @@ def _outcome(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
 def _report(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
     try:
         outcome = run()
-    except errors.PromotionFailed as error:
-        failed = getattr(error, "outcome", None)
+    except (errors.PromotionFailed, errors.CandidateRejected) as error:
+        # Both carry what the chain did up to the failure: its steps, the failed step, where a
+        # refused candidate was quarantined.
+        failed = error.outcome if isinstance(error.outcome, chain.Outcome) else None
         if args.json and failed is not None:
-            print(
-                json.dumps({**failed.as_dict(), "error": str(error), "exit_code": error.exit_code}, indent=2)
-            )
-            print(f"tritonops: {error}", file=sys.stderr)
+            message = _with_target_options(str(error), args)
+            print(json.dumps({**failed.as_dict(), "error": message, "exit_code": error.exit_code}, indent=2))
+            print(f"tritonops: {message}", file=sys.stderr)
             return error.exit_code
         if failed is not None:
-            print(failed.describe(result_line=False))
+            print(_with_target_options(failed.describe(result_line=False), args))
         raise
-    print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.describe())
+    if args.json:
+        print(json.dumps(outcome.as_dict(), indent=2))
+    else:
+        print(_with_target_options(outcome.describe(), args))
     if any(step.status == chain.DEGRADED for step in outcome.steps):
         print(
             f"tritonops: {outcome.command} finished, but not every replica is confirmed on the committed "
-            "state (see the replicas above); its agent converges it, or run `tritonops reconcile`",
+            f"state (see the replicas above); its agent converges it, or run `{_follow_up(args, 'reconcile')}`",
             file=sys.stderr,
         )
         return EXIT_DEGRADED
     return 0
+
+
+def _follow_up(args: argparse.Namespace, command: str) -> str:
+    """`tritonops COMMAND` with the options this call was given that choose the same repository,
+    replicas and key, so that a hint runs as printed (a value from its environment variable is
+    left out: the next command reads it too)."""
+    given = [
+        ("--repository", args.repository, os.environ.get("TRITONOPS_REPOSITORY")),
+        ("--endpoints", args.endpoints, os.environ.get("TRITONOPS_ENDPOINTS")),
+        ("--api-header", args.api_header, os.environ.get("TRITONOPS_API_HEADER", replicas.DEFAULT_HEADER)),
+        ("--api-key-file", args.api_key_file, None),
+    ]
+    options = "".join(
+        f" {flag} {shlex.quote(str(value))}"
+        for flag, value, from_env in given
+        if value is not None and str(value) != (from_env or "")
+    )
+    # With --endpoints the local runtime is not read: its folder would only be noise.
+    base = f"tritonops {command}" if args.endpoints else workspace.command_hint(command, args.work_dir)
+    return base + options
+
+
+# A follow-up the library names without the target options, as it cannot know how the CLI was
+# called: `tritonops status`, `tritonops reconcile`, `tritonops promote M --version N --from SOURCE`.
+_BARE_HINT = re.compile(
+    r"`tritonops ((?:status|reconcile|promote|rollback)\b(?:(?!--work-dir|--repository|--endpoints)[^`])*)`"
+)
+
+
+def _with_target_options(text: str, args: argparse.Namespace) -> str:
+    """`text` with each follow-up command it names given this call's --work-dir, --repository,
+    --endpoints and key options (see _follow_up)."""
+    if not hasattr(args, "api_header"):  # a command without target options
+        return text
+    return _BARE_HINT.sub(lambda found: f"`{_follow_up(args, found.group(1))}`", text)
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -729,8 +822,17 @@ def _status(args: argparse.Namespace) -> int:
         # Replicas outside the local runtime: only the models section.
         target = _target(args)
         found = model_status.status(target.repository, target.replicas, args.model, key=target.key)
-        print(json.dumps({"models": found.as_dict()}, indent=2) if args.json else found.describe())
-        return 0 if found.in_sync else STATUS_NOT_ALL_READY
+        return _print_models(args, found)
+    if args.repository and not workspace.Workspace(args.work_dir.resolve()).plan_file.is_file():
+        # No local runtime here and no replicas given: the committed record alone.
+        found = model_status.status(
+            _existing_repository(args.repository),
+            (),
+            args.model,
+            replicas_not_shown=f"replicas are not shown: give --endpoints {ENDPOINTS_FORM} (every replica "
+            "that serves this repository) to compare what they serve",
+        )
+        return _print_models(args, found)
     current = control.status(args.work_dir)
     models = _runtime_models(current, args)
     if args.json:
@@ -740,10 +842,30 @@ def _status(args: argparse.Namespace) -> int:
         print(_status_text(current))
         if models:
             print(models.describe())
+    if models is not None and models.unknown:
+        _key_hint(args, models)
     if not current.running:
         return STATUS_NOT_RUNNING
-    in_sync = models is None or models.in_sync
-    return STATUS_ALL_READY if current.all_ready and in_sync else STATUS_NOT_ALL_READY
+    fine = models is None or models.ok
+    return STATUS_ALL_READY if current.all_ready and fine else STATUS_NOT_ALL_READY
+
+
+def _print_models(args: argparse.Namespace, found: model_status.Status) -> int:
+    """The models section alone (no local runtime): 0 when status found nothing wrong, else 1."""
+    print(json.dumps({"models": found.as_dict()}, indent=2) if args.json else found.describe())
+    if found.unknown:
+        _key_hint(args, found)
+    return STATUS_ALL_READY if found.ok else STATUS_NOT_ALL_READY
+
+
+def _key_hint(args: argparse.Namespace, found: model_status.Status) -> None:
+    """Under --json, stdout is the document: say on stderr too why the served versions are unknown."""
+    if args.json:
+        print(
+            f"tritonops: served versions unknown on {', '.join(found.unknown)}: the repository API "
+            f"refused the key; {model_status.KEY_HINT}",
+            file=sys.stderr,
+        )
 
 
 def _runtime_models(current: control.RuntimeStatus, args: argparse.Namespace) -> model_status.Status | None:
@@ -754,8 +876,16 @@ def _runtime_models(current: control.RuntimeStatus, args: argparse.Namespace) ->
     key = replicas.api_key(current.api_header or args.api_header, args.api_key_file)
     if key.key is None and current.api_key_file:
         key = replicas.ApiKey(current.api_header, current.api_key(), f"file {current.api_key_file}")
-    found = _runtime_replicas(current) if current.running else ()
-    return model_status.status(repository, found, args.model, key=key)
+    if current.running:
+        return model_status.status(repository, _runtime_replicas(current), args.model, key=key)
+    return model_status.status(
+        repository,
+        (),
+        args.model,
+        key=key,
+        replicas_not_shown="the replicas are not running: what they serve is not shown (see each "
+        "replica's line above)",
+    )
 
 
 def _status_text(current: control.RuntimeStatus, *, log_lines: bool = True) -> str:
@@ -893,16 +1023,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     wants_json = "--json" in arguments
     logs = _LogToStderr()
+    args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(arguments)
         logs.start(verbose=args.verbose)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except errors.TritonOpsError as error:
-        print(f"tritonops: {error}", file=sys.stderr)
+        message = str(error) if args is None else _with_target_options(str(error), args)
+        print(f"tritonops: {message}", file=sys.stderr)
         if wants_json:
             # Whoever asked for JSON reads stdout as JSON: the error is JSON there too.
-            print(json.dumps({"error": str(error), "exit_code": error.exit_code}, indent=2))
+            print(json.dumps({"error": message, "exit_code": error.exit_code}, indent=2))
         return error.exit_code
     except KeyboardInterrupt:
         print("tritonops: interrupted", file=sys.stderr)

@@ -73,6 +73,8 @@ class CandidateRejected(InputError):
     def __init__(self, message: str, findings: Sequence[object] = ()) -> None:
         super().__init__(message)
         self.findings = tuple(findings)
+        # What the chain did up to the refusal (promotion.chain.Outcome), set by the chain.
+        self.outcome: object = None
 
 
 class PromotionFailed(TritonOpsError):

@@ -132,8 +132,8 @@ def test_a_repository_the_replicas_do_not_serve_fails_at_the_load_without_waitin
 
 
 @pytest.mark.parametrize(
-    "command", [["promote", "linear", "--version", "5"], ["rollback", "linear"], ["reconcile"], ["status"]]
-)
+    "command", [["promote", "linear", "--version", "5"], ["rollback", "linear"], ["reconcile"]]
+)  # status reports it and still lists the replicas: tests/promotion/test_status.py
 def test_a_malformed_current_json_is_named_and_nothing_changes(
     fleet_runtime: Fleet, run_cli, tmp_path, command
 ):
@@ -157,3 +157,56 @@ def test_status_of_an_unknown_model_is_refused_naming_the_models(repo: Path) -> 
     with pytest.raises(errors.InputError, match=r"nosuch: no such model in .* \(models: linear\)"):
         status.status(repo, (), "nosuch")
     assert [m.model for m in status.status(repo, (), "linear").models] == ["linear"]
+
+
+@pytest.mark.parametrize(
+    "command", [["promote", "linear", "--version", "2"], ["rollback", "linear"], ["reconcile"], ["status"]]
+)
+def test_endpoints_without_a_repository_say_that_the_repository_is_needed(run_cli, tmp_path, command):
+    never = tmp_path / "never-started"
+    result = run_cli(*command, "--endpoints", "http://127.0.0.1:9", "--work-dir", str(never))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        "tritonops: --endpoints needs --repository DIR: the model repository those replicas serve, "
+        "mounted read-write here (env TRITONOPS_REPOSITORY)\n"
+    )
+    assert not never.exists()
+
+
+def test_rollback_to_a_missing_version_folder_names_the_versions_there(fleet_runtime: Fleet, run_cli):
+    fleet = fleet_runtime
+    before, served = snapshot(fleet.repository), fleet.served()
+    there = sorted(int(p.name) for p in (fleet.repository / "linear").iterdir() if p.name.isdigit())
+    target = ("--repository", str(fleet.repository), "--work-dir", str(fleet.work_dir))
+    result = run_cli("rollback", "linear", "--to", "99", *target)
+    assert result.returncode == 2, result.stdout + result.stderr
+    folder = fleet.repository / "linear" / "99"
+    assert (
+        f"{folder}: no such version folder; the model folder holds version(s) {', '.join(map(str, there))}. "
+        "Roll back to one of them with --to VERSION, or bring version 99 back with "
+        f"`tritonops promote linear --version 99 --from SOURCE --work-dir {fleet.work_dir} "
+        f"--repository {fleet.repository}`"
+    ) in result.stderr
+    assert "give --from" not in result.stderr
+    assert snapshot(fleet.repository) == before and fleet.served() == served
+
+
+def test_a_candidate_refused_at_verify_prints_its_whole_outcome_as_json(fleet_runtime: Fleet, run_cli):
+    fleet = fleet_runtime
+    before = fleet.record()
+    version = fleet.new_version()
+    source = fleet.candidate(version, build="mismatched")
+    target = ("--repository", str(fleet.repository), "--work-dir", str(fleet.work_dir))
+    result = run_cli("promote", "linear", "--version", str(version), "--from", str(source), *target, "--json")
+    assert result.returncode == 2, result.stdout + result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["exit_code"] == 2 and "input" in outcome["error"]
+    assert (outcome["result"], outcome["failed_step"], outcome["candidate"]) == ("failed", "verify", version)
+    assert outcome["version"] == before.version
+    assert [(s["name"], s["status"]) for s in outcome["steps"]] == [
+        ("materialize", "ok"),
+        ("verify", "failed"),
+    ]
+    quarantined = Path(outcome["quarantined"])
+    assert quarantined.parent == workarea.quarantine_dir(fleet.repository) / "linear" and quarantined.is_dir()
+    assert fleet.record() == before and fleet.served() == [tuple(before.pin)] * 2

@@ -67,6 +67,14 @@ def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
     assert down.returncode == 0 and down.stdout == f"stopped 1 replica(s) in {Path(work).resolve()}\n"
     after = run_cli("status", "--work-dir", work)
     assert after.returncode == 3 and "stopped" in after.stdout
+    # The hint starts this runtime again as it ran (its folder and ports), and nothing running is
+    # not called in sync with the committed state.
+    assert f"(`tritonops up --work-dir {work} --port-offset {offset}` to start)" in after.stdout
+    assert "the replicas are not running" in after.stdout and "in sync" not in after.stdout
+    reconcile = run_cli("reconcile", "--work-dir", work)
+    assert reconcile.returncode == 2 and reconcile.stderr.endswith(
+        f"is not running; start it with `tritonops up --work-dir {work} --port-offset {offset}`\n"
+    )
     again = run_cli("down", "--work-dir", work)
     assert again.returncode == 3, again.stdout + again.stderr
     assert again.stdout == f"nothing was running in {Path(work).resolve()} (it was already stopped)\n"

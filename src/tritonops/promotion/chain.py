@@ -264,7 +264,7 @@ def promote(
             gate.preflight(gate_spec.prometheus_url, gate_spec.query, gate_spec.inconclusive)
         if record is not None and version == record.version:
             return _noop(repository, model, record, source, steps)
-        staged = _materialize(repository, model, version, source, steps)
+        staged = _materialize(repository, model, version, source, steps, record=record)
         stage_result = _stage(repository, model, staged, steps)
         switch = _plan(
             "promote",
@@ -363,7 +363,9 @@ def _noop(
     folder = repository / model / str(record.version)
     reason = f"version {record.version} is already committed"
     if source is not None:
-        staged = _materialize(repository, model, record.version, source, steps)
+        staged = _materialize(
+            repository, model, record.version, source, steps, command=command, record=record
+        )
         materialize.discard(staged)
         committed_digest = record.digest or checksums.version_digest(folder)
         if staged.digest != committed_digest:
@@ -398,10 +400,18 @@ def _noop(
 
 
 def _materialize(
-    repository: Path, model: str, version: int, source: str | None, steps: _Steps
+    repository: Path,
+    model: str,
+    version: int,
+    source: str | None,
+    steps: _Steps,
+    *,
+    command: str = "promote",
+    record: state.Record | None = None,
 ) -> materialize.Staged:
     """The candidate in the staging area (or, without a source, its version folder in place),
-    checked before any replica is touched."""
+    checked before any replica is touched. A refusal (CandidateRejected) carries the outcome so far
+    (`record`: the committed record it leaves in force)."""
     if source is None:
         steps.skip("materialize", "no --from: the version folder is already in the repository")
         staged = _existing_folder(repository, model, version)
@@ -414,11 +424,25 @@ def _materialize(
         warnings = materialize.verify(staged, repository, model)
     except errors.CandidateRejected as error:
         steps.end(str(error), status=FAILED)
+        quarantined = None
         if source is not None:
             quarantined = workarea.quarantine(
                 repository, model, version, "verify", str(error), folder=staged.path
             )
             log.warning("quarantined the refused candidate in %s", quarantined)
+        committed = record.version if record is not None else None
+        error.outcome = Outcome(
+            command,
+            model,
+            "failed",
+            committed,
+            committed,
+            version,
+            tuple(steps.steps),
+            reason=f"{error}; no replica was touched",
+            failed_step="verify",
+            quarantined=str(quarantined) if quarantined is not None else None,
+        )
         state.append_history(
             repository,
             state.HistoryEntry(
@@ -434,6 +458,19 @@ def _materialize(
         raise
     steps.end("passed" + (f" ({len(warnings)} warning(s): {warnings[0].message})" if warnings else ""))
     return staged
+
+
+def _require_version_folder(repository: Path, model: str, version: int) -> None:
+    """A rollback returns to a version folder in the repository: name the ones there when it is gone."""
+    folder = repository / model / str(version)
+    if folder.is_dir():
+        return
+    there = sorted(int(p.name) for p in (repository / model).iterdir() if p.is_dir() and p.name.isdigit())
+    raise errors.InputError(
+        f"{folder}: no such version folder; the model folder holds version(s) "
+        f"{', '.join(map(str, there)) or 'none'}. Roll back to one of them with --to VERSION, or bring "
+        f"version {version} back with `tritonops promote {model} --version {version} --from SOURCE`"
+    )
 
 
 def _existing_folder(repository: Path, model: str, version: int) -> materialize.Staged:
@@ -837,10 +874,12 @@ def rollback(
             raise errors.InputError(
                 f"{model}: the committed record names no previous version; give --to VERSION"
             )
+        if target != record.version:
+            _require_version_folder(repository, model, target)
         fleet.check_reachable(replicas, key, model)
         if target == record.version:
             return _noop(repository, model, record, None, steps, command="rollback")
-        staged = _materialize(repository, model, target, None, steps)
+        staged = _materialize(repository, model, target, None, steps, command="rollback", record=record)
         previous = record.previous if record.previous and record.previous.version == target else None
         if previous is not None and previous.digest and previous.digest != staged.digest:
             raise errors.InputError(

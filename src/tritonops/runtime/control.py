@@ -85,6 +85,8 @@ class RuntimeStatus:
     api_key_file: Path | None = None
     # The model repository every replica serves (None before the first `up`).
     repository: Path | None = None
+    # `tritonops up` with the --work-dir and --port-offset this runtime was started with.
+    start_command: str = "tritonops up"
 
     @property
     def all_ready(self) -> bool:
@@ -172,6 +174,7 @@ def up(
         {
             "environment": env_name,
             "repository": str(model_dir),
+            "port_offset": port_offset,
             # Never the caller's whole environment (it may hold secrets): only the search-path
             # entries the local server needs; the pod spec's env is in each replica's plan, and
             # the supervisor adds both to its own environment when it starts a replica.
@@ -198,11 +201,14 @@ def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
     plan = space.read_plan()
     state = space.read_state() or {"replicas": []}
     running = space.supervisor_alive() is not None
+    offset = plan.get("port_offset")
+    start = workspace.command_hint("up", work_dir) + (f" --port-offset {offset}" if offset else "")
+    stopped = f"the supervisor is not running (`{start}` to start)"
     replicas = tuple(
         ReplicaStatus(
             index=r["index"],
             state=r["state"] if running else (State.STOPPED if r["state"] != State.FAILED else r["state"]),
-            reason=r["reason"] if running else "the supervisor is not running (`tritonops up` to start)",
+            reason=r["reason"] if running else stopped,
             restarts=r["restarts"],
             last_restart=r.get("last_restart", ""),
             pid=r["pid"] if running else None,
@@ -215,7 +221,7 @@ def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
     )
     key_file = Path(plan["api_key_file"]) if plan.get("api_key_file") else None
     repository = Path(plan["repository"]) if plan.get("repository") else None
-    return RuntimeStatus(space.root, running, replicas, plan.get("api_header"), key_file, repository)
+    return RuntimeStatus(space.root, running, replicas, plan.get("api_header"), key_file, repository, start)
 
 
 def _sidecar_status(container: dict[str, Any], running: bool) -> SidecarStatus:

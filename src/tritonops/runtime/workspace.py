@@ -76,7 +76,7 @@ class Workspace:
             return None
         except (OSError, ValueError) as error:
             raise errors.InputError(
-                f"{self.state_file}: unreadable runtime state ({error}); run `tritonops down`"
+                f"{self.state_file}: unreadable runtime state ({error}); run `{command_hint('down', self.root)}`"
             ) from None
 
     def read_plan(self) -> dict[str, Any]:
