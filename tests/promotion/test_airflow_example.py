@@ -52,11 +52,8 @@ def test_the_candidate_is_the_version_the_alias_names(
     assert not example.needs_promotion({"already_committed": True})
 
 
-def test_the_promote_task_commits_on_every_replica_and_reports_it(
-    example: ModuleType, fleet_runtime: Fleet, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fleet = fleet_runtime
-    version = fleet.new_version()
+def _point_the_dag_at(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAG's environment for the shared fleet: its repository, endpoints and key, no gate."""
     endpoints = ",".join(
         f"http://{r.http_address}?grpc={(r.grpc_address or '').rpartition(':')[2]}" for r in fleet.replicas
     )
@@ -64,6 +61,14 @@ def test_the_promote_task_commits_on_every_replica_and_reports_it(
     monkeypatch.setenv("TRITONOPS_ENDPOINTS", endpoints)
     monkeypatch.setenv(replicas_module.KEY_ENV, fleet.key.key or "")
     monkeypatch.delenv("TRITONOPS_PROMETHEUS", raising=False)
+
+
+def test_the_promote_task_commits_on_every_replica_and_reports_it(
+    example: ModuleType, fleet_runtime: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = fleet_runtime
+    version = fleet.new_version()
+    _point_the_dag_at(fleet, monkeypatch)
     # What find_candidate hands on, with a folder source (MLflow downloads are covered by
     # test_mlflow_source.py; the version numbers of this shared fleet are its own).
     candidate = {
@@ -122,13 +127,7 @@ def test_the_promote_task_commits_a_lower_version_without_the_gate_the_chain_wou
 ) -> None:
     fleet = fleet_runtime
     lower, higher = fleet.new_version(), fleet.new_version()
-    endpoints = ",".join(
-        f"http://{r.http_address}?grpc={(r.grpc_address or '').rpartition(':')[2]}" for r in fleet.replicas
-    )
-    monkeypatch.setenv("TRITONOPS_REPOSITORY", str(fleet.repository))
-    monkeypatch.setenv("TRITONOPS_ENDPOINTS", endpoints)
-    monkeypatch.setenv(replicas_module.KEY_ENV, fleet.key.key or "")
-    monkeypatch.delenv("TRITONOPS_PROMETHEUS", raising=False)
+    _point_the_dag_at(fleet, monkeypatch)
     example.promote({"model": "linear", "version": higher, "source": str(fleet.candidate(higher))})
     # The alias moves back. A gate would be refused (exit 2) before the Prometheus is ever asked,
     # so a Prometheus nobody listens on proves no gate was sent.
