@@ -56,9 +56,10 @@ def test_keda_replaces_the_hpa_and_owns_the_deployments_replicas(render_with):
     assert "replicas" not in deployment["spec"]
     # prod's autoscaling values: 2..8 replicas, 20 ms of queue time per request, the HPA's behaviour.
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 8)
-    assert scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == item.values[
-        "autoscaling"
-    ]["behavior"]
+    assert (
+        scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        == item.values["autoscaling"]["behavior"]
+    )
     trigger = _trigger(scaled)
     assert trigger["metricType"] == "Value"
     assert trigger["metadata"]["serverAddress"] == SERVER

@@ -57,7 +57,9 @@ def test_adapter_query_is_queue_time_per_request_per_pod(tmp_path: Path):
                 "input_series": [{"series": name, "values": values} for name, values in series.items()],
                 "promql_expr_test": [
                     {
-                        "expr": helpers.adapter_query(helpers.adapter_rule(), "triton-prod", ["triton-a", "triton-b"]),
+                        "expr": helpers.adapter_query(
+                            helpers.adapter_rule(), "triton-prod", ["triton-a", "triton-b"]
+                        ),
                         "eval_time": "4m",
                         "exp_samples": [
                             {"labels": '{pod="triton-a"}', "value": 150},
