@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tritonops.chart import render
+import yaml
+
+from tritonops.chart import environments, render
+
+ADAPTER_VALUES = environments.PROJECT_ROOT / "deploy" / "prometheus-adapter" / "values.yaml"
 
 
 def triton_container(item: render.Rendering) -> dict[str, Any]:
@@ -25,3 +29,16 @@ def server_args(item: render.Rendering) -> list[str]:
 def launcher_args(item: render.Rendering) -> list[str]:
     args = triton_container(item)["args"]
     return args[: args.index("--")]
+
+
+def adapter_rule() -> dict[str, Any]:
+    """The one prometheus-adapter rule of deploy/prometheus-adapter/values.yaml."""
+    (rule,) = yaml.safe_load(ADAPTER_VALUES.read_text(encoding="utf-8"))["rules"]["custom"]
+    return rule
+
+
+def adapter_query(rule: dict[str, Any], namespace: str, pods: list[str]) -> str:
+    """The metricsQuery as the adapter sends it for a Pods metric: label matchers for the namespace
+    and the pods asked for, grouped by pod (prometheus-adapter docs/config.md, "Querying")."""
+    matchers = f'namespace="{namespace}",pod=~"{"|".join(pods)}"'
+    return rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", "pod")

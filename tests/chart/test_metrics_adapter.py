@@ -7,23 +7,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from tests.chart import helpers
 from tritonops.chart import environments
 
-ADAPTER_VALUES = environments.PROJECT_ROOT / "deploy" / "prometheus-adapter" / "values.yaml"
-
-
-def _rule() -> dict[str, Any]:
-    (rule,) = yaml.safe_load(ADAPTER_VALUES.read_text(encoding="utf-8"))["rules"]["custom"]
-    return rule
+ADAPTER_VALUES = helpers.ADAPTER_VALUES
 
 
 def test_adapter_exposes_the_per_pod_metric_the_prod_hpa_scales_on(rendered):
-    rule = _rule()
+    rule = helpers.adapter_rule()
     (metric,) = [
         m for m in rendered["prod"].one("HorizontalPodAutoscaler")["spec"]["metrics"] if m["type"] == "Pods"
     ]
@@ -34,13 +29,6 @@ def test_adapter_exposes_the_per_pod_metric_the_prod_hpa_scales_on(rendered):
         "pod": {"resource": "pod"},
     }
     assert rule["seriesQuery"].startswith("nv_inference_queue_duration_us{")
-
-
-def _adapter_query(rule: dict[str, Any], namespace: str, pods: list[str]) -> str:
-    """The metricsQuery as the adapter sends it for a Pods metric: label matchers for the namespace
-    and the pods asked for, grouped by pod (prometheus-adapter docs/config.md, "Querying")."""
-    matchers = f'namespace="{namespace}",pod=~"{"|".join(pods)}"'
-    return rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", "pod")
 
 
 def test_adapter_query_is_queue_time_per_request_per_pod(tmp_path: Path):
@@ -69,7 +57,9 @@ def test_adapter_query_is_queue_time_per_request_per_pod(tmp_path: Path):
                 "input_series": [{"series": name, "values": values} for name, values in series.items()],
                 "promql_expr_test": [
                     {
-                        "expr": _adapter_query(_rule(), "triton-prod", ["triton-a", "triton-b"]),
+                        "expr": helpers.adapter_query(
+                            helpers.adapter_rule(), "triton-prod", ["triton-a", "triton-b"]
+                        ),
                         "eval_time": "4m",
                         "exp_samples": [
                             {"labels": '{pod="triton-a"}', "value": 150},

@@ -17,12 +17,14 @@ import signal
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests import committing
+from tests.chart import helpers as chart_helpers
 from tests.observability import kube_state
 from tests.runtime.conftest import free_port_offset
 from tritonops.chart import render
@@ -207,6 +209,70 @@ def test_every_dashboard_query_returns_data(stack):
         if pending:
             time.sleep(0.5)
     assert not pending, f"no data within 20 s for {sorted(title for title, _ in pending.values())}"
+
+
+def _keep_busy(current, seconds: float) -> None:
+    """Two concurrent clients per replica on `heavy` (one instance): requests queue on every pod."""
+
+    def send(replica: int) -> None:
+        batch = np.full((1, 1), 0.5, dtype=np.float32)
+        with _client(current, replica) as client:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                client.infer("heavy", {"input": batch})
+
+    with ThreadPoolExecutor(max_workers=2 * len(current.replicas)) as pool:
+        for future in [pool.submit(send, r.index) for r in current.replicas for _ in range(2)]:
+            future.result()
+
+
+def _per_pod(prometheus, expr: str) -> dict[str, float]:
+    return {series["metric"]["pod"]: float(series["value"][1]) for series in prometheus.query(expr)}
+
+
+def test_adapter_and_keda_queries_serve_the_recorded_queue_time_per_pod(stack):
+    """The prometheus-adapter rule's metricsQuery (filled as the adapter fills it for a Pods metric)
+    and the ScaledObject's query, as rendered, against the scraped series: a value for every pod,
+    equal to the chart's queue-time recording rule taken per pod, and one series for KEDA."""
+    current, prometheus, _ = stack
+    pods = [kube_state.pod_name(r.index) for r in current.replicas]
+    item = render.render(
+        "local",
+        extra_files=[LIVE_VALUES],
+        set_values=(
+            "autoscaling.enabled=true",
+            "autoscaling.engine=keda",
+            f"autoscaling.keda.serverAddress={prometheus.url}",
+        ),
+    )
+    (trigger,) = item.one("ScaledObject")["spec"]["triggers"]
+    keda_query = trigger["metadata"]["query"]
+    adapter_query = chart_helpers.adapter_query(chart_helpers.adapter_rule(), NAMESPACE, pods)
+    (recorded,) = [
+        rule["expr"]
+        for group in rules.rule_file(item)["groups"]
+        for rule in group["rules"]
+        if rule.get("record") == "triton:queue_time_us:mean1m"
+    ]
+    # The recording rule is per model over 1m; the autoscalers want it per pod over the adapter's 2m.
+    assert recorded.count("by (namespace, model)") == 2 and recorded.count("[1m]") == 2, recorded
+    rule_per_pod = recorded.replace("by (namespace, model)", "by (pod)").replace("[1m]", "[2m]")
+    _keep_busy(current, seconds=3)
+
+    def every_pod_queued() -> dict[str, float] | None:
+        values = _per_pod(prometheus, adapter_query)
+        return values if set(values) == set(pods) and all(v > 0 for v in values.values()) else None
+
+    _eventually(every_pod_queued, 20, "queue time per request for every pod from the adapter's query")
+    # One query per comparison: both sides are evaluated at the same instant, on the same samples.
+    ratios = _per_pod(prometheus, f"({adapter_query}) / on (pod) ({rule_per_pod})")
+    assert ratios.keys() == set(pods) and all(r == pytest.approx(1.0, rel=0.01) for r in ratios.values()), (
+        ratios
+    )
+    (keda,) = prometheus.query(keda_query)  # exactly one series, as KEDA requires
+    assert float(keda["value"][1]) > 0
+    (mean,) = prometheus.query(f"({keda_query}) / scalar(avg({rule_per_pod}))")
+    assert float(mean["value"][1]) == pytest.approx(1.0, rel=0.01)
 
 
 def _ready_in_prometheus(prometheus, pod: str) -> bool:

@@ -290,6 +290,18 @@ Usage: {{ include "triton.validate" . }}
 {{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
 {{- fail "autoscaling.minReplicas: must not exceed autoscaling.maxReplicas" }}
 {{- end }}
+{{- if eq .Values.autoscaling.engine "keda" }}
+{{- if not .Values.autoscaling.queueTime.enabled }}
+{{- fail "autoscaling.queueTime.enabled: the KEDA ScaledObject scales on the queue-time query; set it true, or use autoscaling.engine=hpa" }}
+{{- end }}
+{{- if not .Values.autoscaling.keda.serverAddress }}
+{{- fail "autoscaling.keda.serverAddress: required with autoscaling.engine=keda; the Prometheus URL KEDA queries (e.g. http://prometheus-operated.monitoring.svc:9090)" }}
+{{- end }}
+{{- /* KEDA parses threshold as a plain number: a quantity suffix (20k, 500m) would fail in KEDA, not here. */}}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?$" (toString .Values.autoscaling.queueTime.targetAverageValue)) }}
+{{- fail (printf "autoscaling.queueTime.targetAverageValue: KEDA's threshold is a plain number of microseconds; write %q without a quantity suffix" (toString .Values.autoscaling.queueTime.targetAverageValue)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and .Values.monitoring.serviceMonitor.enabled (not .Values.monitoring.releaseLabel) }}
 {{- fail "monitoring.releaseLabel: set the release label your Prometheus selects (e.g. monitoring-prod)" }}
@@ -311,6 +323,20 @@ Usage: {{ include "triton.validate" . }}
 {{- fail "helmTest.enabled: the helm test's smoke inference carries no key, but repositoryApi.restricted.protocols restricts inference; set helmTest.enabled=false, or remove inference from repositoryApi.restricted.protocols" }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The KEDA query: the mean over this release's pods of each pod's queue time per request, in
+microseconds. Per pod it is the prometheus-adapter rule's value (deploy/prometheus-adapter), the
+same floor on the denominator, so an idle pod counts as 0 rather than NaN; avg() makes it the one
+series KEDA needs.
+*/}}
+{{- define "triton.kedaQuery" -}}
+{{- $sel := printf "namespace=\"%s\", job=\"%s\"" .Release.Namespace (include "triton.fullname" .) -}}
+avg(
+  sum by (pod) (rate(nv_inference_queue_duration_us{ {{- $sel -}} }[2m]))
+    / clamp_min(sum by (pod) (rate(nv_inference_request_success{ {{- $sel -}} }[2m])), 0.001)
+)
 {{- end }}
 
 {{/* The tritonserver command line, built from values. */}}

@@ -156,6 +156,95 @@ def _rule_problems(where: str, rule: dict[str, Any]) -> list[str]:
     return problems
 
 
+SCALED_OBJECT_SPEC_FIELDS = {
+    "advanced",
+    "cooldownPeriod",
+    "fallback",
+    "idleReplicaCount",
+    "initialCooldownPeriod",
+    "maxReplicaCount",
+    "minReplicaCount",
+    "pollingInterval",
+    "scaleTargetRef",
+    "triggers",
+}
+TRIGGER_FIELDS = {"authenticationRef", "metadata", "metricType", "name", "type", "useCachedMetrics"}
+METRIC_TYPES = {"AverageValue", "Value", "Utilization"}
+
+
+def check_scaled_object(body: dict[str, Any], others: Sequence[dict[str, Any]]) -> list[str]:
+    """What KEDA needs from a ScaledObject: a rendered Deployment to scale that no HPA scales too,
+    and well-formed triggers (a Prometheus one with an address, a query and a numeric threshold)."""
+    problems = _metadata_problems(body)
+    spec = body.get("spec") or {}
+    problems += [f"spec.{key}: unknown field" for key in sorted(set(spec) - SCALED_OBJECT_SPEC_FIELDS)]
+    namespace = body.get("metadata", {}).get("namespace")
+    target = spec.get("scaleTargetRef") or {}
+    deployment = _rendered(others, "Deployment", namespace, target.get("name"))
+    if target.get("kind", "Deployment") != "Deployment" or deployment is None:
+        problems.append("spec.scaleTargetRef: names no rendered Deployment in the namespace")
+    elif "replicas" in (deployment.get("spec") or {}):
+        # Every sync (helm upgrade, Argo CD) would reset the count KEDA's HPA chose.
+        problems.append("spec.scaleTargetRef: the Deployment sets replicas, which the autoscaler owns")
+    # KEDA creates an HPA for its target; a second one would fight it over the replicas.
+    hpa_targets = {
+        ((other.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
+        for other in others
+        if other.get("kind") == "HorizontalPodAutoscaler"
+        and other.get("metadata", {}).get("namespace") == namespace
+    }
+    if target.get("name") in hpa_targets:
+        problems.append("spec.scaleTargetRef: a rendered HorizontalPodAutoscaler scales the same Deployment")
+    low, high = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= high):
+        problems.append(f"spec.minReplicaCount: {low!r} must be an integer no greater than maxReplicaCount")
+    triggers = spec.get("triggers")
+    if not isinstance(triggers, list) or not triggers:
+        return [*problems, "spec.triggers: at least one trigger is required"]
+    for index, trigger in enumerate(triggers):
+        problems += _trigger_problems(f"spec.triggers[{index}]", trigger)
+    return problems
+
+
+def _trigger_problems(where: str, trigger: dict[str, Any]) -> list[str]:
+    problems = [f"{where}.{key}: unknown field" for key in sorted(set(trigger) - TRIGGER_FIELDS)]
+    if not trigger.get("type"):
+        problems.append(f"{where}.type: required")
+    if "metricType" in trigger and trigger["metricType"] not in METRIC_TYPES:
+        problems.append(f"{where}.metricType: {trigger['metricType']!r} is not one of {sorted(METRIC_TYPES)}")
+    metadata = trigger.get("metadata") or {}
+    problems += [
+        f"{where}.metadata.{key}: must be a string (KEDA reads trigger metadata as strings)"
+        for key, value in metadata.items()
+        if not isinstance(value, str)
+    ]
+    if trigger.get("type") == "prometheus":
+        problems += [
+            f"{where}.metadata.{key}: required" for key in ("serverAddress", "query") if not metadata.get(key)
+        ]
+        try:
+            float(metadata.get("threshold", ""))
+        except ValueError:
+            problems.append(f"{where}.metadata.threshold: {metadata.get('threshold')!r} is not a number")
+    return problems
+
+
+def _rendered(
+    others: Sequence[dict[str, Any]], kind: str, namespace: str | None, name: str | None
+) -> dict[str, Any] | None:
+    """The rendered object of that kind, namespace and name, if any."""
+    return next(
+        (
+            other
+            for other in others
+            if other.get("kind") == kind
+            and other.get("metadata", {}).get("namespace") == namespace
+            and other.get("metadata", {}).get("name") == name
+        ),
+        None,
+    )
+
+
 def check_application(body: dict[str, Any], repository_root: Path) -> list[str]:
     """What Argo CD needs from an Application that deploys this chart from this repository."""
     problems = _metadata_problems(body)
@@ -198,4 +287,5 @@ CheckFunction = Callable[[dict[str, Any], Sequence[dict[str, Any]]], list[str]]
 RENDERED_CHECKS: dict[tuple[str, str], CheckFunction] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): check_service_monitor,
     ("monitoring.coreos.com/v1", "PrometheusRule"): check_prometheus_rule,
+    ("keda.sh/v1alpha1", "ScaledObject"): check_scaled_object,
 }
