@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -42,3 +44,26 @@ def adapter_query(rule: dict[str, Any], namespace: str, pods: list[str]) -> str:
     and the pods asked for, grouped by pod (prometheus-adapter docs/config.md, "Querying")."""
     matchers = f'namespace="{namespace}",pod=~"{"|".join(pods)}"'
     return rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", "pod")
+
+
+def assert_promql_evaluates(
+    promtool: str, folder: Path, series: dict[str, str], expr: str, expected: list[dict[str, Any]]
+) -> None:
+    """`expr` over synthetic `series` (15 s apart) gives `expected` at 4m, as promtool evaluates it."""
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [{"series": name, "values": values} for name, values in series.items()],
+                "promql_expr_test": [{"expr": expr, "eval_time": "4m", "exp_samples": expected}],
+            }
+        ],
+    }
+    path = folder / "promql-expr-test.yaml"
+    path.write_text(yaml.safe_dump(test), encoding="utf-8")
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import copy
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests.chart import helpers
 from tritonops import errors
 from tritonops.chart import custom_resources, gates
 
@@ -178,22 +177,4 @@ def test_default_query_is_the_mean_over_the_releases_pods(render_with, tmp_path:
         matchers = labels.format(ns=ns, job=job, pod=pod)
         series[f"nv_inference_queue_duration_us{{{matchers}}}"] = queue
         series[f"nv_inference_request_success{{{matchers}}}"] = success
-    test = {
-        "rule_files": [],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": [{"series": name, "values": values} for name, values in series.items()],
-                "promql_expr_test": [
-                    {"expr": query, "eval_time": "4m", "exp_samples": [{"labels": "{}", "value": 50}]}
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "keda-query-test.yaml"
-    path.write_text(yaml.safe_dump(test), encoding="utf-8")
-    result = subprocess.run(
-        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    helpers.assert_promql_evaluates(promtool, tmp_path, series, query, [{"labels": "{}", "value": 50}])

@@ -5,7 +5,6 @@ request, checked by evaluating it with promtool on synthetic series."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,34 +47,13 @@ def test_adapter_query_is_queue_time_per_request_per_pod(tmp_path: Path):
         'nv_inference_queue_duration_us{namespace="triton-dev",pod="triton-a",model="m1"}': "0+99000x20",
         'nv_inference_request_success{namespace="triton-dev",pod="triton-a",model="m1"}': "0+15x20",
     }
-    test = {
-        "rule_files": [],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": [{"series": name, "values": values} for name, values in series.items()],
-                "promql_expr_test": [
-                    {
-                        "expr": helpers.adapter_query(
-                            helpers.adapter_rule(), "triton-prod", ["triton-a", "triton-b"]
-                        ),
-                        "eval_time": "4m",
-                        "exp_samples": [
-                            {"labels": '{pod="triton-a"}', "value": 150},
-                            {"labels": '{pod="triton-b"}', "value": 0},
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "adapter-query-test.yaml"
-    path.write_text(yaml.safe_dump(test), encoding="utf-8")
-    result = subprocess.run(
-        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    helpers.assert_promql_evaluates(
+        promtool,
+        tmp_path,
+        series,
+        helpers.adapter_query(helpers.adapter_rule(), "triton-prod", ["triton-a", "triton-b"]),
+        [{"labels": '{pod="triton-a"}', "value": 150}, {"labels": '{pod="triton-b"}', "value": 0}],
     )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_chart_readme_shows_the_rule_as_deployed():

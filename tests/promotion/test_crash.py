@@ -20,13 +20,18 @@ from tritonops.repository import committed_state
 STEPS = ["materialize", "stage", "load", "check", "commit", "narrow"]
 
 
-def promote_killed_at(fleet: Fleet, version: int, step: str) -> subprocess.CompletedProcess[str]:
-    """Run `tritonops promote` as a real process and SIGKILL it as soon as it says `step` started."""
-    command = [
+def _promote_command(fleet: Fleet, version: int) -> list[str]:
+    """`tritonops promote` of a new `linear` version on the fleet, as a real process runs it."""
+    return [
         sys.executable, "-m", "tritonops.cli", "promote", "linear", "--version", str(version),
         "--from", str(fleet.candidate(version)), "--repository", str(fleet.repository),
         "--work-dir", str(fleet.work_dir),
     ]  # fmt: skip
+
+
+def promote_killed_at(fleet: Fleet, version: int, step: str) -> subprocess.CompletedProcess[str]:
+    """Run `tritonops promote` as a real process and SIGKILL it as soon as it says `step` started."""
+    command = _promote_command(fleet, version)
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     assert process.stderr is not None
@@ -108,11 +113,7 @@ def test_a_sigterm_during_the_load_restores_the_replicas_and_releases_the_lock(f
     fleet = fleet_runtime
     before = fleet.record()
     version = fleet.new_version()
-    command = [
-        sys.executable, "-m", "tritonops.cli", "promote", "linear", "--version", str(version),
-        "--from", str(fleet.candidate(version)), "--repository", str(fleet.repository),
-        "--work-dir", str(fleet.work_dir),
-    ]  # fmt: skip
+    command = _promote_command(fleet, version)
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     seen = []
