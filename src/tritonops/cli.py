@@ -505,12 +505,18 @@ def _target(args: argparse.Namespace) -> _Target:
             f"the local runtime in {current.work_dir} is not running; start it with `{current.start_command}`"
         )
     found = _runtime_replicas(current)
-    if key.key is None and current.api_key_file:
-        key = replicas.ApiKey(current.api_header, current.api_key(), f"file {current.api_key_file}")
+    key = _or_runtime_key(key, current)
     repository = args.repository or current.repository
     if repository is None:
         raise errors.InputError("no model repository: give --repository DIR (or start the local runtime)")
     return _Target(_existing_repository(repository), found, key)
+
+
+def _or_runtime_key(key: replicas.ApiKey, current: control.RuntimeStatus) -> replicas.ApiKey:
+    """`key` when one was given, else the local runtime's own key file (what its replicas expect)."""
+    if key.key is None and current.api_key_file:
+        return replicas.ApiKey(current.api_header, current.api_key(), f"file {current.api_key_file}")
+    return key
 
 
 def _existing_repository(repository: Path) -> Path:
@@ -874,8 +880,7 @@ def _runtime_models(current: control.RuntimeStatus, args: argparse.Namespace) ->
     if repository is None:
         return None
     key = replicas.api_key(current.api_header or args.api_header, args.api_key_file)
-    if key.key is None and current.api_key_file:
-        key = replicas.ApiKey(current.api_header, current.api_key(), f"file {current.api_key_file}")
+    key = _or_runtime_key(key, current)
     if current.running:
         return model_status.status(repository, _runtime_replicas(current), args.model, key=key)
     return model_status.status(
