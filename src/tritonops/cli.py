@@ -344,12 +344,14 @@ def _add_target_options(parser: argparse.ArgumentParser, *, required_repository:
         default=os.environ.get("TRITONOPS_REPOSITORY") or None,
         help="the model repository (env TRITONOPS_REPOSITORY; default: the local runtime's)",
     )
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--endpoints",
         default=os.environ.get("TRITONOPS_ENDPOINTS") or None,
         help="every replica: http://HOST:PORT[?grpc=PORT],... (env TRITONOPS_ENDPOINTS; default: the "
         "local runtime's replicas)",
     )
+    _add_cluster_options(parser, where)
     parser.add_argument(
         "--api-header",
         default=os.environ.get("TRITONOPS_API_HEADER", replicas.DEFAULT_HEADER),
@@ -377,6 +379,28 @@ def _exit_codes(done: str, failed: str, refused: str, *, degraded: bool = True) 
             "(named in the output; its agent or `tritonops reconcile` converges it)"
         )
     return "exit codes: " + "; ".join(codes) + "."
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser, where: argparse._MutuallyExclusiveGroup) -> None:
+    """--service: the replicas are the ready pods of a Kubernetes Service (its EndpointSlices)."""
+    where.add_argument(
+        "--service",
+        default=os.environ.get("TRITONOPS_SERVICE") or None,
+        help="instead of --endpoints: every ready pod of this Kubernetes Service, from its EndpointSlices "
+        "(needs --repository and RBAC list on endpointslices; env TRITONOPS_SERVICE)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("TRITONOPS_NAMESPACE") or None,
+        help="the Service's namespace (env TRITONOPS_NAMESPACE; default: the pod's own namespace "
+        "in a cluster, else the kubeconfig context's, else default)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="the kubeconfig for --service (default: in-cluster in a pod, else $KUBECONFIG or ~/.kube/config)",
+    )
+    parser.add_argument("--context", help="the kubeconfig context for --service (default: its current one)")
 
 
 def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -482,8 +506,10 @@ class _Target:
 
 
 def _target(args: argparse.Namespace) -> _Target:
-    """--repository with --endpoints, or the local runtime's repository and replicas."""
+    """--repository with --endpoints or --service, or the local runtime's repository and replicas."""
     key = replicas.api_key(args.api_header, args.api_key_file)
+    if args.service:
+        return _Target(_service_repository(args), _service_replicas(args), key)
     if args.endpoints:
         # Replicas elsewhere serve a repository this machine cannot guess (the local runtime's,
         # if there is one, is another one).
@@ -523,6 +549,36 @@ def _existing_repository(repository: Path) -> Path:
     if not Path(repository).is_dir():
         raise errors.InputError(f"--repository {repository}: no such folder")
     return Path(repository)
+
+
+def _service_repository(args: argparse.Namespace) -> Path:
+    if args.endpoints:  # one of the two came from the environment (the flags exclude each other)
+        raise errors.InputError(
+            "--service and --endpoints (or TRITONOPS_SERVICE and TRITONOPS_ENDPOINTS) both name the "
+            "replicas: give one"
+        )
+    if args.repository is None:
+        raise errors.InputError(
+            "--service: give --repository DIR too (the model repository the Service's pods mount)"
+        )
+    return _existing_repository(args.repository)
+
+
+def _service_replicas(args: argparse.Namespace) -> tuple[replicas.Replica, ...]:
+    """The Service's ready pods; the ones not ready are named (their agents converge them later)."""
+    from tritonops.cluster import endpoints  # the kubernetes client: loaded only when asked for
+
+    connection = endpoints.Connection(args.kubeconfig, args.context)
+    found = endpoints.discover(args.service, args.namespace, connection)
+    if found.not_ready or found.terminating:
+        log.warning(
+            "%s: pods left out (not ready: %s; terminating: %s); each pod's agent converges it to the "
+            "committed state once ready (or run reconcile then)",
+            found.where,
+            ", ".join(found.not_ready) or "none",
+            ", ".join(found.terminating) or "none",
+        )
+    return tuple(replicas.Replica(e.name, e.http_address, e.grpc_address) for e in found.ready)
 
 
 def _runtime_replicas(current: control.RuntimeStatus) -> tuple[replicas.Replica, ...]:
@@ -824,7 +880,7 @@ def _endpoints_text(current: control.RuntimeStatus) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    if args.endpoints:
+    if args.endpoints or args.service:
         # Replicas outside the local runtime: only the models section.
         target = _target(args)
         found = model_status.status(target.repository, target.replicas, args.model, key=target.key)
