@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import pytest
 
+from tests import e2e
 from tests.runtime.conftest import FAST_PROBES
 from tritonops import errors
 from tritonops.repository import checksums
@@ -20,8 +20,6 @@ from tritonops.runtime import control, workspace
 from tritonops.runtime.supervisor import State
 from tritonops.triton import client as triton_client
 from tritonops.triton import onnx_models
-
-BATCH = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.25, 2.0]], dtype=np.float32)
 
 
 def _client(current, replica=0, *, authorised=True):
@@ -45,11 +43,6 @@ def _wait_for(work_dir: Path, predicate, timeout_s: float, what: str):
     raise AssertionError(f"{what} within {timeout_s} s; last: {control.describe(control.status(work_dir))}")
 
 
-def _reference(model_file: Path, batch: np.ndarray) -> np.ndarray:
-    session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": batch})[0]
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """Two replicas of the local render, shared by the non-destructive checks."""
@@ -63,63 +56,36 @@ def pair(tmp_path_factory):
     control.down(work_dir)
 
 
+def _deployment(current) -> e2e.Deployment:
+    """The local replicas as the shared end-to-end assertions address them (tests/e2e.py)."""
+    pods = [
+        e2e.Pod(
+            f"replica-{r.index}",
+            r.url.removeprefix("http://"),
+            f"http://127.0.0.1:{r.ports['metrics']}/metrics",
+        )
+        for r in current.replicas
+    ]
+    return e2e.Deployment(pods, current.api_header, current.api_key())
+
+
 def test_replicas_reach_ready_through_the_rendered_probes(pair):
     assert [r.state for r in pair.replicas] == [State.READY, State.READY]
     assert len({r.ports["http"] for r in pair.replicas}) == 2
-    for index in range(2):
-        with _client(pair, index) as client:
-            assert client.live()
-            assert client.model_ready("linear", 1)
+    e2e.assert_live_and_serving(_deployment(pair), "linear", 1)
 
 
 def test_load_needs_the_restricted_api_header(pair):
-    with _client(pair, authorised=False) as anonymous, pytest.raises(errors.RepositoryApiForbidden):
-        anonymous.load("mlp")
-    with _client(pair) as client:
-        client.load("mlp")
-        assert client.model_ready("mlp")
+    e2e.assert_repository_api_needs_key(_deployment(pair), "mlp")
 
 
 def test_smoke_inference_matches_onnxruntime_on_every_replica(pair):
-    expected = _reference(_repository(pair) / "linear" / "1" / "model.onnx", BATCH)
-    for index in range(2):
-        with _client(pair, index) as client:
-            got = client.infer("linear", {"input": BATCH})["output"]
-        assert np.allclose(got, expected, rtol=1e-5, atol=1e-6)
+    expected = e2e.reference_output(_repository(pair) / "linear" / "1" / "model.onnx")
+    e2e.assert_inference_matches(_deployment(pair), "linear", expected)
 
 
 def test_metrics_counters_rise_after_inference(pair):
-    metrics_url = f"http://127.0.0.1:{pair.replicas[0].ports['metrics']}/metrics"
-    counters = (
-        "nv_inference_request_success",
-        "nv_inference_count",
-        "nv_inference_exec_count",
-        "nv_inference_queue_duration_us",
-        "nv_inference_request_duration_us",
-    )
-    before = triton_client.scrape_metrics(metrics_url)
-    with _client(pair) as client:
-        for _ in range(3):
-            client.infer("linear", {"input": BATCH})
-    deadline = time.monotonic() + 10
-    while True:
-        after = triton_client.scrape_metrics(metrics_url)
-        moved = {
-            c: triton_client.metric_total(after, c, model="linear")
-            > triton_client.metric_total(before, c, model="linear")
-            for c in counters
-        }
-        if all(moved.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert all(moved.values()), moved
-    success = triton_client.metric_total(
-        after, "nv_inference_request_success", model="linear"
-    ) - triton_client.metric_total(before, "nv_inference_request_success", model="linear")
-    items = triton_client.metric_total(
-        after, "nv_inference_count", model="linear"
-    ) - triton_client.metric_total(before, "nv_inference_count", model="linear")
-    assert success == 3 and items == 6, "3 requests of 2 items each"
+    e2e.assert_metrics_count_requests(_deployment(pair), "linear", requests=3)
 
 
 def _readiness_probes(server_log: Path) -> int:
@@ -139,7 +105,7 @@ def test_failed_candidate_load_keeps_replica_ready_and_serving_the_old_version(s
     candidate.mkdir()
     (candidate / "model.onnx").write_bytes(b"not an onnx model")
     config = {"max_batch_size": 8, "version_policy": {"specific": {"versions": [2]}}}
-    expected = _reference(repository / "linear" / "1" / "model.onnx", BATCH)
+    expected = e2e.reference_output(repository / "linear" / "1" / "model.onnx")
     with _client(current) as client:
         with pytest.raises(errors.PermanentError):
             client.load("linear", config=config)
@@ -149,7 +115,7 @@ def test_failed_candidate_load_keeps_replica_ready_and_serving_the_old_version(s
             assert time.monotonic() < deadline, "no three readiness probes within 30 s of the failed load"
             time.sleep(0.2)
         assert client.model_ready("linear", 1)
-        assert np.allclose(client.infer("linear", {"input": BATCH})["output"], expected, rtol=1e-5)
+        assert np.allclose(client.infer("linear", {"input": e2e.BATCH})["output"], expected, rtol=1e-5)
     assert control.status(current.work_dir).replicas[0].state == State.READY
     assert "replica 0: NotReady" not in supervisor_log.read_text()[supervisor_seen:]
 
