@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRITONOPS := $(VENV)/bin/tritonops
 STAMP := $(VENV)/.bootstrap-stamp
 
-.PHONY: setup test test-chart demo lint docs docs-check bench clean
+.PHONY: setup test test-chart test-kind demo lint docs docs-check bench clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,11 @@ test: setup lint
 
 test-chart: setup
 	$(PY) -m pytest -q tests/chart
+
+# The kind tier (ci/README.md): a kind cluster with a mocked GPU node, the real Triton image, the
+# chart installed with helm. Where docker, kind, helm or kubectl are missing: one skip, the reason.
+test-kind: setup
+	PY=$(PY) bash ci/kind.sh
 
 demo: setup
 	$(TRITONOPS) demo

@@ -58,7 +58,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=24" 2>&1 | grep -v "^WARNING: Location" || true
 log "installing tritonops and its dependencies"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "${root}[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 "$venv/bin/python" -c "import tritonops, helm_python, kubernetes_validate" \
   || { log "the Python install failed"; exit 1; }
 install_debian_tools

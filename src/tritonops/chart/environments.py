@@ -34,6 +34,8 @@ ENVIRONMENTS: dict[str, Environment] = {
         Environment("dev", "triton-dev"),
         Environment("prod", "triton-prod"),
         Environment("local", "triton-local"),
+        # The kind tier's profile (`make test-kind`): gated like the others, installed only there.
+        Environment("ci-kind", "triton-ci"),
     )
 }
 
