@@ -10,7 +10,7 @@ import yaml
 
 from tritonops.chart import environments, render
 
-ADAPTER_VALUES = environments.PROJECT_ROOT / "deploy" / "prometheus-adapter" / "values.yaml"
+ADAPTER_VALUES = environments.PROJECT_ROOT / "monitoring" / "prometheus-adapter" / "values.yaml"
 
 
 def triton_container(item: render.Rendering) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def launcher_args(item: render.Rendering) -> list[str]:
 
 
 def adapter_rule() -> dict[str, Any]:
-    """The one prometheus-adapter rule of deploy/prometheus-adapter/values.yaml."""
+    """The one prometheus-adapter rule of monitoring/prometheus-adapter/values.yaml."""
     (rule,) = yaml.safe_load(ADAPTER_VALUES.read_text(encoding="utf-8"))["rules"]["custom"]
     return rule
 

@@ -1,4 +1,4 @@
-"""The prometheus-adapter rule that serves the HPA's queue-time metric (deploy/prometheus-adapter):
+"""The prometheus-adapter rule that serves the HPA's queue-time metric (monitoring/prometheus-adapter):
 it exposes the name the chart's HPA asks for, per pod, and its query computes queue time per
 request, checked by evaluating it with promtool on synthetic series."""
 

@@ -327,7 +327,7 @@ Usage: {{ include "triton.validate" . }}
 
 {{/*
 The KEDA query: the mean over this release's pods of each pod's queue time per request, in
-microseconds. Per pod it is the prometheus-adapter rule's value (deploy/prometheus-adapter), the
+microseconds. Per pod it is the prometheus-adapter rule's value (monitoring/prometheus-adapter), the
 same floor on the denominator, so an idle pod counts as 0 rather than NaN; avg() makes it the one
 series KEDA needs.
 */}}
