@@ -127,6 +127,15 @@ def rendered_images(values: dict[str, Any]) -> set[str]:
     return set().union(*(container_images(doc) for text in manifests for doc in yaml.safe_load_all(text)))
 
 
+def test_license_annotation_is_the_projects_license(chart_metadata):
+    """Artifact Hub shows the SPDX id; it must be the license the repository ships and declares."""
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
+    assert chart_metadata["annotations"]["artifacthub.io/license"] == declared == "Apache-2.0"
+    assert "Apache License\n                           Version 2.0" in (ROOT / "LICENSE").read_text()
+
+
 def test_images_annotation_names_exactly_the_images_of_the_default_render(chart_metadata):
     images = rendered_images(MINIMAL_VALUES)
     listed = yaml.safe_load(chart_metadata["annotations"]["artifacthub.io/images"])
