@@ -11,6 +11,18 @@ import yaml
 from tritonops.chart import environments, render
 
 ADAPTER_VALUES = environments.PROJECT_ROOT / "monitoring" / "prometheus-adapter" / "values.yaml"
+# The smallest values that turn the promotion Job on (tests/chart/test_promotion_job.py).
+PROMOTION_IMAGE = "registry.example.com/ml-platform/tritonops"
+PROMOTION_JOB: dict[str, Any] = {
+    "promotion": {
+        "job": {
+            "enabled": True,
+            "image": {"repository": PROMOTION_IMAGE, "tag": "0.1.0"},
+            "model": "linear",
+            "version": 3,
+        }
+    }
+}
 
 
 def triton_container(item: render.Rendering) -> dict[str, Any]:
@@ -20,6 +32,11 @@ def triton_container(item: render.Rendering) -> dict[str, Any]:
 
 def pod_spec(item: render.Rendering) -> dict[str, Any]:
     return item.one("Deployment")["spec"]["template"]["spec"]
+
+
+def job_pod(item: render.Rendering) -> dict[str, Any]:
+    """The promotion Job's pod template."""
+    return item.one("Job")["spec"]["template"]
 
 
 def server_args(item: render.Rendering) -> list[str]:

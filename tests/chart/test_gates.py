@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from tests.chart.helpers import PROMOTION_JOB
 from tritonops import errors
 from tritonops.chart import gates, render
 
@@ -34,6 +35,45 @@ def test_every_gate_passes_on_every_environment(full_report):
 def test_every_checkov_skip_is_used_and_has_a_reason(full_report):
     assert not full_report.unused_skips, full_report.unused_skips
     assert all(skip.reason for skip, _ in full_report.skips_applied)
+
+
+@pytest.fixture(scope="module")
+def job_report(tmp_path_factory: pytest.TempPathFactory) -> gates.GateReport:
+    """Every environment with the promotion Job on, through every gate."""
+    values = tmp_path_factory.mktemp("job") / "promotion-job.yaml"
+    values.write_text(yaml.safe_dump(PROMOTION_JOB), encoding="utf-8")
+    return gates.run_gates(["dev", "prod", "local"], policy=True, extra_files=[values])
+
+
+JOB_SKIPS = {
+    ("CKV_K8S_38", "Job/*-promote-*"),
+    ("CKV_K8S_40", "Job/*-promote-*"),
+    ("CKV2_K8S_6", "Pod/*-promote-*"),
+}
+
+
+@pytest.mark.slow
+def test_every_gate_passes_with_the_promotion_job_on_every_environment(job_report, full_report):
+    assert job_report.passed, "\n".join(str(f) for f in job_report.findings)
+    # Job, Role, RoleBinding and a ServiceAccount more per environment.
+    assert job_report.objects_checked == full_report.objects_checked + 3 * 4
+    assert not job_report.unused_skips, job_report.unused_skips
+    applied = {(skip.check, skip.resource) for skip, _ in job_report.skips_applied}
+    assert applied >= JOB_SKIPS
+    # Without the Job its skips cover nothing checkov examines: neither used nor reported unused.
+    assert not {(skip.check, skip.resource) for skip, _ in full_report.skips_applied} & JOB_SKIPS
+
+
+def test_a_skip_is_unused_only_where_it_covers_an_examined_object():
+    everywhere = gates.Skip("CKV_K8S_43", "tags", "*")
+    job_only = gates.Skip("CKV_K8S_38", "needs the API", "Job/*-promote-*")
+    examined = {"Deployment/triton", "Service/triton"}
+    assert gates.unused_skips([everywhere, job_only], [], examined) == [everywhere]
+    assert gates.unused_skips([everywhere, job_only], [], examined | {"Job/triton-promote-linear-v3-0"}) == [
+        everywhere,
+        job_only,
+    ]
+    assert gates.unused_skips([everywhere, job_only], [(everywhere, "dev:Deployment/triton")], examined) == []
 
 
 @pytest.mark.slow
@@ -180,6 +220,19 @@ def test_prod_without_an_image_digest_is_a_note_not_a_finding(render_with, rende
     assert "pin the digest" in notes[0].message
     assert gates.settings(render_with("prod", {"image": {"digest": DIGEST}})) == ([], [])
     assert gates.settings(rendered["dev"]) == ([], [])  # only prod must pin
+
+
+def test_prod_promotion_job_without_an_image_digest_is_a_note(render_with):
+    _, notes = gates.settings(render_with("prod", PROMOTION_JOB))
+    assert [n.subject for n in notes] == ["image.digest", "promotion.job.image.digest"]
+    assert f"{PROMOTION_JOB['promotion']['job']['image']['repository']}:0.1.0" in notes[1].message
+    pinned = {
+        "promotion": {
+            "job": {**PROMOTION_JOB["promotion"]["job"], "image": {"repository": "r", "digest": DIGEST}}
+        }
+    }
+    assert [n.subject for n in gates.settings(render_with("prod", pinned))[1]] == ["image.digest"]
+    assert gates.settings(render_with("dev", PROMOTION_JOB)) == ([], [])
 
 
 def test_lint_prints_notes_and_fails_on_an_open_repository_api(run_cli):

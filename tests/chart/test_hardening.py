@@ -8,7 +8,7 @@ import base64
 import pytest
 import yaml
 
-from tests.chart.helpers import launcher_args, pod_spec, triton_container
+from tests.chart.helpers import PROMOTION_JOB, job_pod, launcher_args, pod_spec, triton_container
 from tritonops.chart import environments
 
 
@@ -25,6 +25,30 @@ def test_pod_and_containers_are_hardened(rendered, env):
         assert context["readOnlyRootFilesystem"] is True
         assert context["capabilities"] == {"drop": ["ALL"]}
         assert context["runAsNonRoot"] is True
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_the_promotion_job_pod_is_hardened_like_tritons(render_with, env):
+    spec = job_pod(render_with(env, PROMOTION_JOB))["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    context = container["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["runAsNonRoot"] is True
+    assert "privileged" not in context and "hostNetwork" not in spec and "hostPID" not in spec
+    # The read-only root leaves /tmp (an emptyDir) as HOME and working folder, and the repository.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    env_vars = {e["name"]: e.get("value") for e in container["env"]}
+    assert env_vars["HOME"] == "/tmp" and container["workingDir"] == "/tmp"
+    writable = {path for path, mount in mounts.items() if not mount.get("readOnly")}
+    assert writable == {"/tmp", "/models"}
+    # Its requests and limits are set, like every container's.
+    assert set(container["resources"]) == {"requests", "limits"}
 
 
 def test_service_account_never_mounts_a_token(rendered):

@@ -1,4 +1,6 @@
-"""Fixtures for the cluster tier's discovery tests: the fake API server and a kubeconfig for it."""
+"""Fixtures for the cluster tier: the fake API server and a kubeconfig for it, and the promotion
+tier's two real replicas (`fleet_runtime`, reused from tests/promotion/conftest.py) that the
+promotion Job's end-to-end test promotes on."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.fake_apiserver import FakeApiServer, write_kubeconfig
+from tests.promotion.conftest import fleet_runtime  # noqa: F401  (a fixture, used by name)
 
 
 @pytest.fixture

@@ -157,6 +157,74 @@ changed export must be new objects: the Deployment then rolls onto the new claim
 /var/run/secrets/tritonops/repository-api
 {{- end }}
 
+{{/* The repository API key file inside a container (the Secret's key, mounted under triton.repositoryApiKeyDir). */}}
+{{- define "triton.repositoryApiKeyFile" -}}
+{{- printf "%s/%s" (include "triton.repositoryApiKeyDir" .) .Values.repositoryApi.restricted.secretKey }}
+{{- end }}
+
+{{/* The pod volume holding the repository API key, from its Secret (nothing when the API is open). */}}
+{{- define "triton.repositoryApiKeyVolume" -}}
+{{- if .Values.repositoryApi.restricted.enabled }}
+- name: repository-api-key
+  secret:
+    secretName: {{ include "triton.repositoryApiSecretName" . }}
+    defaultMode: 0400
+    items:
+      - key: {{ .Values.repositoryApi.restricted.secretKey }}
+        path: {{ .Values.repositoryApi.restricted.secretKey }}
+{{- end }}
+{{- end }}
+
+{{/* The container mount of the repository API key (nothing when the API is open). */}}
+{{- define "triton.repositoryApiKeyMount" -}}
+{{- if .Values.repositoryApi.restricted.enabled }}
+- name: repository-api-key
+  mountPath: {{ include "triton.repositoryApiKeyDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+The pod volume `models`: the repository's claim (pvc) or the downloaded emptyDir; nothing for the
+objectStore and image sources, which no volume holds. The Deployment and the promotion Job mount the
+same claim; `readOnly` is the pod's choice (Triton's follows modelRepository.pvc.readOnly, the Job writes).
+Usage: {{ include "triton.modelRepositoryVolume" (dict "readOnly" .Values.modelRepository.pvc.readOnly "context" .) }}
+*/}}
+{{- define "triton.modelRepositoryVolume" -}}
+{{- $repo := .context.Values.modelRepository }}
+{{- if $repo.pvc.enabled }}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ include "triton.claimName" .context }}
+    readOnly: {{ .readOnly }}
+{{- else if $repo.download.enabled }}
+- name: models
+  emptyDir:
+    sizeLimit: {{ $repo.download.sizeLimit }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container mount of the `models` volume at modelRepository.path (with pvc.subPath); a downloaded
+repository is always read-only.
+Usage: {{ include "triton.modelRepositoryMount" (dict "readOnly" true "context" .) }}
+*/}}
+{{- define "triton.modelRepositoryMount" -}}
+{{- $repo := .context.Values.modelRepository }}
+{{- if $repo.pvc.enabled }}
+- name: models
+  mountPath: {{ $repo.path }}
+  readOnly: {{ .readOnly }}
+  {{- with $repo.pvc.subPath }}
+  subPath: {{ . }}
+  {{- end }}
+{{- else if $repo.download.enabled }}
+- name: models
+  mountPath: {{ $repo.path }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
 {{/* Path of the committed-state record inside the container. */}}
 {{- define "triton.committedStatePath" -}}
 {{- printf "%s/%s" (trimSuffix "/" .Values.modelRepository.path) .Values.server.committedState.file }}
@@ -323,6 +391,7 @@ Usage: {{ include "triton.validate" . }}
 {{- fail "helmTest.enabled: the helm test's smoke inference carries no key, but repositoryApi.restricted.protocols restricts inference; set helmTest.enabled=false, or remove inference from repositoryApi.restricted.protocols" }}
 {{- end }}
 {{- end }}
+{{- include "triton.validatePromotionJob" . }}
 {{- end }}
 
 {{/*
@@ -399,7 +468,7 @@ avg(
 - --object-store-cache={{ include "triton.objectStoreCacheDir" . }}
 {{- end }}
 {{- if .Values.repositoryApi.restricted.enabled }}
-- --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}
+- --api-key-file={{ include "triton.repositoryApiKeyFile" . }}
 - --api-header={{ .Values.repositoryApi.restricted.header }}
 - --api-protocols={{ join "," .Values.repositoryApi.restricted.protocols }}
 {{- end }}
@@ -448,7 +517,7 @@ avg(
 - --narrow-after={{ .Values.agent.narrowAfterSeconds }}
 - --fallback-marker={{ include "triton.readinessFallbackMarker" . }}
 {{- if .Values.repositoryApi.restricted.enabled }}
-- --api-key-file={{ include "triton.repositoryApiKeyDir" . }}/{{ .Values.repositoryApi.restricted.secretKey }}
+- --api-key-file={{ include "triton.repositoryApiKeyFile" . }}
 - --api-header={{ .Values.repositoryApi.restricted.header }}
 {{- end }}
 {{- end }}
@@ -468,4 +537,194 @@ capabilities:
     - ALL
 seccompProfile:
   type: RuntimeDefault
+{{- end }}
+
+{{/*
+Labels of the promotion Job's pod, which the NetworkPolicy admits; none that Argo CD rewrites. Its
+name differs from the server's and it carries no instance label, so no selector of the release
+(Deployment, Service, PDB, NetworkPolicy, spread) picks it, and this selector picks no Triton pod.
+*/}}
+{{- define "triton.promotionSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "triton.name" . | trunc 53 | trimSuffix "-" }}-promotion
+app.kubernetes.io/component: promotion
+release: {{ .Release.Name }}
+{{- end }}
+
+{{/* Metadata labels of the promotion objects (Job, its ServiceAccount, Role and RoleBinding): the standard ones, named and placed as the promotion's. */}}
+{{- define "triton.promotionLabels" -}}
+{{- toYaml (merge (include "triton.promotionSelectorLabels" . | fromYaml) (include "triton.labels" . | fromYaml)) }}
+{{- end }}
+
+{{/*
+The promotion Job pod's labels: its selector and platform labels, then commonLabels. No chart or
+image version: the Job's name carries a hash of its pod template, and a chart upgrade that changes
+nothing the Job runs must not make a new Job.
+*/}}
+{{- define "triton.promotionPodLabels" -}}
+{{- $fixed := merge (include "triton.promotionSelectorLabels" . | fromYaml) (include "triton.platformLabels" . | fromYaml) }}
+{{- $_ := set $fixed "app.kubernetes.io/part-of" "tritonops" }}
+{{- $_ = set $fixed "app.kubernetes.io/managed-by" .Release.Service }}
+{{- toYaml (merge $fixed (deepCopy .Values.commonLabels)) }}
+{{- end }}
+
+{{/* Name of the promotion Job's ServiceAccount, Role and RoleBinding. */}}
+{{- define "triton.promotionName" -}}
+{{- printf "%s-promotion" (include "triton.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+Name of the promotion Job: <fullname>-promote-<model>-v<version>-<hash>, at most 63 characters of
+[a-z0-9-] (the pods' job-name label takes 63). The readable part is cut to fit; the hash is of the
+whole pod template. A Job's pod template cannot change, so any change to what it runs (model,
+version, source, arguments, image, mounts) must be a new Job, not a failed upgrade or sync.
+*/}}
+{{- define "triton.promotionJobName" -}}
+{{- $job := .Values.promotion.job }}
+{{- $model := regexReplaceAll "[^a-z0-9-]+" (lower $job.model) "-" | trimAll "-" }}
+{{- $readable := printf "%s-promote-%s-v%d" (include "triton.fullname" .) $model (int64 $job.version) | trunc 54 | trimSuffix "-" }}
+{{- printf "%s-%s" $readable (include "triton.promotionPodTemplate" . | sha256sum | trunc 8) }}
+{{- end }}
+
+{{/* The `tritonops promote` arguments of the promotion Job: the replicas are the chart's Service, the repository and key are the pod's mounts. */}}
+{{- define "triton.promotionArgs" -}}
+{{- $job := .Values.promotion.job }}
+- promote
+- {{ $job.model | quote }}
+- --version={{ int64 $job.version }}
+- --service={{ include "triton.fullname" . }}
+- --namespace={{ .Release.Namespace }}
+- --repository={{ .Values.modelRepository.path }}
+{{- if .Values.repositoryApi.restricted.enabled }}
+- --api-key-file={{ include "triton.repositoryApiKeyFile" . }}
+- --api-header={{ .Values.repositoryApi.restricted.header }}
+{{- end }}
+{{- with $job.from }}
+- {{ printf "--from=%s" . | quote }}
+{{- end }}
+- --load-timeout={{ $job.loadTimeoutSeconds }}
+{{- range $job.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The promotion Job's pod template (metadata and spec). Hardened like Triton's pod; the ServiceAccount
+token is mounted because discovery lists the Service's EndpointSlices.
+*/}}
+{{- define "triton.promotionPodTemplate" -}}
+{{- $job := .Values.promotion.job }}
+{{- $user := ternary .Values.securityContext.runAsUser $job.runAsUser (kindIs "invalid" $job.runAsUser) }}
+{{- $group := ternary .Values.securityContext.runAsGroup $job.runAsGroup (kindIs "invalid" $job.runAsGroup) }}
+metadata:
+  labels:
+    {{- include "triton.promotionPodLabels" . | nindent 4 }}
+  {{- with $job.podAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  # Never restarted in place: a failed promotion already rolled every replica back (see backoffLimit).
+  restartPolicy: Never
+  serviceAccountName: {{ include "triton.promotionName" . }}
+  # Discovery reads the Service's EndpointSlices with this token (the Role allows nothing else).
+  automountServiceAccountToken: true
+  terminationGracePeriodSeconds: {{ default (add (int $job.loadTimeoutSeconds) 30) $job.terminationGracePeriodSeconds }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: {{ $user }}
+    runAsGroup: {{ $group }}
+    # The key file is the Secret's, readable by this group.
+    fsGroup: {{ $group }}
+    seccompProfile:
+      type: RuntimeDefault
+  {{- with $job.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $job.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $job.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: promote
+      image: {{ include "triton.imageRef" (dict "image" $job.image "defaultTag" "") }}
+      imagePullPolicy: {{ $job.image.pullPolicy }}
+      command:
+        - tritonops
+      args:
+        {{- include "triton.promotionArgs" . | nindent 8 }}
+      # /tmp is the only writable folder besides the repository: HOME and the working folder.
+      workingDir: /tmp
+      env:
+        - name: HOME
+          value: /tmp
+        - name: PYTHONDONTWRITEBYTECODE
+          value: "1"
+        # Each step's progress reaches the pod log as it happens.
+        - name: PYTHONUNBUFFERED
+          value: "1"
+        {{- with $job.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      resources:
+        {{- toYaml $job.resources | nindent 8 }}
+      securityContext:
+        {{- include "triton.containerSecurityContext" . | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        {{- include "triton.repositoryApiKeyMount" . | nindent 8 }}
+        {{- /* Read-write: the promotion stages, commits and quarantines in the repository. */}}
+        {{- include "triton.modelRepositoryMount" (dict "readOnly" false "context" .) | nindent 8 }}
+  volumes:
+    - name: tmp
+      emptyDir:
+        sizeLimit: {{ $job.tmpSizeLimit }}
+    {{- include "triton.repositoryApiKeyVolume" . | nindent 4 }}
+    {{- include "triton.modelRepositoryVolume" (dict "readOnly" false "context" .) | nindent 4 }}
+{{- end }}
+
+{{/*
+Render-time guards of the promotion Job. Every message starts with the value path.
+Usage: {{ include "triton.validatePromotionJob" . }}
+*/}}
+{{- define "triton.validatePromotionJob" -}}
+{{- $job := .Values.promotion.job }}
+{{- if $job.enabled }}
+{{- if not $job.image.repository }}
+{{- fail "promotion.job.image.repository: set the image that holds the tritonops package (build it from the repository's Dockerfile; see \"Running a promotion in the cluster\" in the chart README)" }}
+{{- end }}
+{{- if not (or $job.image.tag $job.image.digest) }}
+{{- fail "promotion.job.image.tag: set the tritonops image's tag, or promotion.job.image.digest" }}
+{{- end }}
+{{- if not $job.model }}
+{{- fail "promotion.job.model: name the model to promote, or set promotion.job.enabled=false" }}
+{{- end }}
+{{- if kindIs "invalid" $job.version }}
+{{- fail "promotion.job.version: set the version to promote (a whole number, 1 or more), or set promotion.job.enabled=false" }}
+{{- end }}
+{{- $repo := .Values.modelRepository }}
+{{- range $source := list "objectStore" "image" "download" }}
+{{- if (get $repo $source).enabled }}
+{{- fail (printf "promotion.job.enabled: the promotion writes the committed state into a shared model repository, and modelRepository.%s has no shared folder it can write to; use modelRepository.pvc (a ReadWriteMany claim), or set promotion.job.enabled=false" $source) }}
+{{- end }}
+{{- end }}
+{{- if le (float64 $job.activeDeadlineSeconds) (mulf $job.loadTimeoutSeconds 2) }}
+{{- fail (printf "promotion.job.activeDeadlineSeconds: %d must exceed twice promotion.job.loadTimeoutSeconds (%v s: a failed load is followed by the rollback's load), or the deadline stops promotions that would succeed" (int64 $job.activeDeadlineSeconds) $job.loadTimeoutSeconds) }}
+{{- end }}
+{{- range $job.extraArgs }}
+{{- $flag := regexFind "^--(service|endpoints|namespace|kubeconfig|context|repository|api-key-file|api-header|version|from|load-timeout|work-dir)(=|$)" . }}
+{{- if $flag }}
+{{- fail (printf "promotion.job.extraArgs: %q is set by the chart (the Service's replicas, the release namespace, the mounted repository and key, promotion.job.version, .from and .loadTimeoutSeconds); remove it" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}

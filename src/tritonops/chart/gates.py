@@ -149,6 +149,17 @@ def settings(item: render.Rendering) -> tuple[list[Finding], list[Finding]]:
                 'digest (see "Image and server version" in the chart README)',
             )
         )
+    job = values.get("promotion", {}).get("job", {})
+    if env == "prod" and job.get("enabled") and not job["image"].get("digest"):
+        notes.append(
+            Finding(
+                "settings",
+                env,
+                "promotion.job.image.digest",
+                f"empty: prod's promotion Job runs the tag {job['image']['repository']}:"
+                f"{job['image']['tag']}, which the registry can move; pin the digest",
+            )
+        )
     return findings, notes
 
 
@@ -266,7 +277,7 @@ def checkov(
 ) -> tuple[list[Finding], list[tuple[Skip, str]], list[Skip]]:
     """checkov's Kubernetes policies on the rendered objects; listed skips applied, the rest must pass."""
     skips = load_skips(skips_file)
-    failed = _run_checkov(renderings)
+    failed, examined = _run_checkov(renderings)
     found, applied = [], []
     for check_id, name, scope, resource in failed:
         skip = next((s for s in skips if s.matches(check_id, resource)), None)
@@ -274,12 +285,26 @@ def checkov(
             found.append(Finding("checkov", scope, resource, f"{check_id} {name}"))
         else:
             applied.append((skip, f"{scope}:{resource}"))
+    return found, applied, unused_skips(skips, applied, examined)
+
+
+def unused_skips(
+    skips: Sequence[Skip], applied: Sequence[tuple[Skip, str]], examined: set[str]
+) -> list[Skip]:
+    """The skips no failure used although checkov examined an object they cover. A skip scoped to
+    objects these renderings do not hold (the promotion Job, when it is off) does not apply here,
+    and is not reported: it is checked where they render (tests/chart/test_gates.py)."""
     used = {id(skip) for skip, _ in applied}
-    return found, applied, [skip for skip in skips if id(skip) not in used]
+    return [
+        skip
+        for skip in skips
+        if id(skip) not in used and any(fnmatch.fnmatchcase(resource, skip.resource) for resource in examined)
+    ]
 
 
-def _run_checkov(renderings: Sequence[render.Rendering]) -> list[tuple[str, str, str, str]]:
-    """Failed checks as (check id, check name, environment, KIND/NAME)."""
+def _run_checkov(renderings: Sequence[render.Rendering]) -> tuple[list[tuple[str, str, str, str]], set[str]]:
+    """Failed checks as (check id, check name, environment, KIND/NAME), and every KIND/NAME checkov
+    examined (passed or failed)."""
     binary = _checkov_binary()
     with tempfile.TemporaryDirectory(prefix="tritonops-checkov-") as scratch:
         for item in renderings:
@@ -296,14 +321,20 @@ def _run_checkov(renderings: Sequence[render.Rendering]) -> list[tuple[str, str,
         ) from None
     reports = report if isinstance(report, list) else [report]
     failed = []
+    examined = set()
     for entry in reports:
-        for check in (entry.get("results") or {}).get("failed_checks", []):
+        results = entry.get("results") or {}
+        for check in results.get("passed_checks", []):
+            kind, _, name = _split_resource(check.get("resource", ""))
+            examined.add(f"{kind}/{name}")
+        for check in results.get("failed_checks", []):
             kind, _, name = _split_resource(check.get("resource", ""))
             scope = Path(check.get("file_path", "")).stem
             failed.append((check["check_id"], check.get("check_name", ""), scope, f"{kind}/{name}"))
+            examined.add(f"{kind}/{name}")
     if result.returncode not in (0, 1) or (result.returncode == 1 and not failed):
         raise errors.ToolError(f"checkov failed (exit {result.returncode}): {result.stderr[-500:]}")
-    return failed
+    return failed, examined
 
 
 def _split_resource(resource: str) -> tuple[str, str, str]:

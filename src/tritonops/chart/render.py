@@ -46,6 +46,10 @@ KIND_ORDER = (
     "ServiceMonitor",
     "PrometheusRule",
     "Pod",
+    # Appended, so that the ranks (and file names) of the kinds above stay as they were.
+    "Role",
+    "RoleBinding",
+    "Job",
 )
 
 
