@@ -183,9 +183,11 @@ def test_the_promotion_job_moves_every_pod_to_the_new_version(api, installed, re
 def _promotion_job(api) -> str:
     jobs = [
         job.name
-        # The release's Jobs (the tier's own seed Job carries no instance label).
         for job in pykube.Job.objects(api, namespace=cluster.NAMESPACE).filter(
-            selector={"app.kubernetes.io/instance": cluster.RELEASE}
+            selector={
+                "app.kubernetes.io/instance": cluster.RELEASE,
+                "app.kubernetes.io/component": "promotion",
+            }
         )
     ]
     assert len(jobs) == 1, f"expected the one promotion Job, found {jobs}"
