@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRITONOPS := $(VENV)/bin/tritonops
 STAMP := $(VENV)/.bootstrap-stamp
 
-.PHONY: setup test test-chart demo lint docs docs-check bench clean
+.PHONY: setup test test-chart test-gpu demo lint docs docs-check bench clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ test: setup lint
 
 test-chart: setup
 	$(PY) -m pytest -q tests/chart
+
+# The prod pod's Triton container on a real NVIDIA GPU; one skip, with the reason, where none is visible.
+test-gpu: setup
+	bash scripts/test-gpu.sh
 
 demo: setup
 	$(TRITONOPS) demo
