@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRITONOPS := $(VENV)/bin/tritonops
 STAMP := $(VENV)/.bootstrap-stamp
 
-.PHONY: setup test test-chart test-kind demo lint docs docs-check bench clean
+.PHONY: setup test test-chart test-kind test-gpu demo lint docs docs-check bench clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ test-chart: setup
 # chart installed with helm. Where docker, kind, helm or kubectl are missing: one skip, the reason.
 test-kind: setup
 	PY=$(PY) bash ci/kind.sh
+
+# The prod pod's Triton container on a real NVIDIA GPU; one skip, with the reason, where none is visible.
+test-gpu: setup
+	bash scripts/test-gpu.sh
 
 demo: setup
 	$(TRITONOPS) demo

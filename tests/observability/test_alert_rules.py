@@ -5,6 +5,7 @@ finish starting, a pod on a lost node, kube-state-metrics rescheduled mid-incide
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -15,6 +16,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.gpu import bundle as gpu_bundle
+from tests.observability import gpu_series, promtool_runner
 from tritonops.chart import render
 from tritonops.observability import rule_file as rules
 
@@ -869,15 +872,9 @@ def write_rule_file(item: render.Rendering, path: Path) -> Path:
 
 def promtool_test(rule_file: Path, groups: list[dict[str, Any]], scratch: Path) -> str:
     """Run `promtool test rules` on `groups` against `rule_file`; its output, asserted successful."""
+    assert PROMTOOL is not None
     tests = {"rule_files": [str(rule_file)], "evaluation_interval": "30s", "tests": groups}
-    test_file = scratch / "triton-rules.test.yaml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = subprocess.run(
-        [PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
-    return result.stdout
+    return promtool_runner.run(PROMTOOL, tests, scratch, "triton-rules.test.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -1031,3 +1028,62 @@ def render_with_rules(tmp_path):
         return render.render("dev", extra_files=[extra])
 
     return render_dev
+
+
+# Series captured on real GPUs (tests/resources/gpu/README.md says where each comes from).
+H200_CAPTURES = ("h200-triton-2.51-metrics-idle.txt", "h200-triton-2.51-metrics-busy.txt")
+
+
+@pytest.fixture(scope="module")
+def gpu_inputs() -> gpu_series.Inputs:
+    """The GPU environment's render (prod, as `make test-gpu` runs it): its rules, its GPU-memory
+    threshold and the labels its ServiceMonitor's scrape adds."""
+    return gpu_bundle.observability_inputs(gpu_bundle.render_gpu())
+
+
+def test_series_captured_on_a_real_gpu_are_replayed():
+    assert set(H200_CAPTURES) <= {path.name for path in gpu_series.captures()}
+
+
+@pytest.mark.parametrize("capture", gpu_series.captures(), ids=lambda path: path.name)
+def test_gpu_memory_alert_on_series_captured_on_a_real_gpu(capture, gpu_inputs, tmp_path):
+    """On Triton's own nv_gpu_* series and labels: silent on the memory use as captured (a model
+    loaded: about 1 % of an H200), firing per pod and GPU once the used bytes are scaled just above
+    the threshold and its `for` has passed, silent just below it."""
+    samples = gpu_series.read(capture.read_text(encoding="utf-8"))
+    assert gpu_series.problems(samples) == []
+    verdict = gpu_series.check_alert(PROMTOOL, gpu_inputs, samples, tmp_path)
+    assert verdict["fires_as_captured"] == []
+    assert 0 < max(verdict["captured_ratio"].values()) < gpu_inputs.threshold - gpu_series.MARGIN
+    assert verdict["fires_scaled_to"] > gpu_inputs.threshold > verdict["silent_scaled_to"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("> 0.95", "> 0.99"),
+        ("max by (namespace, pod, gpu_uuid) (nv_gpu", "max by (namespace, pod) (nv_gpu"),
+        ('nv_gpu_memory_used_bytes{namespace="triton-prod"', 'nv_gpu_memory_used_bytes{namespace="triton"'),
+    ],
+    ids=["threshold-off-its-value", "gpu-label-dropped", "selector-misses-the-scrape"],
+)
+def test_the_captured_gpu_check_fails_on_a_wrong_rule(gpu_inputs, tmp_path, old, new):
+    (rule,) = [
+        rule
+        for group in gpu_inputs.rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == gpu_series.ALERT
+    ]
+    assert old in rule["expr"]
+    broken = _inputs_with(gpu_inputs, rule["expr"], rule["expr"].replace(old, new))
+    capture = gpu_series.CAPTURES / H200_CAPTURES[1]
+    with pytest.raises(AssertionError, match=gpu_series.ALERT):
+        gpu_series.check_alert(
+            PROMTOOL, broken, gpu_series.read(capture.read_text(encoding="utf-8")), tmp_path
+        )
+
+
+def _inputs_with(inputs: gpu_series.Inputs, expr: str, replacement: str) -> gpu_series.Inputs:
+    text = inputs.to_json().replace(json.dumps(expr), json.dumps(replacement))
+    assert text != inputs.to_json()
+    return gpu_series.Inputs.from_json(text)

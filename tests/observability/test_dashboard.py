@@ -4,6 +4,7 @@ variables, and every query parses and computes the right figures in Prometheus' 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.gpu import bundle as gpu_bundle
+from tests.observability import gpu_series, promtool_runner
 from tritonops.observability import dashboard as builder
 
 # What the hand-written builder (before grafana-foundation-sdk) produced, captured once with `_facts`:
@@ -461,18 +464,48 @@ def test_queries_compute_per_request_figures_on_synthetic_triton_series(promtool
     )
     # Every expected target is evaluated: a panel that lost a target must not pass unnoticed.
     assert {title: index + 1 for title, index in position.items()} == {t: len(v) for t, v in EXPECTED.items()}
-    test_file = tmp_path / "dashboard-test.yaml"
-    test_file.write_text(
-        yaml.safe_dump(
-            {
-                "rule_files": [],
-                "evaluation_interval": "15s",
-                "tests": [{"interval": "15s", "input_series": input_series, "promql_expr_test": tests}],
-            }
-        ),
-        encoding="utf-8",
+    document = {
+        "rule_files": [],
+        "evaluation_interval": "15s",
+        "tests": [{"interval": "15s", "input_series": input_series, "promql_expr_test": tests}],
+    }
+    promtool_runner.run(promtool, document, tmp_path, "dashboard-test.yaml")
+
+
+@pytest.fixture(scope="module")
+def gpu_inputs() -> gpu_series.Inputs:
+    """The GPU environment's render (prod, as `make test-gpu` runs it) and the shipped dashboard's
+    GPU panels, with the labels the rendered ServiceMonitor's scrape adds (namespace, pod, ...)."""
+    return gpu_bundle.observability_inputs(gpu_bundle.render_gpu())
+
+
+@pytest.mark.parametrize("capture", gpu_series.captures(), ids=lambda path: path.name)
+def test_gpu_panels_on_series_captured_on_a_real_gpu(promtool, gpu_inputs, capture, tmp_path):
+    """Every GPU panel shows the captured series with Triton's own labels: utilisation as a 0..1
+    fraction (the panel's percentunit), memory used below total, one line per pod and GPU."""
+    samples = gpu_series.read(capture.read_text(encoding="utf-8"))
+    assert gpu_series.problems(samples) == []
+    shown = gpu_series.check_panels(promtool, gpu_inputs, samples, tmp_path)["panels"]
+    assert set(shown) == {"GPU utilisation", "GPU memory"}
+    (utilisation,) = shown["GPU utilisation"]
+    assert utilisation and all(0 <= value <= 1 for value in utilisation.values())
+    used, total = shown["GPU memory"]
+    assert used.keys() == total.keys() == utilisation.keys()
+    assert all(0 < used[gpu] <= total[gpu] for gpu in used)
+    assert all('gpu_uuid="GPU-' in labels and 'pod="' in labels for labels in used)
+
+
+def test_gpu_panel_check_fails_when_a_panel_would_be_empty_on_real_series(promtool, gpu_inputs, tmp_path):
+    """A GPU panel that selects a label the scrape never adds shows nothing on a real node: caught."""
+    panels = tuple(
+        gpu_series.Panel(
+            panel.title, panel.unit, panel.expr.replace('pod=~".*"', 'pod=~".*", container="triton"')
+        )
+        for panel in gpu_inputs.panels
     )
-    result = subprocess.run(
-        [promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=30, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    broken = dataclasses.replace(gpu_inputs, panels=panels)
+    capture = gpu_series.captures()[0]
+    with pytest.raises(AssertionError, match="container"):
+        gpu_series.check_panels(
+            promtool, broken, gpu_series.read(capture.read_text(encoding="utf-8")), tmp_path
+        )
