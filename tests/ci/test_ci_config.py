@@ -199,6 +199,8 @@ def test_kind_job_frees_disk_then_runs_make_test_kind_on_the_actions_cluster(wor
     assert steps.index(kind) < steps.index(test)
     # ci/kind.sh reuses the cluster KIND_CLUSTER_NAME names (the job's, not overridden by the step).
     assert "KIND_CLUSTER_NAME" not in test.get("env", {})
+    # There a runner without docker, kind or helm must fail the job, not pass it as a skip.
+    assert test["env"]["TRITONOPS_REQUIRE_KIND"] == "1"
     assert 'kind get clusters | grep -qx "$KIND_CLUSTER_NAME"' in (ROOT / "ci" / "kind.sh").read_text()
     # The image pull alone takes many minutes; a hang must fail the step, not the job, so that the
     # failure steps still run.

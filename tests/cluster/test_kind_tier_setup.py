@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import kubernetes_validate
+import pytest
 import yaml
 
 from tests.kind import cluster
@@ -57,6 +58,44 @@ def test_without_the_tools_the_tier_is_one_skip_naming_what_is_missing(tmp_path)
     reason = next(line for line in done.stdout.splitlines() if line.startswith("SKIPPED"))
     assert "missing here: kind, a running docker engine" in reason, reason
     assert "make test-kind" in reason
+
+
+def test_where_the_tier_is_required_a_missing_tool_fails_instead_of_skipping(tmp_path):
+    shims = _tool_shims(tmp_path / "bin", docker_info_ok=False)
+    env = {**os.environ, "PATH": f"{shims}:/usr/bin:/bin", cluster.REQUIRE_ENV: "1"}
+    done = _run_tier(env)
+    assert done.returncode != 0, done.stdout
+    assert f"{cluster.REQUIRE_ENV} is set" in done.stdout and "a running docker engine" in done.stdout
+    script = subprocess.run(
+        ["bash", str(cluster.CI_DIR / "kind.sh")],
+        capture_output=True,
+        text=True,
+        env={**env, "PY": sys.executable},
+        cwd=cluster.PROJECT_ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert script.returncode == 1 and "a running docker engine" in script.stderr, script.stderr
+
+
+@pytest.mark.parametrize(
+    ("conditions", "state"),
+    [
+        # Kubernetes 1.31+: SuccessCriteriaMet first, Complete appended later.
+        ([{"type": "SuccessCriteriaMet", "status": "True"}], None),
+        (
+            [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}],
+            "Complete",
+        ),
+        ([{"type": "Complete", "status": "True"}], "Complete"),
+        ([{"type": "FailureTarget", "status": "True"}], "Failed"),
+        ([{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}], "Failed"),
+        ([{"type": "Complete", "status": "False"}], None),
+        ([], None),
+    ],
+)
+def test_a_job_counts_as_finished_by_its_conditions_wherever_they_stand(conditions, state):
+    assert cluster.job_finished({"status": {"conditions": conditions}}) == state
 
 
 def test_with_the_tools_but_no_tier_cluster_it_never_touches_the_current_context(tmp_path):

@@ -10,6 +10,7 @@ import base64
 import io
 import os
 import re
+import selectors
 import shutil
 import subprocess
 import tarfile
@@ -26,6 +27,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CI_DIR = PROJECT_ROOT / "ci"
 GPU_MOCK_DIR = CI_DIR / "gpu-mock"
 CLUSTER_ENV = "TRITONOPS_KIND_CLUSTER"
+# Set by the workflow's kind job: there, a missing tool is a failure, never a green skip.
+REQUIRE_ENV = "TRITONOPS_REQUIRE_KIND"
 IMAGE_ENV = "TRITONOPS_KIND_IMAGE"
 TOOLS = ("docker", "kind", "helm", "kubectl")
 
@@ -53,6 +56,11 @@ def missing_tools(environ: Mapping[str, str] | None = None) -> str | None:
             "Run `make test-kind` where they exist (ci/README.md)"
         )
     return None
+
+
+def required(environ: Mapping[str, str] | None = None) -> bool:
+    environ = os.environ if environ is None else environ
+    return environ.get(REQUIRE_ENV, "") not in ("", "0")
 
 
 def missing_prerequisites(environ: Mapping[str, str] | None = None) -> str | None:
@@ -202,6 +210,53 @@ def seed_objects(archive: bytes, *, namespace: str = NAMESPACE) -> list[dict[str
     return [config_map, claim, job]
 
 
+def fresh_namespace(api: pykube.HTTPClient, name: str = NAMESPACE, *, timeout_s: float = 300) -> None:
+    """Delete what an earlier run left (its claim holds that run's committed versions) and wait
+    until the namespace is gone, so every run starts from the seed repository."""
+    namespace = pykube.Namespace.objects(api).get_or_none(name=name)
+    if namespace is None:
+        return
+    namespace.delete()
+    deadline = time.monotonic() + timeout_s
+    while pykube.Namespace.objects(api).get_or_none(name=name) is not None:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"namespace {name} from an earlier run still terminating after {timeout_s:g} s"
+            )
+        time.sleep(3)
+
+
+def job_finished(job: Mapping[str, Any]) -> str | None:
+    """ "Complete" or "Failed" once the Job controller says so, else None. Any position counts:
+    since Kubernetes 1.31 `SuccessCriteriaMet` or `FailureTarget` may come first."""
+    conditions = {c.get("type"): c.get("status") for c in job.get("status", {}).get("conditions", [])}
+    if conditions.get("Complete") == "True":
+        return "Complete"
+    if conditions.get("Failed") == "True" or conditions.get("FailureTarget") == "True":
+        return "Failed"
+    return None
+
+
+def wait_for_job(api: pykube.HTTPClient, name: str, *, timeout_s: float, namespace: str = NAMESPACE) -> None:
+    """Until the Job completes; a failed Job fails at once, with its pods' logs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = pykube.Job.objects(api, namespace=namespace).get_or_none(name=name)
+        state = job_finished(job.obj) if job is not None else None
+        if state == "Complete":
+            return
+        if state == "Failed" or time.monotonic() > deadline:
+            raise AssertionError(
+                f"Job {name}: {state or f'not complete after {timeout_s:g} s'}\n{job_logs(api, name, namespace)}"
+            )
+        time.sleep(3)
+
+
+def job_logs(api: pykube.HTTPClient, name: str, namespace: str = NAMESPACE) -> str:
+    pods = pykube.Pod.objects(api, namespace=namespace).filter(selector={"job-name": name})
+    return "\n".join(f"--- pod {pod.name}:\n{pod.logs(tail_lines=200)}" for pod in pods) or "(no pod)"
+
+
 def create_all(api: pykube.HTTPClient, objects: Sequence[dict[str, Any]]) -> None:
     for body in objects:
         kind = pykube.object_factory(api, body["apiVersion"], body["kind"])
@@ -212,8 +267,9 @@ def create_all(api: pykube.HTTPClient, objects: Sequence[dict[str, Any]]) -> Non
 # --- helm, kubectl ------------------------------------------------------------------------------
 
 
-def helm(*args: str, timeout_s: float = 1200) -> str:
-    """The real helm against the tier's cluster (KUBECONFIG); a failure shows helm's own words."""
+def helm(*args: str, timeout_s: float) -> str:
+    """The real helm against the tier's cluster (KUBECONFIG); a failure shows helm's own words.
+    `timeout_s` stays above helm's own --timeout, so helm reports its failure before this gives up."""
     done = subprocess.run(["helm", *args], capture_output=True, text=True, timeout=timeout_s, check=False)
     if done.returncode != 0:
         raise AssertionError(
@@ -223,7 +279,7 @@ def helm(*args: str, timeout_s: float = 1200) -> str:
 
 
 def install_chart(
-    values_files: Sequence[Path], set_values: Mapping[str, object] | None = None, *, timeout: str = "900s"
+    values_files: Sequence[Path], set_values: Mapping[str, object] | None = None, *, timeout_s: int = 900
 ) -> str:
     """`helm upgrade --install --wait` of charts/triton as the tier's release: strings are set as
     strings, numbers and booleans as what they are."""
@@ -242,7 +298,7 @@ def install_chart(
             args += ["--set-string", f"{key}={value}"]
         else:
             args += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
-    return helm(*args, "--wait", "--timeout", timeout)
+    return helm(*args, "--wait", "--timeout", f"{timeout_s}s", timeout_s=timeout_s + 120)
 
 
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
@@ -250,23 +306,31 @@ _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
 
 @contextmanager
 def port_forward(pod: str, ports: Sequence[int], *, namespace: str = NAMESPACE) -> Iterator[dict[int, int]]:
-    """`kubectl port-forward pod/<pod>` on free local ports: {pod port: local port}."""
+    """`kubectl port-forward pod/<pod>` on free local ports: {pod port: local port}. Waits at most
+    30 s for kubectl to say where it listens (a silent kubectl must not hang the tier)."""
     process = subprocess.Popen(
         ["kubectl", "port-forward", "--namespace", namespace, f"pod/{pod}", *(f":{p}" for p in ports)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert process.stdout is not None
     try:
         local: dict[int, int] = {}
+        seen: list[str] = []
         deadline = time.monotonic() + 30
-        assert process.stdout is not None
-        while len(local) < len(ports):
-            line = process.stdout.readline()
-            if not line or time.monotonic() > deadline:
-                raise AssertionError(f"kubectl port-forward pod/{pod} did not start: {line!r}")
-            if match := _FORWARDING.search(line):
-                local[int(match.group(2))] = int(match.group(1))
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while len(local) < len(ports):
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(timeout=left):
+                    raise AssertionError(f"kubectl port-forward pod/{pod}: no listener within 30 s: {seen}")
+                line = process.stdout.readline()
+                if not line:
+                    raise AssertionError(f"kubectl port-forward pod/{pod} exited: {seen}")
+                seen.append(line.strip())
+                if match := _FORWARDING.search(line):
+                    local[int(match.group(2))] = int(match.group(1))
         yield local
     finally:
         process.terminate()
