@@ -118,3 +118,30 @@ def test_docs_check_covers_the_dashboard_and_the_sample_repository(tmp_path, mon
     capsys.readouterr()
     assert cli.main(["docs", "--check"]) == 1
     assert str(empty_repository) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "prog"),
+    [
+        (("render", "--bogus"), "tritonops render"),
+        (("repo", "validate", ".", "--bogus"), "tritonops repo validate"),
+        (("unlock", "--bogus"), "tritonops unlock"),
+        (("--bogus",), "tritonops"),
+    ],
+    ids=["command", "group-command", "unlock", "top-level"],
+)
+def test_an_unknown_argument_points_at_the_help_of_its_command(run_cli, command, prog):
+    result = run_cli(*command)
+    assert result.returncode == 2
+    assert result.stderr == f"tritonops: error: unrecognized arguments: --bogus (see `{prog} --help`)\n"
+
+
+def test_an_abbreviated_option_is_not_taken_for_the_full_one(run_cli):
+    result = run_cli("render", "--env", "dev", "--output=/tmp/x")
+    assert result.returncode == 2 and "unrecognized arguments: --output=/tmp/x" in result.stderr
+
+
+def test_render_help_lists_every_environment(run_cli):
+    text = _help(run_cli, "render")
+    assert f"--env ENV {', '.join(list(environments.ENVIRONMENTS)[:-1])} or ci-kind" in text, text
+    assert "ci-kind" in _help(run_cli, "lint")

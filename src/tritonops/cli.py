@@ -26,8 +26,10 @@ import re
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -47,14 +49,34 @@ STATUS_ALL_READY, STATUS_NOT_ALL_READY, STATUS_NOT_RUNNING = 0, 1, 3
 # committed state (the agent or `tritonops reconcile` converges it): not a silent success.
 EXIT_DEGRADED = 4
 ENDPOINTS_FORM = "http://HOST:PORT[?grpc=PORT],..."
+WAIT_ENV = "TRITONOPS_WAIT_FOR_READY"
 SET_HELP = "override a value: key=value, as Helm reads it (a={x,y} a list, a={} the empty list, a=null removes a); repeatable"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are InputErrors: one clear line, exit 2, JSON too under --json."""
+    """argparse whose errors are InputErrors: one clear line, exit 2, JSON too under --json.
+
+    No prefix abbreviations (`--repo` for `--repository`): the chart's promotion Job refuses the
+    flags it sets itself by their full names in promotion.job.extraArgs, and an abbreviation would
+    slip past that guard (and a new option could silently change what an old abbreviation means)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise errors.InputError(f"error: {message} (see `{self.prog} --help`)")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        # Unknown arguments are found by the top-level parser, after the command's parser is done:
+        # point at the help of the command they were given to, which lists what it takes.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            prog = getattr(parsed, "command_prog", self.prog)
+            raise errors.InputError(
+                f"error: unrecognized arguments: {' '.join(extras)} (see `{prog} --help`)"
+            )
+        return parsed
 
 
 def _add_values_options(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", help="render the chart for an environment")
     render.add_argument(
-        "--env", help="dev, prod or local (env TRITONOPS_ENV, else dev; stderr says which was used)"
+        "--env",
+        help=f"{_choices(environments.ENVIRONMENTS)} (env TRITONOPS_ENV, else dev; stderr says which was used)",
     )
     _add_values_options(render)
     render.add_argument(
@@ -99,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     lint = commands.add_parser("lint", help="run every static gate on the environments")
     lint.add_argument(
-        "--env", action="append", help="limit to this environment (repeatable; default: dev, prod and local)"
+        "--env",
+        action="append",
+        help="limit to this environment (repeatable; default: every one: "
+        f"{_choices(environments.ENVIRONMENTS, 'and')})",
     )
     _add_values_options(lint)
     lint.add_argument("--no-policy", action="store_true", help="skip checkov (the slow gate)")
@@ -189,12 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _choices(names: Sequence[str] | dict[str, Any], last: str = "or") -> str:
+    """`a, b, c or d`."""
+    *most, final = list(names)
+    return f"{', '.join(most)} {last} {final}" if most else final
+
+
 def _describe_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Each command's `--help` opens with the line the command list shows for it."""
+    """Each command's `--help` opens with the line the command list shows for it; its parsed
+    arguments carry its name (`command_prog`), for errors that the top-level parser reports."""
     for listed in commands._choices_actions:
         command = commands.choices[listed.dest]
         if command.description is None and listed.help:
             command.description = listed.help[0].upper() + listed.help[1:] + "."
+        command.set_defaults(command_prog=command.prog)
         for action in command._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _describe_commands(action)
@@ -389,9 +423,10 @@ def _add_cluster_options(parser: argparse.ArgumentParser, where: argparse._Mutua
         help="instead of --endpoints: every ready pod of this Kubernetes Service, from its EndpointSlices "
         "(needs --repository and RBAC list on endpointslices; env TRITONOPS_SERVICE)",
     )
+    # Defaults stay None so that a flag given without --service can be told from none (the
+    # environment variables are read only with --service).
     parser.add_argument(
         "--namespace",
-        default=os.environ.get("TRITONOPS_NAMESPACE") or None,
         help="the Service's namespace (env TRITONOPS_NAMESPACE; default: the pod's own namespace "
         "in a cluster, else the kubeconfig context's, else default)",
     )
@@ -401,6 +436,60 @@ def _add_cluster_options(parser: argparse.ArgumentParser, where: argparse._Mutua
         help="the kubeconfig for --service (default: in-cluster in a pod, else $KUBECONFIG or ~/.kube/config)",
     )
     parser.add_argument("--context", help="the kubeconfig context for --service (default: its current one)")
+    parser.add_argument(
+        "--wait-for-ready",
+        type=_seconds,
+        metavar="SECONDS",
+        help="with --service: wait up to SECONDS for a ready pod, reading the EndpointSlices every few "
+        "seconds and saying which pods are not ready (a promotion started with its Service: a first "
+        f"install, an Argo CD sync); then exit 1, nothing changed (env {WAIT_ENV}; default 0: no wait)",
+    )
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more (argparse's `type` for --wait-for-ready)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more seconds")
+    return value
+
+
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    """The cluster options mean something only with --service: refuse them without it, rather than
+    let a call that was meant for a cluster act on --endpoints or the local runtime."""
+    if args.service:
+        return
+    given = [
+        flag
+        for flag, value in (
+            ("--namespace", args.namespace),
+            ("--kubeconfig", args.kubeconfig),
+            ("--context", args.context),
+            ("--wait-for-ready", args.wait_for_ready),
+        )
+        if value is not None
+    ]
+    if given:
+        raise errors.InputError(
+            f"{', '.join(given)}: only used with --service SERVICE (the replicas of a Kubernetes Service); "
+            "give --service, or leave them out"
+        )
+
+
+def _wait_for_ready(args: argparse.Namespace) -> float:
+    """--wait-for-ready, else TRITONOPS_WAIT_FOR_READY, else 0."""
+    if args.wait_for_ready is not None:
+        return float(args.wait_for_ready)
+    text = os.environ.get(WAIT_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError as error:
+        raise errors.InputError(f"{WAIT_ENV}={error}") from None
 
 
 def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -494,6 +583,7 @@ def _add_chain_options(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print the outcome as JSON (steps, replicas, result)"
     )
     _add_work_dir(parser)
+    parser.set_defaults(chain_started=False)  # set by _outcome: a SIGTERM before it changed nothing
 
 
 class _Target:
@@ -507,6 +597,7 @@ class _Target:
 
 def _target(args: argparse.Namespace) -> _Target:
     """--repository with --endpoints or --service, or the local runtime's repository and replicas."""
+    _check_cluster_options(args)
     key = replicas.api_key(args.api_header, args.api_key_file)
     if args.service:
         return _Target(_service_repository(args), _service_replicas(args), key)
@@ -569,7 +660,8 @@ def _service_replicas(args: argparse.Namespace) -> tuple[replicas.Replica, ...]:
     from tritonops.cluster import endpoints  # the kubernetes client: loaded only when asked for
 
     connection = endpoints.Connection(args.kubeconfig, args.context)
-    found = endpoints.discover(args.service, args.namespace, connection)
+    namespace = args.namespace or os.environ.get("TRITONOPS_NAMESPACE") or None
+    found = endpoints.discover(args.service, namespace, connection, wait_s=_wait_for_ready(args))
     if found.not_ready or found.terminating:
         log.warning(
             "%s: pods left out (not ready: %s; terminating: %s); each pod's agent converges it to the "
@@ -604,10 +696,21 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside a promotion chain: main() says so and exits 143 (128 + SIGTERM). A
+    BaseException, like KeyboardInterrupt, so that no `except Exception` on the way swallows it."""
+
+
+def _terminate_on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _outcome(args: argparse.Namespace, run: Callable[[], chain.Outcome]) -> int:
     """Run a chain command; print its outcome (also when it failed) and pick the exit code."""
     # A CI job's timeout or `kill` sends SIGTERM: the chain then restores every replica as on
-    # Ctrl-C, instead of leaving the candidate serving and the lock behind.
+    # Ctrl-C, instead of leaving the candidate serving and the lock behind. This replaces main()'s
+    # handler (exit 143, for the discovery and checks before the chain) while the chain runs.
+    args.chain_started = True
     previous_handler = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         return _report(args, run)
@@ -880,6 +983,7 @@ def _endpoints_text(current: control.RuntimeStatus) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    _check_cluster_options(args)
     if args.endpoints or args.service:
         # Replicas outside the local runtime: only the models section.
         target = _target(args)
@@ -1085,6 +1189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     wants_json = "--json" in arguments
     logs = _LogToStderr()
     args: argparse.Namespace | None = None
+    # Run as a container's PID 1 (the promotion Job), the process gets SIGTERM only once it has a
+    # handler: without one, a deleted or timed-out pod would sit out its whole grace period.
+    previous_sigterm = _handle_sigterm(_terminate_on_sigterm)
     try:
         args = build_parser().parse_args(arguments)
         logs.start(verbose=args.verbose)
@@ -1100,12 +1207,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tritonops: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"tritonops: terminated (SIGTERM){_unchanged(args)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         # The reader went away (`| head`): not an error of ours, and no traceback at exit either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     finally:
         logs.stop()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _handle_sigterm(handler: Callable[[int, Any], None]) -> Any:
+    """Install `handler` for SIGTERM; the handler it replaces, or None where none can be installed
+    (signals go to the main thread only: main() run in another thread leaves them alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.signal(signal.SIGTERM, handler)
+    return signal.SIG_DFL if previous is None else previous
+
+
+def _unchanged(args: argparse.Namespace | None) -> str:
+    """What a SIGTERM outside the chain means for a promote, rollback or reconcile: its chain had
+    not started (after the chain, its handler is gone and the outcome is printed)."""
+    if args is None or getattr(args, "chain_started", None) is not False:
+        return ""
+    return f" before the {args.command_prog.split()[-1]} started; nothing was changed"
 
 
 class _LogToStderr:

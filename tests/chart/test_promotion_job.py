@@ -118,12 +118,37 @@ def test_the_job_promotes_on_the_charts_service_with_the_mounted_repository_and_
         "--version=3",
         f"--service={service['name']}",
         f"--namespace={environments.get(env).namespace}",
+        "--wait-for-ready=900",
         "--repository=/models",
         f"--api-key-file={KEY_DIR}/key",
         "--api-header=admin-key",
         "--load-timeout=120",
     ]
     assert service["namespace"] == environments.get(env).namespace
+    # A failed pod's termination message is the tail of its log: the line that says why.
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_the_job_waits_for_a_ready_pod_as_long_as_the_value_says(render_with):
+    # Created in the same apply as the Deployment (first install, Argo CD sync), the Job starts
+    # before any Triton pod is ready: it waits for one instead of failing for good.
+    args = promote_container(render_with("dev", with_job(waitForReadySeconds=60)))["args"]
+    assert "--wait-for-ready=60" in args
+    no_wait = promote_container(render_with("dev", with_job(waitForReadySeconds=0)))["args"]
+    assert "--wait-for-ready=0" in no_wait
+
+
+def test_the_deadline_leaves_room_for_the_wait_and_two_loads(render_with):
+    # 900 s of waiting + 2 x 120 s of loading = 1140 s: a deadline of 1100 s would stop a
+    # promotion that is on time; without the wait it is enough.
+    with pytest.raises(errors.RenderError) as caught:
+        render_with("dev", with_job(activeDeadlineSeconds=1100))
+    assert str(caught.value).startswith(
+        "promotion.job.activeDeadlineSeconds: 1100 must exceed promotion.job.waitForReadySeconds (900 s"
+    ), str(caught.value)
+    assert "plus twice promotion.job.loadTimeoutSeconds (120 s" in str(caught.value)
+    item = render_with("dev", with_job(activeDeadlineSeconds=1100, waitForReadySeconds=0))
+    assert job_of(item)["spec"]["activeDeadlineSeconds"] == 1100
 
 
 def test_source_extra_arguments_and_timeouts_reach_the_command(render_with):
@@ -280,8 +305,9 @@ DOWNLOAD = {
             "repository, and modelRepository.download has no shared folder",
         ),
         (
-            with_job(activeDeadlineSeconds=200),
-            "promotion.job.activeDeadlineSeconds: 200 must exceed twice promotion.job.loadTimeoutSeconds (120 s",
+            with_job(activeDeadlineSeconds=200, waitForReadySeconds=0),
+            "promotion.job.activeDeadlineSeconds: 200 must exceed promotion.job.waitForReadySeconds (0 s: "
+            "waiting for a ready pod) plus twice promotion.job.loadTimeoutSeconds (120 s",
         ),
         (
             with_job(extraArgs=["--endpoints=http://10.0.0.1:8000"]),
@@ -290,6 +316,19 @@ DOWNLOAD = {
         (
             with_job(extraArgs=["--api-key-file", "/k"]),
             'promotion.job.extraArgs: "--api-key-file" is set by the chart',
+        ),
+        (
+            with_job(extraArgs=["--wait-for-ready=5"]),
+            'promotion.job.extraArgs: "--wait-for-ready=5" is set by the chart',
+        ),
+        (
+            with_job(extraArgs=["--keep-previous", "--canary 1"]),
+            'promotion.job.extraArgs: "--canary 1" is one argument holding a space after its flag; give '
+            "the flag and its value as two items, or as one with `=`",
+        ),
+        (
+            with_job(extraArgs=["--gate\tsum(up) > bool 0"]),
+            'promotion.job.extraArgs: "--gate\\tsum(up) > bool 0" is one argument holding a space',
         ),
     ],
     ids=[
@@ -303,6 +342,9 @@ DOWNLOAD = {
         "deadline-too-short",
         "endpoints-flag",
         "key-flag",
+        "wait-flag",
+        "flag-and-value-in-one-item",
+        "flag-and-value-split-by-a-tab",
     ],
 )
 def test_bad_values_fail_the_render_naming_the_value(render_with, values, message):
@@ -318,8 +360,12 @@ def test_bad_values_fail_the_render_naming_the_value(render_with, values, messag
         (with_job(version="3"), "promotion.job.version: '3' is not of type"),
         (with_job(model="a/b"), "promotion.job.model: 'a/b' does not match"),
         (with_job(backoffLimit=3), "promotion.job.backoffLimit: unknown key"),
+        (
+            with_job(waitForReadySeconds=-1),
+            "promotion.job.waitForReadySeconds: -1 is less than the minimum of 0",
+        ),
     ],
-    ids=["version-0", "version-string", "model-with-slash", "backoff-limit-is-not-a-value"],
+    ids=["version-0", "version-string", "model-with-slash", "backoff-limit-is-not-a-value", "negative-wait"],
 )
 def test_the_schema_refuses_malformed_job_values(render_with, values, message):
     with pytest.raises(errors.ValuesError) as caught:

@@ -121,3 +121,46 @@ def test_status_names_the_pods_it_left_out(run_cli, fake_api, kubeconfig, tmp_pa
         "converges it to the committed state once ready" in result.stderr
     ), result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "given",
+    [("--namespace", "ml"), ("--kubeconfig", "/k"), ("--context", "prod"), ("--wait-for-ready", "60")],
+    ids=["namespace", "kubeconfig", "context", "wait-for-ready"],
+)
+@pytest.mark.parametrize("command", COMMANDS, ids=IDS)
+def test_cluster_options_without_service_are_refused(run_cli, tmp_path, command, given):
+    # Silently ignored, they would let a call meant for a cluster act on other replicas.
+    result = run_cli(*command, "--endpoints", "http://10.0.0.1:8000", "--repository", str(tmp_path), *given)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"tritonops: {given[0]}: only used with --service SERVICE"), result.stderr
+
+
+def test_the_namespace_variable_alone_does_not_refuse_endpoints(run_cli, tmp_path, monkeypatch):
+    # The variables are ambient configuration, read only with --service.
+    monkeypatch.setenv("TRITONOPS_NAMESPACE", "ml")
+    result = run_cli("status", "--endpoints", "http://127.0.0.1:9", "--repository", str(tmp_path))
+    assert "only used with --service" not in result.stderr
+
+
+def test_the_namespace_variable_is_read_with_service(run_cli, fake_api, kubeconfig, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITONOPS_NAMESPACE", "prod")
+    run_cli("status", "--service", "triton", "--repository", str(tmp_path))
+    assert "/namespaces/prod/" in fake_api.requests[0]
+
+
+@pytest.mark.parametrize(
+    "abbreviation",
+    ["--repo=/elsewhere", "--serv=other", "--api-key=secret", "--names=kube-system", "--wait=5"],
+    ids=["repository", "service", "api-key-file", "namespace", "wait-for-ready"],
+)
+def test_abbreviated_flags_are_refused(run_cli, fake_api, kubeconfig, tmp_path, abbreviation):
+    # The chart's promotion Job refuses its own flags in promotion.job.extraArgs by their full
+    # names: an abbreviation argparse accepted would slip past that guard.
+    result = run_cli("promote", "linear", "--version", "2", "--service", "triton", "--repository", str(tmp_path),
+                     abbreviation)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"tritonops: error: unrecognized arguments: {abbreviation} (see `tritonops promote --help`)"
+    ), result.stderr
+    assert fake_api.requests == []

@@ -104,6 +104,64 @@ def test_ipv6_addresses_are_bracketed(fake_api, kubeconfig):
     assert endpoints.discover("triton").ready == (Endpoint("triton-0", "[fd00::a]:8000", "[fd00::a]:8001"),)
 
 
+@pytest.mark.parametrize(
+    "v6_first", [True, False], ids=["ipv6-slice-listed-first", "ipv4-slice-listed-first"]
+)
+def test_a_dual_stack_pod_is_addressed_at_its_ipv4_address(fake_api, kubeconfig, v6_first):
+    # A dual-stack Service has one slice per family, both listing every pod; their names end in
+    # random characters, so the order the API lists them in says nothing.
+    v4 = endpoint_slice("triton-x7k2p", "triton", [pod_endpoint("triton-0", "10.0.0.10")])
+    v6 = endpoint_slice("triton-a9q4m", "triton", [pod_endpoint("triton-0", "fd00::a")], address_type="IPv6")
+    fake_api.slices["ml"] = [v6, v4] if v6_first else [v4, v6]
+    assert endpoints.discover("triton").ready == (Endpoint("triton-0", "10.0.0.10:8000", "10.0.0.10:8001"),)
+
+
+def test_fqdn_slices_are_skipped(fake_api, kubeconfig):
+    fqdn = endpoint_slice(
+        "triton-fqdn", "triton", [pod_endpoint("triton-9", "triton.example.com")], address_type="FQDN"
+    )
+    v4 = endpoint_slice("triton-v4", "triton", [pod_endpoint("triton-0", "10.0.0.10")])
+    fake_api.slices["ml"] = [fqdn, v4]
+    assert [endpoint.name for endpoint in endpoints.discover("triton").ready] == ["triton-0"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("foo: [\n", "not valid YAML at line 2 (expected the node content, but found '<stream end>')"),
+        ("- a\n- b\n", "holds a YAML list, not a kubeconfig (a mapping with apiVersion, clusters"),
+        ("hello\n", "holds a bare string, not a kubeconfig (a mapping with apiVersion, clusters"),
+        (
+            "clusters: 5\ncontexts: []\nusers: []\ncurrent-context: x\n",
+            "a field has the wrong type ('int' object is not iterable); fix it",
+        ),
+    ],
+    ids=["bad-yaml", "a-list", "a-string", "a-field-of-the-wrong-type"],
+)
+def test_a_malformed_kubeconfig_is_one_line_naming_the_file(run_cli, tmp_path, monkeypatch, text, message):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    path = tmp_path / "kubeconfig"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(errors.InputError) as caught:
+        endpoints.discover("triton", connection=Connection(kubeconfig=path))
+    assert str(caught.value).startswith(f"kubeconfig {path}"), str(caught.value)
+    assert message in str(caught.value)
+    # Through the CLI: exit 2 and that one line, as from $KUBECONFIG too.
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    result = run_cli("status", "--service", "triton", "--repository", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.startswith(f"tritonops: kubeconfig {path}")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_directory_given_as_the_kubeconfig_is_named_as_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(errors.InputError) as caught:
+        endpoints.discover("triton", connection=Connection(kubeconfig=tmp_path))
+    assert str(caught.value).startswith(
+        f"kubeconfig {tmp_path}: is a directory; give the kubeconfig file itself (e.g. {tmp_path / 'config'})"
+    )
+
+
 def test_no_slice_names_the_namespace_and_selector(fake_api, kubeconfig):
     with pytest.raises(errors.InputError) as caught:
         endpoints.discover("tritn", namespace="prod")

@@ -593,6 +593,7 @@ version, source, arguments, image, mounts) must be a new Job, not a failed upgra
 - --version={{ int64 $job.version }}
 - --service={{ include "triton.fullname" . }}
 - --namespace={{ .Release.Namespace }}
+- --wait-for-ready={{ $job.waitForReadySeconds }}
 - --repository={{ .Values.modelRepository.path }}
 {{- if .Values.repositoryApi.restricted.enabled }}
 - --api-key-file={{ include "triton.repositoryApiKeyFile" . }}
@@ -657,6 +658,9 @@ spec:
     - name: promote
       image: {{ include "triton.imageRef" (dict "image" $job.image "defaultTag" "") }}
       imagePullPolicy: {{ $job.image.pullPolicy }}
+      # A failed pod's termination message is its log's tail (`kubectl describe pod`, the Job's
+      # events): the line that says why the promotion failed.
+      terminationMessagePolicy: FallbackToLogsOnError
       command:
         - tritonops
       args:
@@ -717,13 +721,19 @@ Usage: {{ include "triton.validatePromotionJob" . }}
 {{- fail (printf "promotion.job.enabled: the promotion writes the committed state into a shared model repository, and modelRepository.%s has no shared folder it can write to; use modelRepository.pvc (a ReadWriteMany claim), or set promotion.job.enabled=false" $source) }}
 {{- end }}
 {{- end }}
-{{- if le (float64 $job.activeDeadlineSeconds) (mulf $job.loadTimeoutSeconds 2) }}
-{{- fail (printf "promotion.job.activeDeadlineSeconds: %d must exceed twice promotion.job.loadTimeoutSeconds (%v s: a failed load is followed by the rollback's load), or the deadline stops promotions that would succeed" (int64 $job.activeDeadlineSeconds) $job.loadTimeoutSeconds) }}
+{{- /* The pod may wait for a ready replica, then load (which may fail) and roll back (one more load). */}}
+{{- if le (float64 $job.activeDeadlineSeconds) (addf $job.waitForReadySeconds (mulf $job.loadTimeoutSeconds 2)) }}
+{{- fail (printf "promotion.job.activeDeadlineSeconds: %d must exceed promotion.job.waitForReadySeconds (%v s: waiting for a ready pod) plus twice promotion.job.loadTimeoutSeconds (%v s: a failed load is followed by the rollback's load), or the deadline stops promotions that would succeed; raise it, or lower those" (int64 $job.activeDeadlineSeconds) $job.waitForReadySeconds $job.loadTimeoutSeconds) }}
 {{- end }}
 {{- range $job.extraArgs }}
-{{- $flag := regexFind "^--(service|endpoints|namespace|kubeconfig|context|repository|api-key-file|api-header|version|from|load-timeout|work-dir)(=|$)" . }}
+{{- /* Full names only: the CLI accepts no abbreviations (allow_abbrev=False), so none slips past. */}}
+{{- $flag := regexFind "^--(service|endpoints|namespace|kubeconfig|context|wait-for-ready|repository|api-key-file|api-header|version|from|load-timeout|work-dir)(=|$)" . }}
 {{- if $flag }}
-{{- fail (printf "promotion.job.extraArgs: %q is set by the chart (the Service's replicas, the release namespace, the mounted repository and key, promotion.job.version, .from and .loadTimeoutSeconds); remove it" .) }}
+{{- fail (printf "promotion.job.extraArgs: %q is set by the chart (the Service's replicas, the release namespace, promotion.job.waitForReadySeconds, the mounted repository and key, promotion.job.version, .from and .loadTimeoutSeconds); remove it" .) }}
+{{- end }}
+{{- /* Each item is one argument, passed as is (no shell splits it): `--canary 1` would be one word. */}}
+{{- if regexMatch "^-[-A-Za-z0-9]*[A-Za-z0-9]\\s" . }}
+{{- fail (printf "promotion.job.extraArgs: %q is one argument holding a space after its flag; give the flag and its value as two items, or as one with `=` (e.g. --canary=1)" .) }}
 {{- end }}
 {{- end }}
 {{- end }}
