@@ -76,6 +76,16 @@ def test_promotion_commands_help_names_their_exit_codes(run_cli, command, done, 
         assert "4 finished, but not every replica is confirmed on the committed state" in epilog
 
 
+def test_tune_help_names_its_exit_codes_and_warns_that_it_changes_the_server(run_cli):
+    text = _help(run_cli, "tune")
+    assert "changes what that server answers while it runs" in text
+    assert "never a flag value" in text
+    epilog = text[text.index("exit codes: ") :]
+    assert re.findall(r"(?:: |; )(\d+) ", epilog) == ["0", "1", "2", "3", "130"], epilog
+    assert "3 no variant met the budget (the closest one is named" in epilog
+    assert "130 interrupted by Ctrl-C or SIGTERM (the original config is back)" in epilog
+
+
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
@@ -87,7 +97,7 @@ def test_promotion_commands_help_names_their_exit_codes(run_cli, command, done, 
         (
             (),
             "tritonops: choose a command: render, lint, summary, demo, up, status, logs, down, docs, repo, "
-            "unlock, promote, rollback or reconcile",
+            "unlock, promote, rollback, reconcile or tune",
         ),
     ],
     ids=["repo", "top-level"],

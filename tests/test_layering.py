@@ -1,7 +1,7 @@
 """The package's folders are its layers, and the imports keep them so.
 
-Data flows one way: cli -> runtime and promotion -> chart, repository, observability, triton ->
-errors. Every module under src/tritonops is parsed (module-level and function-level imports alike,
+Data flows one way: cli -> tuning (which may use runtime) -> runtime and promotion -> chart,
+repository, observability, triton -> errors. Every module under src/tritonops is parsed (module-level and function-level imports alike,
 so a late import cannot hide a dependency) and each `tritonops` import is checked against LAYERS.
 Nothing imports the CLI, no two modules import each other through any path, only triton/client.py
 imports tritonclient, and the backend files that tritonserver loads from disk import no tritonops.
@@ -34,10 +34,13 @@ LAYERS: dict[str, frozenset[str]] = {
             "runtime",
             "promotion",
             "cluster",
+            "tuning",
         }
     ),
     "tritonops": frozenset({"errors", "chart"}),  # the public surface re-exports render and the errors
     "promotion": frozenset({"errors", "chart", "repository", "observability", "triton", "cluster"}),
+    # tune: the Triton client, configs and ONNX graphs, and the local runtime (its endpoint and key).
+    "tuning": frozenset({"errors", "chart", "repository", "triton", "runtime"}),
     "runtime": frozenset({"errors", "chart", "repository", "observability", "triton"}),
     "cluster": frozenset({"errors", "chart", "triton"}),
     "observability": frozenset({"errors", "chart", "triton"}),

@@ -41,6 +41,10 @@ from tritonops.promotion import chain, fleet, lock, replicas, smoke
 from tritonops.promotion import status as model_status
 from tritonops.repository import checksums, config_generator, example_repository, validator
 from tritonops.runtime import control, demo, workspace
+from tritonops.tuning import measure as tuning_measure
+from tritonops.tuning import run as tuning_run
+from tritonops.tuning import search as tuning_search
+from tritonops.tuning import space as tuning_space
 
 log = logging.getLogger("tritonops")
 
@@ -211,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_repo_commands(commands)
     _add_unlock_command(commands)
     _add_promotion_commands(commands)
+    _add_tune_command(commands)
     _describe_commands(commands)
     return parser
 
@@ -843,6 +848,156 @@ def _reconcile(args: argparse.Namespace) -> int:
             progress=_progress(args),
         ),
     )
+
+
+# --- tune ---------------------------------------------------------------------------------------
+
+TUNE_EXIT_CODES = (
+    "exit codes: 0 a variant met the budget (its config.pbtxt is written); 1 the run failed: the "
+    "endpoint did not answer, perf_analyzer is missing, or the original config could not be loaded "
+    "back (the message says how to load it by hand); 2 unusable input, nothing changed on the server "
+    "(an unknown model, a bad flag, a refused key); 3 no variant met the budget (the closest one is "
+    "named, the measurements are written, the original config is back); 130 interrupted by Ctrl-C or "
+    "SIGTERM (the original config is back)."
+)
+
+
+def _add_tune_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    tune = commands.add_parser(
+        "tune",
+        help="find the serving config of a model with the most throughput within a p99 budget, by "
+        "measuring variants on a running Triton (loads with a config override; the original is "
+        "restored at the end, also on Ctrl-C); changes what that server answers while it runs",
+        epilog=TUNE_EXIT_CODES,
+    )
+    tune.add_argument("model", metavar="MODEL")
+    tune.add_argument(
+        "--p99-budget", type=float, required=True, metavar="MS", help="the p99 latency budget in milliseconds"
+    )
+    tune.add_argument(
+        "--endpoint",
+        help="the one Triton to tune: http://HOST:PORT[?grpc=PORT], e.g. a port-forwarded pod taken out "
+        "of its Service (default: replica 0 of the local runtime)",
+    )
+    tune.add_argument(
+        "--repository",
+        type=Path,
+        default=os.environ.get("TRITONOPS_REPOSITORY") or None,
+        help="the model repository, read for the model's ONNX graph and config.pbtxt (env "
+        "TRITONOPS_REPOSITORY; default: the local runtime's; without it the served config decides)",
+    )
+    tune.add_argument(
+        "--concurrency",
+        default="16",
+        metavar="N|A:B",
+        help="requests in flight while measuring: N, or A:B for A, 2A, ... and B, where each variant "
+        "counts at its best level within the budget (default 16)",
+    )
+    tune.add_argument(
+        "--max-measurements", type=int, metavar="N", help="stop after N measurements (the baseline counts)"
+    )
+    tune.add_argument(
+        "--search",
+        choices=tuning_search.STRATEGIES,
+        default=tuning_search.QUICK,
+        help="quick (default): follow batch size, queue delay and instance count while they gain; "
+        "exhaustive: every variant",
+    )
+    tune.add_argument("--out", type=Path, help="where to write the results (default: tune-MODEL)")
+    tune.add_argument(
+        "--measurement-interval",
+        type=int,
+        default=tuning_measure.DEFAULT_INTERVAL_MS,
+        metavar="MS",
+        help=f"perf_analyzer's window (default {tuning_measure.DEFAULT_INTERVAL_MS}); it needs 3 stable ones",
+    )
+    tune.add_argument(
+        "--max-trials",
+        type=int,
+        default=tuning_measure.DEFAULT_MAX_TRIALS,
+        metavar="N",
+        help=f"windows perf_analyzer may take to get stable (default {tuning_measure.DEFAULT_MAX_TRIALS})",
+    )
+    tune.add_argument(
+        "--stability-percentage",
+        type=int,
+        default=tuning_measure.DEFAULT_STABILITY_PERCENTAGE,
+        metavar="PCT",
+        help="how far 3 windows' throughput and p99 may differ to count as stable (default "
+        f"{tuning_measure.DEFAULT_STABILITY_PERCENTAGE}; more on a busy machine)",
+    )
+    tune.add_argument(
+        "--max-instances",
+        type=int,
+        default=tuning_space.DEFAULT_MAX_INSTANCES,
+        metavar="N",
+        help=f"the most model instances tried: 1, 2, 4, ... N (default {tuning_space.DEFAULT_MAX_INSTANCES})",
+    )
+    tune.add_argument(
+        "--instance-kinds",
+        metavar="KIND[,KIND]",
+        help="instance kinds tried, cpu and/or gpu (default: gpu and cpu where the server runs the "
+        "model on GPUs, else cpu)",
+    )
+    tune.add_argument(
+        "--api-header",
+        default=os.environ.get("TRITONOPS_API_HEADER", replicas.DEFAULT_HEADER),
+        help=f"the restricted-API header (env TRITONOPS_API_HEADER, default {replicas.DEFAULT_HEADER})",
+    )
+    tune.add_argument(
+        "--api-key-file",
+        type=Path,
+        help=f"a file holding the restricted-API key (else ${replicas.KEY_ENV}, else the local runtime's; "
+        "never a flag value)",
+    )
+    tune.add_argument("--json", action="store_true", help="print the result as JSON (what tune.json holds)")
+    _add_work_dir(tune)
+    tune.set_defaults(handler=_tune)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    key = replicas.api_key(args.api_header, args.api_key_file)
+    if args.endpoint:
+        found = replicas.from_endpoints(args.endpoint)
+        if len(found) != 1:
+            raise errors.InputError(
+                "--endpoint: give one Triton (tune changes what it answers while it runs)"
+            )
+        repository = _existing_repository(args.repository) if args.repository else None
+        target = tuning_run.Target(
+            found[0].http_address, found[0].grpc_address, key.header, key.key, repository, args.endpoint
+        )
+    else:
+        target = tuning_run.local_target(args.work_dir, key.header, key.key, args.repository)
+    request = tuning_run.Request(
+        model=args.model,
+        budget_ms=args.p99_budget,
+        concurrency=tuning_measure.concurrency_levels(args.concurrency),
+        strategy=args.search,
+        max_measurements=args.max_measurements,
+        out_dir=args.out or Path(f"tune-{args.model}"),
+        settings=tuning_measure.Settings(
+            tuning_measure.concurrency_levels(args.concurrency),
+            interval_ms=args.measurement_interval,
+            stability_percentage=args.stability_percentage,
+            max_trials=args.max_trials,
+        ),
+        max_instances=args.max_instances,
+        kinds=_instance_kinds(args.instance_kinds),
+    )
+    outcome = tuning_run.tune(request, target, say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.describe())
+    return 0
+
+
+def _instance_kinds(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    kinds = [word.strip().lower() for word in text.split(",") if word.strip()]
+    wrong = [kind for kind in kinds if kind not in ("cpu", "gpu")]
+    if wrong or not kinds:
+        raise errors.InputError(f"--instance-kinds {text!r}: use cpu, gpu or cpu,gpu")
+    return tuple(f"KIND_{kind.upper()}" for kind in dict.fromkeys(kinds))
 
 
 def _render(args: argparse.Namespace) -> int:

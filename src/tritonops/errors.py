@@ -98,3 +98,15 @@ class PromotionLocked(TritonOpsError):
 class StaleLock(PromotionLocked):
     """The repository's lock was left by a promotion that is gone (dead process, or no heartbeat
     for a minute); the message names it and the command that clears it. Exit 3."""
+
+
+class BudgetNotMet(TritonOpsError):
+    """`tune`: no variant measured met the p99 budget; the message names the closest one and its p99.
+    The measurements are written and the server's original config is back. Exit 3."""
+
+    exit_code = 3
+
+
+class RestoreFailed(TritonOpsError):
+    """`tune` could not load the model's original config back: the server may still run a variant.
+    The message says where the original config was saved and how to load it by hand. Exit 1."""

@@ -6,7 +6,7 @@ small ONNX models the samples, benchmarks and tests serve.
     backends/      Triton backends shipped as files for the local server (`onnxruntime/model.py`),
                    loaded by tritonserver from disk, never imported by the package
     onnx_models    deterministic ONNX models built with the `onnx` package
-    perf_analyzer  Triton's perf_analyzer against a local replica, for the benchmarks
+    perf_analyzer  Triton's perf_analyzer against an endpoint, for the benchmarks and `tune`
 
 Imports only `tritonops.errors`.
 """

@@ -1,0 +1,222 @@
+"""What `tune` leaves behind: `tune.json` (inputs, every measurement in order, the winner, the
+uplift), `measurements.csv` (one row per measurement and concurrency level) and the winner as
+`config.pbtxt`, a config the model folder can take as it is (`tritonops repo validate` accepts it).
+
+The uplift is the winner's throughput over the baseline's (the config the server ran before), both
+within the same budget; when the baseline itself misses the budget there is no uplift to state.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tritonops.repository import checksums
+from tritonops.tuning import search as tuning_search
+from tritonops.tuning import space as tuning_space
+from tritonops.tuning.measure import Failure, Measurement, Result, result_as_dict
+
+JSON_FILE = "tune.json"
+CSV_FILE = "measurements.csv"
+CONFIG_FILE = "config.pbtxt"
+CSV_COLUMNS = (
+    "measurement",
+    "variant",
+    "baseline",
+    "max_batch_size",
+    "dynamic_batching",
+    "max_queue_delay_microseconds",
+    "preferred_batch_size",
+    "instances",
+    "kind",
+    "status",
+    "concurrency",
+    "throughput",
+    "p50_ms",
+    "p99_ms",
+    "within_budget",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished (or interrupted) run: where, under which budget, what it measured and found."""
+
+    model: str
+    where: str
+    search: tuning_search.Search
+    concurrency: tuple[int, ...]
+    planned: int
+    # The fields the served config differs in from the original after the restore ([] = none).
+    restore_differs: tuple[str, ...] = ()
+    files: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def budget_ms(self) -> float:
+        return self.search.budget_ms
+
+    @property
+    def winner(self) -> Measurement | None:
+        return self.search.best
+
+    @property
+    def uplift(self) -> float | None:
+        """Winner over baseline throughput within the budget; None when either misses it."""
+        best, baseline = self.search.best, self.search.baseline
+        if best is None or not isinstance(baseline, Measurement):
+            return None
+        before = baseline.throughput_within(self.budget_ms)
+        after = best.throughput_within(self.budget_ms)
+        return after / before if before and after else None
+
+    def as_dict(self) -> dict[str, Any]:
+        best, closest, baseline = self.search.best, self.search.closest, self.search.baseline
+        return {
+            "model": self.model,
+            "where": self.where,
+            "search": self.search.strategy,
+            "p99_budget_ms": self.budget_ms,
+            "concurrency": list(self.concurrency),
+            "measurements": len(self.search.results),
+            "planned": self.planned,
+            "stopped_at_max_measurements": self.search.limited,
+            "baseline": _summary(baseline, self.budget_ms),
+            "winner": _summary(best, self.budget_ms) if best else None,
+            "closest": None if best or closest is None else _summary(closest, self.budget_ms),
+            "uplift": round(self.uplift, 3) if self.uplift is not None else None,
+            "restored": {"original_config": True, "differs_in": list(self.restore_differs)},
+            "notes": list(self.notes),
+            "files": self.files,
+            "results": [result_as_dict(result) for result in self.search.results],
+        }
+
+    def describe(self) -> str:
+        """The human summary `tune` prints."""
+        search, budget = self.search, self.budget_ms
+        failed = len(search.failures)
+        lines = [
+            f"{self.model} on {self.where}: {len(search.results)} measurement(s), {search.strategy} search"
+            + (f", {failed} variant(s) failed (skipped)" if failed else "")
+            + (" (stopped at --max-measurements)" if search.limited else "")
+        ]
+        lines.append(f"  current config: {_line(search.baseline, budget)}")
+        best = search.best
+        if best is not None:
+            lines.append(f"  best within p99 <= {budget:g} ms: {_line(best, budget)}")
+            if self.uplift is not None:
+                lines.append(f"  uplift over the current config at the same budget: {self.uplift:.2f}x")
+            else:
+                lines.append("  uplift: none to state (the current config does not meet the budget)")
+        lines += [f"  note: {note}" for note in self.notes]
+        if self.restore_differs:
+            lines.append(
+                "  warning: after the restore the served config differs from the original in: "
+                + ", ".join(self.restore_differs)
+            )
+        else:
+            lines.append("  the server runs its original config again")
+        for name, path in self.files.items():
+            lines.append(f"  {name}: {path}")
+        return "\n".join(lines)
+
+
+def describe_result(result: Result, budget_ms: float) -> str:
+    """`X inf/s, p99 Y ms` for a measurement; why it failed for a failure."""
+    if isinstance(result, Failure):
+        return f"failed to {'load' if result.stage == 'load' else 'measure'} (skipped): {result.reason}"
+    point = result.shown(budget_ms)
+    within = "" if point.p99_ms <= budget_ms else " (over budget)"
+    return f"{point.throughput:.1f} inf/s, p99 {point.p99_ms:.1f} ms{within}" + (
+        f" at concurrency {point.concurrency}" if len(result.points) > 1 else ""
+    )
+
+
+def notes_for(search: tuning_search.Search, space: tuning_space.Space) -> tuple[str, ...]:
+    """What a user applying the winner must know."""
+    best = search.best
+    notes = []
+    if best is not None and 0 < best.variant.max_batch_size < space.baseline.max_batch_size:
+        notes.append(
+            f"the winner's max_batch_size {best.variant.max_batch_size} is below the current "
+            f"{space.baseline.max_batch_size}: requests carrying more items than that would be refused "
+            "(perf_analyzer sends one item per request)"
+        )
+    if best is not None and best.baseline:
+        notes.append("the current config is the best measured: config.pbtxt is the current config")
+    return tuple(notes)
+
+
+def write(
+    outcome: Outcome,
+    out_dir: Path,
+    space: tuning_space.Space,
+    base_config: Any | None = None,
+) -> Outcome:
+    """Write tune.json, measurements.csv and (when a variant met the budget) config.pbtxt; return
+    the outcome with the files named."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"measurements (JSON)": str(out_dir / JSON_FILE), "measurements (CSV)": str(out_dir / CSV_FILE)}
+    winner = outcome.winner
+    if winner is not None:
+        text = space.config_text(winner.variant, base_config)
+        checksums.atomic_write(out_dir / CONFIG_FILE, text)
+        files["winner's config"] = str(out_dir / CONFIG_FILE)
+    outcome = replace(outcome, files=files)
+    checksums.atomic_write(out_dir / JSON_FILE, json.dumps(outcome.as_dict(), indent=2) + "\n")
+    with (out_dir / CSV_FILE).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in csv_rows(outcome.search):
+            writer.writerow(row)
+    return outcome
+
+
+def csv_rows(search: tuning_search.Search) -> list[dict[str, Any]]:
+    rows = []
+    for index, result in enumerate(search.results, start=1):
+        variant = result.variant
+        common = {
+            "measurement": index,
+            "variant": variant.label(),
+            "baseline": result.baseline,
+            "max_batch_size": variant.max_batch_size,
+            "dynamic_batching": variant.dynamic_batching,
+            "max_queue_delay_microseconds": variant.queue_delay_us if variant.dynamic_batching else "",
+            "preferred_batch_size": variant.preferred_batch_size or "",
+            "instances": variant.instances,
+            "kind": variant.kind,
+        }
+        if isinstance(result, Failure):
+            rows.append({**common, "status": f"failed {result.stage}", "reason": result.reason})
+            continue
+        for point in result.points:
+            rows.append(
+                {
+                    **common,
+                    "status": "measured",
+                    "concurrency": point.concurrency,
+                    "throughput": round(point.throughput, 3),
+                    "p50_ms": round(point.p50_ms, 3),
+                    "p99_ms": round(point.p99_ms, 3),
+                    "within_budget": point.p99_ms <= search.budget_ms,
+                }
+            )
+    return rows
+
+
+def _summary(result: Result, budget_ms: float) -> dict[str, Any]:
+    document: dict[str, Any] = {"variant": result.variant.as_dict(), "label": result.variant.label()}
+    if isinstance(result, Measurement):
+        document.update(result.shown(budget_ms).as_dict(), within_budget=result.within(budget_ms) is not None)
+    else:
+        document["failed"] = {"stage": result.stage, "reason": result.reason}
+    return document
+
+
+def _line(result: Result, budget_ms: float) -> str:
+    return f"{result.variant.label()}: {describe_result(result, budget_ms)}"

@@ -1,0 +1,259 @@
+"""`tritonops tune`: check, then measure variants of one model's serving config on one running
+Triton with perf_analyzer, restore the original config, and write what was found.
+
+Remote-first and restart-free: each variant is a load with a config override on the server as it
+runs, so nothing restarts and the model repository is not touched (it is only read, when at hand,
+for the model's ONNX graph and its config.pbtxt). Every variant changes what that server answers
+while the run lasts: tune one replica taken out of its Service, or the local runtime, never the
+whole fleet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonops import errors
+from tritonops.repository import configs, signatures
+from tritonops.repository.findings import FindingSink
+from tritonops.runtime import control
+from tritonops.triton import client as triton_client
+from tritonops.tuning import measure as tuning_measure
+from tritonops.tuning import report as tuning_report
+from tritonops.tuning import search as tuning_search
+from tritonops.tuning import session as tuning_session
+from tritonops.tuning import space as tuning_space
+from tritonops.tuning.measure import Measurement, Result
+from tritonops.tuning.space import Variant
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The one server a run tunes: its HTTP address, gRPC address (repository calls go there when
+    known), the restricted-API header and key, the repository when at hand, and a name for messages."""
+
+    http_address: str
+    grpc_address: str | None
+    api_header: str | None
+    api_key: str | None
+    repository: Path | None
+    where: str
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    budget_ms: float
+    concurrency: tuple[int, ...]
+    strategy: str = tuning_search.QUICK
+    max_measurements: int | None = None
+    out_dir: Path = Path("tune")
+    settings: tuning_measure.Settings | None = None
+    max_instances: int = tuning_space.DEFAULT_MAX_INSTANCES
+    kinds: tuple[str, ...] | None = None
+
+
+def local_target(
+    work_dir: Path, api_header: str | None, api_key: str | None, repository: Path | None
+) -> Target:
+    """Replica 0 of the local runtime in `work_dir`, with the runtime's own key unless one is given."""
+    current = control.status(work_dir)
+    if not current.replicas:
+        raise errors.InputError(
+            f"no local runtime in {current.work_dir}: give --endpoint http://HOST:PORT[?grpc=PORT] (a "
+            f"port-forwarded pod) or start one (`{current.start_command}`)"
+        )
+    if not current.running:
+        raise errors.InputError(
+            f"the local runtime in {current.work_dir} is not running; start it with `{current.start_command}`"
+        )
+    replica = current.replicas[0]
+    if api_key is None and current.api_key_file:
+        api_header, api_key = current.api_header, current.api_key()
+    where = f"replica {replica.index} of the local runtime in {current.work_dir}"
+    return Target(
+        replica.url.removeprefix("http://"),
+        replica.grpc_address,
+        api_header,
+        api_key,
+        repository or current.repository,
+        where,
+    )
+
+
+def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome:
+    """Check, measure, restore, write. Raises InputError (nothing changed) for bad input,
+    BudgetNotMet when no variant met the budget (results written, original restored),
+    RestoreFailed when the original could not be loaded back."""
+    _check_request(request)
+    settings = request.settings or tuning_measure.Settings(request.concurrency)
+    with triton_client.Client(
+        target.http_address,
+        grpc_address=target.grpc_address,
+        api_header=target.api_header,
+        api_key=target.api_key,
+    ) as client:
+        config = tuning_session.check(client, request.model, where=target.where)
+        signature, base_config = _from_repository(target.repository, request.model, client)
+        space = tuning_space.build(
+            config,
+            concurrency=request.concurrency,
+            signature=signature,
+            max_instances=request.max_instances,
+            kinds=request.kinds,
+        )
+        if not settings.shapes:
+            settings = tuning_measure.Settings(
+                settings.concurrency,
+                settings.interval_ms,
+                settings.stability_percentage,
+                settings.max_trials,
+                tuning_measure.shapes_for(config),
+            )
+        planned = tuning_search.planned(space, request.strategy, request.max_measurements)
+        say(
+            f"warning: every variant is loaded on {target.where} ({target.http_address}), so it changes "
+            f"what this server answers while tune runs (up to {planned} measurements); tune one replica "
+            "taken out of its Service, or the local runtime, never the whole fleet"
+        )
+        seen: list[Result] = []
+        session = tuning_session.Session(client, request.model, config, saved=request.out_dir)
+        try:
+            with session:
+                measurer = tuning_measure.Measurer(client, space, settings, session.apply)
+                strategy = (
+                    tuning_search.quick
+                    if request.strategy == tuning_search.QUICK
+                    else tuning_search.exhaustive
+                )
+                found = strategy(
+                    space,
+                    measurer,
+                    request.budget_ms,
+                    max_measurements=request.max_measurements,
+                    starting=_starting(say),
+                    finished=_finished(say, request.budget_ms, seen),
+                )
+        except BaseException as error:
+            # Interrupted, or the server stopped answering: the original is back (or RestoreFailed
+            # says how to load it by hand); what was measured so far is still written.
+            if seen and not isinstance(error, errors.RestoreFailed):
+                partial = tuning_search.Search(request.strategy, request.budget_ms, tuple(seen), limited=True)
+                _write(request, target, space, partial, planned, session, base_config)
+            if isinstance(error, KeyboardInterrupt):
+                kept = f"; {len(seen)} measurement(s) in {request.out_dir}" if seen else ""
+                say(f"interrupted: the original config is back{kept}")
+            raise
+    outcome = _write(request, target, space, found, planned, session, base_config)
+    if found.best is None:
+        raise errors.BudgetNotMet(_not_met(found, request, outcome))
+    return outcome
+
+
+def _check_request(request: Request) -> None:
+    """Bad numbers and an unusable output folder, before the server is asked anything."""
+    if not request.budget_ms > 0:
+        raise errors.InputError(f"--p99-budget {request.budget_ms:g}: give a budget in milliseconds above 0")
+    if request.max_measurements is not None and request.max_measurements < 1:
+        raise errors.InputError(f"--max-measurements {request.max_measurements}: must be at least 1")
+    if request.strategy not in tuning_search.STRATEGIES:
+        raise errors.InputError(f"--search {request.strategy}: use quick or exhaustive")
+    out = request.out_dir
+    if out.exists() and not out.is_dir():
+        raise errors.InputError(f"--out {out}: is a file; give a folder")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise errors.InputError(
+            f"--out {out}: cannot create it under {parent} ({error.strerror or error})"
+        ) from None
+
+
+def _from_repository(repository: Path | None, model: str, client: triton_client.Client) -> tuple[Any, Any]:
+    """The served version's ONNX signature and the model's config.pbtxt, when the repository is at
+    hand (else None, None: the config the server reports decides what the model allows)."""
+    if repository is None:
+        return None, None
+    folder = Path(repository) / model
+    parsed = (
+        configs.read_config(folder / "config.pbtxt", FindingSink())
+        if (folder / "config.pbtxt").is_file()
+        else None
+    )
+    versions = client.ready_versions(model)
+    signature = None
+    if versions and parsed is not None and parsed.backend == "onnxruntime":
+        model_file = folder / str(versions[-1]) / (parsed.model_filename or "model.onnx")
+        try:
+            signature = signatures.onnx_signature(model_file)
+        except signatures.SignatureError as error:
+            log.warning(
+                "%s: cannot read its graph (%s); the served config decides what it allows", model_file, error
+            )
+    return signature, parsed.config if parsed is not None else None
+
+
+def _starting(say: Say) -> tuning_search.Starting:
+    def show(index: int, planned: int, variant: Variant) -> None:
+        say(f"measurement {index} of {planned}: loading {variant.label()}")
+
+    return show
+
+
+def _finished(say: Say, budget_ms: float, seen: list[Result]) -> tuning_search.Finished:
+    def show(index: int, planned: int, result: Result, best: Measurement | None) -> None:
+        seen.append(result)
+        best_text = (
+            f"{best.variant.label()}: {tuning_report.describe_result(best, budget_ms)}"
+            if best
+            else "none within budget"
+        )
+        say(
+            f"measurement {index} of {planned}: {result.variant.label()} -> "
+            f"{tuning_report.describe_result(result, budget_ms)} (best so far: {best_text})"
+        )
+
+    return show
+
+
+def _write(
+    request: Request,
+    target: Target,
+    space: tuning_space.Space,
+    found: tuning_search.Search,
+    planned: int,
+    session: tuning_session.Session,
+    base_config: Any,
+) -> tuning_report.Outcome:
+    outcome = tuning_report.Outcome(
+        model=request.model,
+        where=f"{target.where} ({target.http_address})",
+        search=found,
+        concurrency=request.concurrency,
+        planned=planned,
+        restore_differs=tuple(session.differs or ()),
+        notes=tuning_report.notes_for(found, space),
+    )
+    return tuning_report.write(outcome, request.out_dir, space, base_config)
+
+
+def _not_met(found: tuning_search.Search, request: Request, outcome: tuning_report.Outcome) -> str:
+    where = f"measurements in {request.out_dir}; the server runs its original config again"
+    closest = found.closest
+    if closest is None:
+        reasons = "; ".join(f"{f.variant.label()}: {f.reason}" for f in found.failures[:2])
+        return f"{request.model}: no variant could be measured ({reasons}); {where}"
+    point = closest.shown(request.budget_ms)
+    return (
+        f"{request.model}: no variant met p99 <= {request.budget_ms:g} ms; the closest was "
+        f"{closest.variant.label()} with p99 {point.p99_ms:.1f} ms ({point.throughput:.1f} inf/s at "
+        f"concurrency {point.concurrency}); raise the budget or lower --concurrency; {where}"
+    )
