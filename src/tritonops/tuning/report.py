@@ -1,6 +1,7 @@
 """What `tune` leaves behind: `tune.json` (inputs, every measurement in order, the winner, the
 uplift), `measurements.csv` (one row per measurement and concurrency level) and the winner as
-`config.pbtxt`, a config the model folder can take as it is (`tritonops repo validate` accepts it).
+`config.pbtxt`, a config the model folder can take as it is (`tritonops repo validate` accepts it),
+and `tune.png`, throughput against p99 with the budget and the winner marked (tuning/plot.py).
 
 The uplift is the winner's throughput over the baseline's (the config the server ran before), both
 within the same budget; when the baseline itself misses the budget there is no uplift to state.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonops.repository import checksums
+from tritonops.tuning import plot as tuning_plot
 from tritonops.tuning import search as tuning_search
 from tritonops.tuning import space as tuning_space
 from tritonops.tuning.measure import Failure, Measurement, Result, result_as_dict
@@ -166,6 +168,10 @@ def write(
         text = space.config_text(winner.variant, base_config)
         checksums.atomic_write(out_dir / CONFIG_FILE, text)
         files["winner's config"] = str(out_dir / CONFIG_FILE)
+    if outcome.search.measurements:
+        files["plot (throughput vs p99)"] = str(
+            tuning_plot.write(outcome.search, outcome.model, out_dir / tuning_plot.PLOT_FILE)
+        )
     outcome = replace(outcome, files=files)
     checksums.atomic_write(out_dir / JSON_FILE, json.dumps(outcome.as_dict(), indent=2) + "\n")
     with (out_dir / CSV_FILE).open("w", newline="", encoding="utf-8") as handle:
