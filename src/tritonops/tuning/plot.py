@@ -37,7 +37,10 @@ def figure(search: tuning_search.Search, model: str) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(figsize=(8, 5))
-    within_x, within_y, over_x, over_y = [], [], [], []
+    within_x: list[float] = []
+    within_y: list[float] = []
+    over_x: list[float] = []
+    over_y: list[float] = []
     for measurement in search.measurements:
         for point in measurement.points:
             inside = point.p99_ms <= search.budget_ms
