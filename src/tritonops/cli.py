@@ -905,6 +905,12 @@ def _add_tune_command(commands: argparse._SubParsersAction) -> None:  # type: ig
     )
     tune.add_argument("--out", type=Path, help="where to write the results (default: tune-MODEL)")
     tune.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run that stopped in --out (Ctrl-C, a lost connection, --max-measurements) "
+        "from its checkpoint.json: what it measured is not measured again",
+    )
+    tune.add_argument(
         "--measurement-interval",
         type=int,
         default=tuning_measure.DEFAULT_INTERVAL_MS,
@@ -984,6 +990,7 @@ def _tune(args: argparse.Namespace) -> int:
         ),
         max_instances=args.max_instances,
         kinds=_instance_kinds(args.instance_kinds),
+        resume=args.resume,
     )
     outcome = tuning_run.tune(request, target, say=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.describe())

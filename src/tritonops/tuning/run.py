@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format
+
 from tritonops import errors
 from tritonops.repository import configs, signatures
 from tritonops.repository.findings import FindingSink
 from tritonops.runtime import control
 from tritonops.triton import client as triton_client
+from tritonops.tuning import checkpoint as tuning_checkpoint
 from tritonops.tuning import measure as tuning_measure
 from tritonops.tuning import report as tuning_report
 from tritonops.tuning import search as tuning_search
@@ -58,6 +61,8 @@ class Request:
     settings: tuning_measure.Settings | None = None
     max_instances: int = tuning_space.DEFAULT_MAX_INSTANCES
     kinds: tuple[str, ...] | None = None
+    # Continue the run whose checkpoint is in out_dir (tuning/checkpoint.py).
+    resume: bool = False
 
 
 def local_target(
@@ -118,6 +123,13 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
                 tuning_measure.shapes_for(config),
             )
         planned = tuning_search.planned(space, request.strategy, request.max_measurements)
+        inputs = tuning_checkpoint.Inputs(
+            request.model,
+            json_format.MessageToDict(config, preserving_proto_field_name=True),
+            request.concurrency,
+            settings,
+        )
+        recorded = _recorded(request, inputs, say)
         say(
             f"warning: every variant is loaded on {target.where} ({target.http_address}), so it changes "
             f"what this server answers while tune runs (up to {planned} measurements); tune one replica "
@@ -128,6 +140,14 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
         try:
             with session:
                 measurer = tuning_measure.Measurer(client, space, settings, session.apply)
+
+                def measure(variant: Variant) -> Result:
+                    return recorded[variant] if variant in recorded else measurer(variant)
+
+                def keep(results: list[Result]) -> None:
+                    fresh = [result for result in results if result.variant not in recorded]
+                    tuning_checkpoint.write(request.out_dir, inputs, [*recorded.values(), *fresh])
+
                 strategy = (
                     tuning_search.quick
                     if request.strategy == tuning_search.QUICK
@@ -135,11 +155,11 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
                 )
                 found = strategy(
                     space,
-                    measurer,
+                    measure,
                     request.budget_ms,
                     max_measurements=request.max_measurements,
-                    starting=_starting(say),
-                    finished=_finished(say, request.budget_ms, seen),
+                    starting=_starting(say, recorded),
+                    finished=_finished(say, request.budget_ms, seen, recorded, keep),
                 )
         except BaseException as error:
             # Interrupted, or the server stopped answering: the original is back (or RestoreFailed
@@ -148,10 +168,22 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
                 partial = tuning_search.Search(request.strategy, request.budget_ms, tuple(seen), limited=True)
                 _write(request, target, space, partial, planned, session, base_config)
             if isinstance(error, KeyboardInterrupt):
-                kept = f"; {len(seen)} measurement(s) in {request.out_dir}" if seen else ""
+                kept = (
+                    f"; {len(seen)} measurement(s) in {request.out_dir}: the same command with --resume "
+                    "goes on from there"
+                    if seen
+                    else ""
+                )
                 say(f"interrupted: the original config is back{kept}")
             raise
     outcome = _write(request, target, space, found, planned, session, base_config)
+    if found.limited:
+        say(
+            f"stopped at --max-measurements {request.max_measurements}; to go on from here: the same "
+            f"command with a larger --max-measurements and --resume ({tuning_checkpoint.path(request.out_dir)})"
+        )
+    else:
+        tuning_checkpoint.remove(request.out_dir)
     if found.best is None:
         raise errors.BudgetNotMet(_not_met(found, request, outcome))
     return outcome
@@ -168,6 +200,7 @@ def _check_request(request: Request) -> None:
     out = request.out_dir
     if out.exists() and not out.is_dir():
         raise errors.InputError(f"--out {out}: is a file; give a folder")
+    tuning_checkpoint.refuse_unless_resuming(out, request.resume)
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -201,16 +234,37 @@ def _from_repository(repository: Path | None, model: str, client: triton_client.
     return signature, parsed.config if parsed is not None else None
 
 
-def _starting(say: Say) -> tuning_search.Starting:
+def _recorded(request: Request, inputs: tuning_checkpoint.Inputs, say: Say) -> dict[Variant, Result]:
+    """The checkpoint's results by variant when resuming (checked against this run's inputs)."""
+    if not request.resume:
+        return {}
+    results = tuning_checkpoint.read(request.out_dir, inputs)
+    say(
+        f"resuming: {len(results)} measurement(s) from {tuning_checkpoint.path(request.out_dir)} are "
+        "not measured again"
+    )
+    return tuning_checkpoint.by_variant(results)
+
+
+def _starting(say: Say, recorded: dict[Variant, Result]) -> tuning_search.Starting:
     def show(index: int, planned: int, variant: Variant) -> None:
-        say(f"measurement {index} of {planned}: loading {variant.label()}")
+        if variant not in recorded:
+            say(f"measurement {index} of {planned}: loading {variant.label()}")
 
     return show
 
 
-def _finished(say: Say, budget_ms: float, seen: list[Result]) -> tuning_search.Finished:
+def _finished(
+    say: Say,
+    budget_ms: float,
+    seen: list[Result],
+    recorded: dict[Variant, Result],
+    keep: Callable[[list[Result]], None],
+) -> tuning_search.Finished:
     def show(index: int, planned: int, result: Result, best: Measurement | None) -> None:
         seen.append(result)
+        keep(seen)
+        source = " (from the checkpoint)" if result.variant in recorded else ""
         best_text = (
             f"{best.variant.label()}: {tuning_report.describe_result(best, budget_ms)}"
             if best
@@ -218,7 +272,7 @@ def _finished(say: Say, budget_ms: float, seen: list[Result]) -> tuning_search.F
         )
         say(
             f"measurement {index} of {planned}: {result.variant.label()} -> "
-            f"{tuning_report.describe_result(result, budget_ms)} (best so far: {best_text})"
+            f"{tuning_report.describe_result(result, budget_ms)}{source} (best so far: {best_text})"
         )
 
     return show
