@@ -1,7 +1,7 @@
 """The search strategies, replayed on recorded and synthetic grids (a search is a pure function of
 its measure(variant) callable, so these tests are deterministic and measure nothing).
 
-The recorded grid (resources/mlp_grid.json, made by tests/tuning/record_grid.py) is the exhaustive
+The recorded grid (resources/mlp_grid.json, made by bench/tune.py --write-grids) is the exhaustive
 grid of the MLP of bench/serving.py on the local runtime. On it, quick must reach at least 95 % of
 exhaustive's best throughput under the same budget with at most a third of its measurements, and
 the winner must beat the default config by 2x at no more than the default's p99."""
