@@ -13,6 +13,7 @@ import math
 import pytest
 
 from tests.tuning.conftest import Replay, load_grid, served_config, synthetic
+from tritonops.tuning import measure as tuning_measure
 from tritonops.tuning import search as tuning_search
 from tritonops.tuning import space as tuning_space
 from tritonops.tuning.measure import Failure, Measurement
@@ -160,6 +161,23 @@ def test_a_kind_that_does_not_load_ends_its_walk_and_the_next_kind_is_tried():
     found = tuning_search.quick(space, replay, 100.0)
     assert [v.kind for v in replay.calls].count("KIND_GPU") == 1
     assert found.best is not None and found.best.variant.kind == "KIND_CPU"
+
+
+def test_a_variant_beyond_the_gpu_memory_budget_is_skipped_and_ends_the_walks_that_would_fill_more():
+    """Memory grows with batch size and instances: on GPU, batch 16 or 4 instances are too full."""
+    space = _space(kinds=("KIND_GPU",))
+    table = synthetic(space, _shaped)
+    for variant in table:
+        if variant != space.baseline and (variant.max_batch_size >= 16 or variant.instances >= 4):
+            table[variant] = Failure(variant, tuning_measure.GPU_MEMORY, "the fullest GPU is 97.0% used")
+    replay = Replay(table)
+    found = tuning_search.quick(space, replay, 100.0)
+    assert found.best is not None and found.best.variant.max_batch_size == 8
+    over = [r.variant for r in found.failures if r.stage == tuning_measure.GPU_MEMORY]
+    assert over and all(v.max_batch_size >= 16 or v.instances >= 4 for v in over)
+    assert [v for v in replay.calls if v.instances == 4] == [Variant(8, True, 0, None, 4, "KIND_GPU")], (
+        "the first 4-instance variant over the budget ends that kind's walk over instance counts"
+    )
 
 
 def test_a_variant_perf_analyzer_cannot_measure_is_passed_over_where_a_walk_starts():

@@ -7,7 +7,7 @@ Resuming is sound because a search is a pure function of its measure(variant) an
 reaches a variant not yet measured. A measurement is judged against the budget only afterwards, so
 a resumed run may change --p99-budget, --search or --max-measurements; what a measurement depends
 on may not change, and the checkpoint records it: the model, the config the server ran before
-(the baseline), the concurrency levels and perf_analyzer's settings.
+(the baseline), the concurrency levels, perf_analyzer's settings and the GPU memory budget.
 
 A run that finishes its search removes the checkpoint (tune.json holds the results); one stopped
 by --max-measurements keeps it, so a larger limit with --resume goes on from there.
@@ -48,6 +48,7 @@ class Inputs:
             "stability_percentage": settings.stability_percentage,
             "max_trials": settings.max_trials,
             "shapes": list(settings.shapes),
+            "gpu_memory_budget": settings.gpu_memory_budget,
             "original_config": self.original_config,
         }
 
@@ -60,6 +61,7 @@ FLAGS = {
     "stability_percentage": "--stability-percentage",
     "max_trials": "--max-trials",
     "shapes": "the model's input shapes",
+    "gpu_memory_budget": "--gpu-memory-budget",
 }
 
 

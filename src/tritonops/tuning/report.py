@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonops.repository import checksums
+from tritonops.tuning import measure as tuning_measure
 from tritonops.tuning import plot as tuning_plot
 from tritonops.tuning import search as tuning_search
 from tritonops.tuning import space as tuning_space
@@ -24,6 +25,11 @@ from tritonops.tuning.measure import Failure, Measurement, Result, result_as_dic
 JSON_FILE = "tune.json"
 CSV_FILE = "measurements.csv"
 CONFIG_FILE = "config.pbtxt"
+FAILED = {
+    tuning_measure.LOAD: "failed to load",
+    tuning_measure.MEASURE: "failed to measure",
+    tuning_measure.GPU_MEMORY: "over the GPU memory budget",
+}
 CSV_COLUMNS = (
     "measurement",
     "variant",
@@ -40,6 +46,7 @@ CSV_COLUMNS = (
     "p50_ms",
     "p99_ms",
     "within_budget",
+    "gpu_memory_used",
     "reason",
 )
 
@@ -130,7 +137,7 @@ class Outcome:
 def describe_result(result: Result, budget_ms: float) -> str:
     """`X inf/s, p99 Y ms` for a measurement; why it failed for a failure."""
     if isinstance(result, Failure):
-        return f"failed to {'load' if result.stage == 'load' else 'measure'} (skipped): {result.reason}"
+        return f"{FAILED[result.stage]} (skipped): {result.reason}"
     point = result.shown(budget_ms)
     within = "" if point.p99_ms <= budget_ms else " (over budget)"
     return f"{point.throughput:.1f} inf/s, p99 {point.p99_ms:.1f} ms{within}" + (
@@ -210,6 +217,7 @@ def csv_rows(search: tuning_search.Search) -> list[dict[str, Any]]:
                     "p50_ms": round(point.p50_ms, 3),
                     "p99_ms": round(point.p99_ms, 3),
                     "within_budget": point.p99_ms <= search.budget_ms,
+                    "gpu_memory_used": "" if result.gpu_memory is None else round(result.gpu_memory, 4),
                 }
             )
     return rows

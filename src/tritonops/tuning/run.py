@@ -10,6 +10,7 @@ whole fleet.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ Say = Callable[[str], None]
 @dataclass(frozen=True)
 class Target:
     """The one server a run tunes: its HTTP address, gRPC address (repository calls go there when
-    known), the restricted-API header and key, the repository when at hand, and a name for messages."""
+    known), the restricted-API header and key, the repository when at hand, a name for messages,
+    and its metrics page when known."""
 
     http_address: str
     grpc_address: str | None
@@ -48,6 +50,8 @@ class Target:
     api_key: str | None
     repository: Path | None
     where: str
+    # Its metrics page, read for GPU memory (tuning/measure.py); None: GPU memory is not checked.
+    metrics_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def local_target(
         api_key,
         repository or current.repository,
         where,
+        replica.metrics_url,
     )
 
 
@@ -115,13 +120,9 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
             kinds=request.kinds,
         )
         if not settings.shapes:
-            settings = tuning_measure.Settings(
-                settings.concurrency,
-                settings.interval_ms,
-                settings.stability_percentage,
-                settings.max_trials,
-                tuning_measure.shapes_for(config),
-            )
+            settings = dataclasses.replace(settings, shapes=tuning_measure.shapes_for(config))
+        if settings.metrics_url is None and target.metrics_url is not None:
+            settings = dataclasses.replace(settings, metrics_url=target.metrics_url)
         planned = tuning_search.planned(space, request.strategy, request.max_measurements)
         inputs = tuning_checkpoint.Inputs(
             request.model,
@@ -130,6 +131,12 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
             settings,
         )
         recorded = _recorded(request, inputs, say)
+        if tuning_space.KIND_GPU in space.kinds and settings.metrics_url is None:
+            say(
+                "note: GPU instances are tried but GPU memory is not checked: give --metrics "
+                "http://HOST:8002/metrics (the pod's metrics port, port-forwarded) to keep variants within "
+                "--gpu-memory-budget"
+            )
         say(
             f"warning: every variant is loaded on {target.where} ({target.http_address}), so it changes "
             f"what this server answers while tune runs (up to {planned} measurements); tune one replica "
