@@ -51,6 +51,7 @@ bench: setup
 	$(PY) bench/serving.py
 	$(PY) bench/rules.py
 	$(PY) bench/promotion.py
+	$(PY) bench/tune.py
 
 clean:
 	rm -rf $(VENV) .tritonops bench/results

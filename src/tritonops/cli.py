@@ -19,6 +19,7 @@ promotion, or one refused at verify, prints its whole outcome with those two key
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import shlex
 import signal
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -905,6 +907,12 @@ def _add_tune_command(commands: argparse._SubParsersAction) -> None:  # type: ig
     )
     tune.add_argument("--out", type=Path, help="where to write the results (default: tune-MODEL)")
     tune.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run that stopped in --out (Ctrl-C, a lost connection, --max-measurements) "
+        "from its checkpoint.json: what it measured is not measured again",
+    )
+    tune.add_argument(
         "--measurement-interval",
         type=int,
         default=tuning_measure.DEFAULT_INTERVAL_MS,
@@ -950,6 +958,20 @@ def _add_tune_command(commands: argparse._SubParsersAction) -> None:  # type: ig
         help=f"a file holding the restricted-API key (else ${replicas.KEY_ENV}, else the local runtime's; "
         "never a flag value)",
     )
+    tune.add_argument(
+        "--metrics",
+        metavar="URL",
+        help="the server's metrics page (http://HOST:8002/metrics), read for GPU memory where it has GPU "
+        "metrics (default: the local runtime's; with --endpoint and without it, GPU memory is not checked)",
+    )
+    tune.add_argument(
+        "--gpu-memory-budget",
+        type=_fraction,
+        default=tuning_measure.DEFAULT_GPU_MEMORY_BUDGET,
+        metavar="FRACTION",
+        help="the most used/total memory a variant may leave on the fullest GPU (default "
+        f"{tuning_measure.DEFAULT_GPU_MEMORY_BUDGET}, the chart's TritonGPUMemoryCritical threshold)",
+    )
     tune.add_argument("--json", action="store_true", help="print the result as JSON (what tune.json holds)")
     _add_work_dir(tune)
     tune.set_defaults(handler=_tune)
@@ -965,10 +987,18 @@ def _tune(args: argparse.Namespace) -> int:
             )
         repository = _existing_repository(args.repository) if args.repository else None
         target = tuning_run.Target(
-            found[0].http_address, found[0].grpc_address, key.header, key.key, repository, args.endpoint
+            found[0].http_address,
+            found[0].grpc_address,
+            key.header,
+            key.key,
+            repository,
+            args.endpoint,
+            _metrics_url(args.metrics),
         )
     else:
         target = tuning_run.local_target(args.work_dir, key.header, key.key, args.repository)
+        if args.metrics:
+            target = dataclasses.replace(target, metrics_url=_metrics_url(args.metrics))
     request = tuning_run.Request(
         model=args.model,
         budget_ms=args.p99_budget,
@@ -981,13 +1011,34 @@ def _tune(args: argparse.Namespace) -> int:
             interval_ms=args.measurement_interval,
             stability_percentage=args.stability_percentage,
             max_trials=args.max_trials,
+            gpu_memory_budget=args.gpu_memory_budget,
         ),
         max_instances=args.max_instances,
         kinds=_instance_kinds(args.instance_kinds),
+        resume=args.resume,
     )
     outcome = tuning_run.tune(request, target, say=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.describe())
     return 0
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction above 0 and at most 1 (e.g. 0.9)")
+    return value
+
+
+def _metrics_url(text: str | None) -> str | None:
+    if not text:
+        return None
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise errors.InputError(f"--metrics {text!r}: give the metrics page's URL, http://HOST:PORT/metrics")
+    return text if parsed.path not in ("", "/") else f"{text.rstrip('/')}/metrics"
 
 
 def _instance_kinds(text: str | None) -> tuple[str, ...] | None:

@@ -126,6 +126,36 @@ def test_a_signal_mid_run_restores_the_original_config_and_exits_130(runtime, tm
     assert "interrupted: the original config is back" in output
     assert _loads(runtime) >= loads + 2, "the variant was loaded, then the original"
     assert _served(runtime) == before
+    # What was measured before the signal is in the checkpoint, and the message says how to go on.
+    kept = json.loads((tmp_path / "out" / "checkpoint.json").read_text())["results"]
+    assert kept and kept[0]["baseline"] and "with --resume goes on from there" in output
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_without_measuring_again(run_cli, runtime, tmp_path):
+    out = tmp_path / "out"
+    first = _tune(run_cli, runtime, out, "--p99-budget", "1000", "--max-measurements", "2")
+    assert first.returncode == 0, first.stderr
+    assert "a larger --max-measurements and --resume" in first.stderr
+    measured = json.loads((out / "tune.json").read_text())["results"]
+
+    again = _tune(run_cli, runtime, out, "--p99-budget", "1000")
+    assert again.returncode == 2 and "add --resume to continue it" in again.stderr, again.stderr
+    changed = run_cli(
+        "tune", MODEL, "--work-dir", str(runtime.work_dir), "--out", str(out), *SHORT[2:],
+        "--concurrency", "1", "--p99-budget", "1000", "--resume",
+    )  # fmt: skip
+    assert changed.returncode == 2, changed.stderr
+    assert "recorded with concurrency 2, this run has 1; resume with the same --concurrency" in changed.stderr
+
+    before, loads = _served(runtime), _loads(runtime)
+    resumed = _tune(run_cli, runtime, out, "--p99-budget", "1000", "--max-measurements", "3", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming: 2 measurement(s) from " in resumed.stderr
+    assert resumed.stderr.count("(from the checkpoint)") == 2
+    assert resumed.stderr.count(": loading ") == 1, "only the third variant is measured"
+    results = json.loads((out / "tune.json").read_text())["results"]
+    assert len(results) == 3 and results[:2] == measured
+    assert _loads(runtime) >= loads + 2 and _served(runtime) == before
 
 
 def _closed_port() -> int:

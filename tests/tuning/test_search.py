@@ -1,10 +1,11 @@
 """The search strategies, replayed on recorded and synthetic grids (a search is a pure function of
 its measure(variant) callable, so these tests are deterministic and measure nothing).
 
-The recorded grid (resources/mlp_grid.json, made by tests/tuning/record_grid.py) is the exhaustive
-grid of the MLP of bench/serving.py on the local runtime. On it, quick must reach at least 95 % of
-exhaustive's best throughput under the same budget with at most a third of its measurements, and
-the winner must beat the default config by 2x at no more than the default's p99."""
+The recorded grids (resources/<model>_grid.json, made by bench/tune.py --write-grids) are the
+exhaustive grids of the MLP of bench/serving.py and of a ResNet-style conv net on the local
+runtime. On each, quick must reach at least 95 % of exhaustive's best throughput under the same
+budget with at most a third of its measurements; on the MLP, the winner must beat the default
+config by 2x at no more than the default's p99 (the conv net's uplift is reported by the bench)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import math
 
 import pytest
 
-from tests.tuning.conftest import Replay, load_grid, served_config, synthetic
+from tests.tuning.conftest import RESOURCES, Replay, load_grid, served_config, synthetic
+from tritonops.tuning import measure as tuning_measure
 from tritonops.tuning import search as tuning_search
 from tritonops.tuning import space as tuning_space
 from tritonops.tuning.measure import Failure, Measurement
@@ -21,9 +23,23 @@ from tritonops.tuning.space import Variant
 STRATEGIES = {"quick": tuning_search.quick, "exhaustive": tuning_search.exhaustive}
 
 
+# Budgets per recorded grid: the default config's own p99 (None: the quality target's), and tighter
+# ones down to where only a few variants meet them.
+BUDGETS = {
+    "mlp": {"default-p99": None, "60ms": 60.0, "45ms": 45.0, "35ms": 35.0},
+    "resnet_like": {"default-p99": None, "17ms": 17.0, "16ms": 16.0},
+}
+GRID_BUDGETS = [(model, name) for model, budgets in BUDGETS.items() for name in budgets]
+
+
+@pytest.fixture(scope="module", params=list(BUDGETS))
+def grid(request):
+    return load_grid(RESOURCES / f"{request.param}_grid.json")
+
+
 @pytest.fixture(scope="module")
-def grid():
-    return load_grid()
+def mlp_grid():
+    return load_grid(RESOURCES / "mlp_grid.json")
 
 
 def _default_p99(grid) -> float:
@@ -32,14 +48,10 @@ def _default_p99(grid) -> float:
     return baseline.lowest_p99_ms
 
 
-# Budgets on the recorded grid: the default config's own p99 (the quality target's), and tighter
-# ones down to where only a few variants meet them.
-BUDGETS = {"default-p99": None, "60ms": 60.0, "45ms": 45.0, "35ms": 35.0}
-
-
-@pytest.mark.parametrize("budget_name", list(BUDGETS), ids=list(BUDGETS))
-def test_quick_reaches_95_percent_of_exhaustive_with_a_third_of_the_measurements(grid, budget_name):
-    budget = BUDGETS[budget_name] or _default_p99(grid)
+@pytest.mark.parametrize(("model", "budget_name"), GRID_BUDGETS, ids=[f"{m}-{b}" for m, b in GRID_BUDGETS])
+def test_quick_reaches_95_percent_of_exhaustive_with_a_third_of_the_measurements(model, budget_name):
+    grid = load_grid(RESOURCES / f"{model}_grid.json")
+    budget = BUDGETS[model][budget_name] or _default_p99(grid)
     full = tuning_search.exhaustive(grid.space, grid.replay(), budget)
     fast = tuning_search.quick(grid.space, grid.replay(), budget)
     assert len(full.results) == len(grid.results), "exhaustive measures the whole recorded grid"
@@ -50,7 +62,8 @@ def test_quick_reaches_95_percent_of_exhaustive_with_a_third_of_the_measurements
     assert len(fast.results) <= len(full.results) / 3, [r.variant.label() for r in fast.results]
 
 
-def test_the_winner_beats_the_default_by_2x_at_no_more_than_its_p99(grid):
+def test_the_winner_beats_the_default_by_2x_at_no_more_than_its_p99(mlp_grid):
+    grid = mlp_grid
     budget = _default_p99(grid)
     found = tuning_search.quick(grid.space, grid.replay(), budget)
     baseline = found.baseline
@@ -160,6 +173,23 @@ def test_a_kind_that_does_not_load_ends_its_walk_and_the_next_kind_is_tried():
     found = tuning_search.quick(space, replay, 100.0)
     assert [v.kind for v in replay.calls].count("KIND_GPU") == 1
     assert found.best is not None and found.best.variant.kind == "KIND_CPU"
+
+
+def test_a_variant_beyond_the_gpu_memory_budget_is_skipped_and_ends_the_walks_that_would_fill_more():
+    """Memory grows with batch size and instances: on GPU, batch 16 or 4 instances are too full."""
+    space = _space(kinds=("KIND_GPU",))
+    table = synthetic(space, _shaped)
+    for variant in table:
+        if variant != space.baseline and (variant.max_batch_size >= 16 or variant.instances >= 4):
+            table[variant] = Failure(variant, tuning_measure.GPU_MEMORY, "the fullest GPU is 97.0% used")
+    replay = Replay(table)
+    found = tuning_search.quick(space, replay, 100.0)
+    assert found.best is not None and found.best.variant.max_batch_size == 8
+    over = [r.variant for r in found.failures if r.stage == tuning_measure.GPU_MEMORY]
+    assert over and all(v.max_batch_size >= 16 or v.instances >= 4 for v in over)
+    assert [v for v in replay.calls if v.instances == 4] == [Variant(8, True, 0, None, 4, "KIND_GPU")], (
+        "the first 4-instance variant over the budget ends that kind's walk over instance counts"
+    )
 
 
 def test_a_variant_perf_analyzer_cannot_measure_is_passed_over_where_a_walk_starts():

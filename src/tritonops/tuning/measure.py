@@ -5,13 +5,20 @@ A measurement keeps every level it measured; which level counts depends on the b
 with the highest throughput whose p99 is within it), so a recorded measurement can be judged
 again under another budget. A variant the server refuses to load, or that perf_analyzer cannot
 measure, is a Failure: recorded, reported and skipped, never fatal. The server unreachable, or the
-key refused, ends the run (the restore then says what it could do)."""
+key refused, ends the run (the restore then says what it could do).
+
+Where the server publishes GPU metrics (Triton's `nv_gpu_memory_used_bytes` and
+`nv_gpu_memory_total_bytes` on its metrics port), the fullest GPU is read after each variant is
+measured, while it is still loaded: a variant above the GPU memory budget is a Failure at stage
+`gpu-memory`, like one that does not load, so no winner leaves a GPU fuller than the chart's
+`TritonGPUMemoryCritical` alert allows (its default threshold is the default budget). Without GPU
+metrics there is nothing to check."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tritonops import errors
@@ -26,6 +33,10 @@ PERCENTILE = 99
 DEFAULT_INTERVAL_MS = 2000
 DEFAULT_MAX_TRIALS = 10
 DEFAULT_STABILITY_PERCENTAGE = perf_analyzer.DEFAULT_STABILITY_PERCENTAGE
+# Used / total memory of the fullest GPU a variant may leave: the chart's default threshold of
+# TritonGPUMemoryCritical (values.yaml monitoring.prometheusRule.alerts.gpuMemory.threshold).
+DEFAULT_GPU_MEMORY_BUDGET = 0.95
+LOAD, MEASURE, GPU_MEMORY = "load", "measure", "gpu-memory"
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,8 @@ class Measurement:
     variant: tuning_space.Variant
     points: tuple[Point, ...]
     baseline: bool = False
+    # Used / total memory of the fullest GPU after the measurement; None without GPU metrics.
+    gpu_memory: float | None = None
 
     def within(self, budget_ms: float) -> Point | None:
         """The level with the highest throughput whose p99 meets the budget, or None."""
@@ -83,7 +96,8 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Failure:
-    """A variant that did not load (`stage` load) or could not be measured (`stage` measure)."""
+    """A variant that did not load (`stage` load), could not be measured (`stage` measure) or left
+    a GPU fuller than the budget (`stage` gpu-memory)."""
 
     variant: tuning_space.Variant
     stage: str
@@ -99,6 +113,8 @@ def result_as_dict(result: Result) -> dict[str, Any]:
     document: dict[str, Any] = {"variant": result.variant.as_dict(), "baseline": result.baseline}
     if isinstance(result, Measurement):
         document["points"] = [point.as_dict() for point in result.points]
+        if result.gpu_memory is not None:
+            document["gpu_memory"] = round(result.gpu_memory, 4)
     else:
         document["failed"] = {"stage": result.stage, "reason": result.reason}
     return document
@@ -109,7 +125,9 @@ def result_from_dict(document: dict[str, Any]) -> Result:
     baseline = bool(document.get("baseline", False))
     if "failed" in document:
         return Failure(variant, document["failed"]["stage"], document["failed"]["reason"], baseline)
-    return Measurement(variant, tuple(Point.from_dict(p) for p in document["points"]), baseline)
+    points = tuple(Point.from_dict(p) for p in document["points"])
+    gpu_memory = document.get("gpu_memory")
+    return Measurement(variant, points, baseline, float(gpu_memory) if gpu_memory is not None else None)
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,9 @@ class Settings:
     stability_percentage: int = DEFAULT_STABILITY_PERCENTAGE
     max_trials: int = DEFAULT_MAX_TRIALS
     shapes: tuple[str, ...] = ()
+    # The server's metrics page (GPU memory is read there when it has GPU metrics) and the budget.
+    metrics_url: str | None = None
+    gpu_memory_budget: float = DEFAULT_GPU_MEMORY_BUDGET
 
 
 class Measurer:
@@ -145,9 +166,9 @@ class Measurer:
             self.apply(self.space.override(variant))
         except (errors.ModelLoadError, errors.TritonRequestError) as error:
             log.info("%s: did not load: %s", variant.label(), error)
-            return Failure(variant, "load", _short(str(error)), baseline)
+            return Failure(variant, LOAD, _short(str(error)), baseline)
         if not self.client.model_ready(self.space.model):
-            return Failure(variant, "load", "loaded, but the model does not report ready", baseline)
+            return Failure(variant, LOAD, "loaded, but the model does not report ready", baseline)
         points = []
         for concurrency in self.settings.concurrency:
             try:
@@ -163,9 +184,53 @@ class Measurer:
                     percentile=PERCENTILE,
                 )
             except errors.ToolError as error:
-                return Failure(variant, "measure", _short(str(error)), baseline)
+                return Failure(variant, MEASURE, _short(str(error)), baseline)
             points.append(Point(concurrency, found.throughput, found.p50_us / 1000, found.p99_us / 1000))
-        return Measurement(variant, tuple(points), baseline)
+        return judge_gpu_memory(
+            Measurement(variant, tuple(points), baseline),
+            self._gpu_samples(),
+            self.settings.gpu_memory_budget,
+        )
+
+    def _gpu_samples(self) -> triton_client.Samples | None:
+        """The metrics page now, or None when there is none to read (a warning says why)."""
+        if self.settings.metrics_url is None:
+            return None
+        try:
+            return triton_client.scrape_metrics(self.settings.metrics_url)
+        except (errors.TritonUnavailable, errors.TritonRequestError) as error:
+            log.warning("GPU memory not checked for this variant: %s", error)
+            return None
+
+
+def gpu_memory_used(samples: triton_client.Samples) -> float | None:
+    """Used / total memory of the fullest GPU on a Triton metrics page, or None without GPU metrics."""
+    totals = {
+        dict(labels).get("gpu_uuid"): value
+        for (name, labels), value in samples.items()
+        if name == "nv_gpu_memory_total_bytes"
+    }
+    fractions = [
+        value / totals[uuid]
+        for (name, labels), value in samples.items()
+        if name == "nv_gpu_memory_used_bytes" and totals.get(uuid := dict(labels).get("gpu_uuid"))
+    ]
+    return max(fractions) if fractions else None
+
+
+def judge_gpu_memory(measured: Measurement, samples: triton_client.Samples | None, budget: float) -> Result:
+    """The measurement with its GPU memory recorded, or a gpu-memory Failure above the budget."""
+    used = gpu_memory_used(samples) if samples is not None else None
+    if used is None:
+        return measured
+    if used > budget:
+        return Failure(
+            measured.variant,
+            GPU_MEMORY,
+            f"the fullest GPU is {used:.1%} used, above the GPU memory budget {budget:.0%} (--gpu-memory-budget)",
+            measured.baseline,
+        )
+    return replace(measured, gpu_memory=used)
 
 
 def shapes_for(config: Any) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """What `tune` leaves behind: `tune.json` (inputs, every measurement in order, the winner, the
 uplift), `measurements.csv` (one row per measurement and concurrency level) and the winner as
-`config.pbtxt`, a config the model folder can take as it is (`tritonops repo validate` accepts it).
+`config.pbtxt`, a config the model folder can take as it is (`tritonops repo validate` accepts it),
+and `tune.png`, throughput against p99 with the budget and the winner marked (tuning/plot.py).
 
 The uplift is the winner's throughput over the baseline's (the config the server ran before), both
 within the same budget; when the baseline itself misses the budget there is no uplift to state.
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tritonops.repository import checksums
+from tritonops.tuning import measure as tuning_measure
+from tritonops.tuning import plot as tuning_plot
 from tritonops.tuning import search as tuning_search
 from tritonops.tuning import space as tuning_space
 from tritonops.tuning.measure import Failure, Measurement, Result, result_as_dict
@@ -22,6 +25,11 @@ from tritonops.tuning.measure import Failure, Measurement, Result, result_as_dic
 JSON_FILE = "tune.json"
 CSV_FILE = "measurements.csv"
 CONFIG_FILE = "config.pbtxt"
+FAILED = {
+    tuning_measure.LOAD: "failed to load",
+    tuning_measure.MEASURE: "failed to measure",
+    tuning_measure.GPU_MEMORY: "over the GPU memory budget",
+}
 CSV_COLUMNS = (
     "measurement",
     "variant",
@@ -38,6 +46,7 @@ CSV_COLUMNS = (
     "p50_ms",
     "p99_ms",
     "within_budget",
+    "gpu_memory_used",
     "reason",
 )
 
@@ -128,7 +137,7 @@ class Outcome:
 def describe_result(result: Result, budget_ms: float) -> str:
     """`X inf/s, p99 Y ms` for a measurement; why it failed for a failure."""
     if isinstance(result, Failure):
-        return f"failed to {'load' if result.stage == 'load' else 'measure'} (skipped): {result.reason}"
+        return f"{FAILED[result.stage]} (skipped): {result.reason}"
     point = result.shown(budget_ms)
     within = "" if point.p99_ms <= budget_ms else " (over budget)"
     return f"{point.throughput:.1f} inf/s, p99 {point.p99_ms:.1f} ms{within}" + (
@@ -166,6 +175,10 @@ def write(
         text = space.config_text(winner.variant, base_config)
         checksums.atomic_write(out_dir / CONFIG_FILE, text)
         files["winner's config"] = str(out_dir / CONFIG_FILE)
+    if outcome.search.measurements:
+        files["plot (throughput vs p99)"] = str(
+            tuning_plot.write(outcome.search, outcome.model, out_dir / tuning_plot.PLOT_FILE)
+        )
     outcome = replace(outcome, files=files)
     checksums.atomic_write(out_dir / JSON_FILE, json.dumps(outcome.as_dict(), indent=2) + "\n")
     with (out_dir / CSV_FILE).open("w", newline="", encoding="utf-8") as handle:
@@ -204,6 +217,7 @@ def csv_rows(search: tuning_search.Search) -> list[dict[str, Any]]:
                     "p50_ms": round(point.p50_ms, 3),
                     "p99_ms": round(point.p99_ms, 3),
                     "within_budget": point.p99_ms <= search.budget_ms,
+                    "gpu_memory_used": "" if result.gpu_memory is None else round(result.gpu_memory, 4),
                 }
             )
     return rows

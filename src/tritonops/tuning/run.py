@@ -10,17 +10,21 @@ whole fleet.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format
+
 from tritonops import errors
 from tritonops.repository import configs, signatures
 from tritonops.repository.findings import FindingSink
 from tritonops.runtime import control
 from tritonops.triton import client as triton_client
+from tritonops.tuning import checkpoint as tuning_checkpoint
 from tritonops.tuning import measure as tuning_measure
 from tritonops.tuning import report as tuning_report
 from tritonops.tuning import search as tuning_search
@@ -37,7 +41,8 @@ Say = Callable[[str], None]
 @dataclass(frozen=True)
 class Target:
     """The one server a run tunes: its HTTP address, gRPC address (repository calls go there when
-    known), the restricted-API header and key, the repository when at hand, and a name for messages."""
+    known), the restricted-API header and key, the repository when at hand, a name for messages,
+    and its metrics page when known."""
 
     http_address: str
     grpc_address: str | None
@@ -45,6 +50,8 @@ class Target:
     api_key: str | None
     repository: Path | None
     where: str
+    # Its metrics page, read for GPU memory (tuning/measure.py); None: GPU memory is not checked.
+    metrics_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class Request:
     settings: tuning_measure.Settings | None = None
     max_instances: int = tuning_space.DEFAULT_MAX_INSTANCES
     kinds: tuple[str, ...] | None = None
+    # Continue the run whose checkpoint is in out_dir (tuning/checkpoint.py).
+    resume: bool = False
 
 
 def local_target(
@@ -85,6 +94,7 @@ def local_target(
         api_key,
         repository or current.repository,
         where,
+        replica.metrics_url,
     )
 
 
@@ -110,14 +120,23 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
             kinds=request.kinds,
         )
         if not settings.shapes:
-            settings = tuning_measure.Settings(
-                settings.concurrency,
-                settings.interval_ms,
-                settings.stability_percentage,
-                settings.max_trials,
-                tuning_measure.shapes_for(config),
-            )
+            settings = dataclasses.replace(settings, shapes=tuning_measure.shapes_for(config))
+        if settings.metrics_url is None and target.metrics_url is not None:
+            settings = dataclasses.replace(settings, metrics_url=target.metrics_url)
         planned = tuning_search.planned(space, request.strategy, request.max_measurements)
+        inputs = tuning_checkpoint.Inputs(
+            request.model,
+            json_format.MessageToDict(config, preserving_proto_field_name=True),
+            request.concurrency,
+            settings,
+        )
+        recorded = _recorded(request, inputs, say)
+        if tuning_space.KIND_GPU in space.kinds and settings.metrics_url is None:
+            say(
+                "note: GPU instances are tried but GPU memory is not checked: give --metrics "
+                "http://HOST:8002/metrics (the pod's metrics port, port-forwarded) to keep variants within "
+                "--gpu-memory-budget"
+            )
         say(
             f"warning: every variant is loaded on {target.where} ({target.http_address}), so it changes "
             f"what this server answers while tune runs (up to {planned} measurements); tune one replica "
@@ -128,6 +147,14 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
         try:
             with session:
                 measurer = tuning_measure.Measurer(client, space, settings, session.apply)
+
+                def measure(variant: Variant) -> Result:
+                    return recorded[variant] if variant in recorded else measurer(variant)
+
+                def keep(results: list[Result]) -> None:
+                    fresh = [result for result in results if result.variant not in recorded]
+                    tuning_checkpoint.write(request.out_dir, inputs, [*recorded.values(), *fresh])
+
                 strategy = (
                     tuning_search.quick
                     if request.strategy == tuning_search.QUICK
@@ -135,11 +162,11 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
                 )
                 found = strategy(
                     space,
-                    measurer,
+                    measure,
                     request.budget_ms,
                     max_measurements=request.max_measurements,
-                    starting=_starting(say),
-                    finished=_finished(say, request.budget_ms, seen),
+                    starting=_starting(say, recorded),
+                    finished=_finished(say, request.budget_ms, seen, recorded, keep),
                 )
         except BaseException as error:
             # Interrupted, or the server stopped answering: the original is back (or RestoreFailed
@@ -148,10 +175,22 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
                 partial = tuning_search.Search(request.strategy, request.budget_ms, tuple(seen), limited=True)
                 _write(request, target, space, partial, planned, session, base_config)
             if isinstance(error, KeyboardInterrupt):
-                kept = f"; {len(seen)} measurement(s) in {request.out_dir}" if seen else ""
+                kept = (
+                    f"; {len(seen)} measurement(s) in {request.out_dir}: the same command with --resume "
+                    "goes on from there"
+                    if seen
+                    else ""
+                )
                 say(f"interrupted: the original config is back{kept}")
             raise
     outcome = _write(request, target, space, found, planned, session, base_config)
+    if found.limited:
+        say(
+            f"stopped at --max-measurements {request.max_measurements}; to go on from here: the same "
+            f"command with a larger --max-measurements and --resume ({tuning_checkpoint.path(request.out_dir)})"
+        )
+    else:
+        tuning_checkpoint.remove(request.out_dir)
     if found.best is None:
         raise errors.BudgetNotMet(_not_met(found, request, outcome))
     return outcome
@@ -168,6 +207,7 @@ def _check_request(request: Request) -> None:
     out = request.out_dir
     if out.exists() and not out.is_dir():
         raise errors.InputError(f"--out {out}: is a file; give a folder")
+    tuning_checkpoint.refuse_unless_resuming(out, request.resume)
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -201,16 +241,37 @@ def _from_repository(repository: Path | None, model: str, client: triton_client.
     return signature, parsed.config if parsed is not None else None
 
 
-def _starting(say: Say) -> tuning_search.Starting:
+def _recorded(request: Request, inputs: tuning_checkpoint.Inputs, say: Say) -> dict[Variant, Result]:
+    """The checkpoint's results by variant when resuming (checked against this run's inputs)."""
+    if not request.resume:
+        return {}
+    results = tuning_checkpoint.read(request.out_dir, inputs)
+    say(
+        f"resuming: {len(results)} measurement(s) from {tuning_checkpoint.path(request.out_dir)} are "
+        "not measured again"
+    )
+    return tuning_checkpoint.by_variant(results)
+
+
+def _starting(say: Say, recorded: dict[Variant, Result]) -> tuning_search.Starting:
     def show(index: int, planned: int, variant: Variant) -> None:
-        say(f"measurement {index} of {planned}: loading {variant.label()}")
+        if variant not in recorded:
+            say(f"measurement {index} of {planned}: loading {variant.label()}")
 
     return show
 
 
-def _finished(say: Say, budget_ms: float, seen: list[Result]) -> tuning_search.Finished:
+def _finished(
+    say: Say,
+    budget_ms: float,
+    seen: list[Result],
+    recorded: dict[Variant, Result],
+    keep: Callable[[list[Result]], None],
+) -> tuning_search.Finished:
     def show(index: int, planned: int, result: Result, best: Measurement | None) -> None:
         seen.append(result)
+        keep(seen)
+        source = " (from the checkpoint)" if result.variant in recorded else ""
         best_text = (
             f"{best.variant.label()}: {tuning_report.describe_result(best, budget_ms)}"
             if best
@@ -218,7 +279,7 @@ def _finished(say: Say, budget_ms: float, seen: list[Result]) -> tuning_search.F
         )
         say(
             f"measurement {index} of {planned}: {result.variant.label()} -> "
-            f"{tuning_report.describe_result(result, budget_ms)} (best so far: {best_text})"
+            f"{tuning_report.describe_result(result, budget_ms)}{source} (best so far: {best_text})"
         )
 
     return show

@@ -21,7 +21,8 @@ gain); meeting the budget beats missing it, and between two that miss it the low
 Along batch size and instance count a walk stops after PATIENCE + 1 steps in a row without a gain,
 so one noisy measurement does not end it. A variant that fails to load or to measure ends the
 batch-size walk in that direction; where a walk starts, one that perf_analyzer could not measure
-is passed over, and one that does not load ends that kind (GPU instances on a server without them).
+is passed over, and one that does not load (GPU instances on a server without them) or that fills a
+GPU beyond the memory budget ends the walk over instance counts of that kind.
 """
 
 from __future__ import annotations
@@ -263,8 +264,8 @@ def _climb_batch_size(
     best = None
     while best is None and start < len(sizes):
         first = run.result(Variant(sizes[start], True, 0, None, count, kind))
-        if isinstance(first, Failure) and first.stage == "load":
-            return None
+        if isinstance(first, Failure) and first.stage in (tuning_measure.LOAD, tuning_measure.GPU_MEMORY):
+            return None  # larger batches and more instances need no less memory
         best = first if isinstance(first, Measurement) else None
         start += 1 if best is None else 0
     if best is None:
