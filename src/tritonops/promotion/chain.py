@@ -1012,9 +1012,17 @@ def _narrow(
         golden=golden,
     )
     bad = fleet.failures(results)
+    # The agent and reconcile converge versions, not configs: a replica that serves the committed
+    # pin with another config is not drift to them (it loaded this config at the load step, and a
+    # restart reads the committed config.pbtxt).
+    converges = (
+        "restart it if it does not serve the new config (its agent and `tritonops reconcile` converge "
+        "versions, not configs)"
+        if switch.config_change
+        else "its agent, or `tritonops reconcile`, converges it"
+    )
     warnings = tuple(
-        f"{r.replica} is not on the committed pin {switch.final_pin} yet ({r.detail}); its agent, or "
-        "`tritonops reconcile`, converges it"
+        f"{r.replica} is not on the committed pin {switch.final_pin} yet ({r.detail}); {converges}"
         for r in bad
     )
     steps.end(
