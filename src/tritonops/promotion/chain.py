@@ -19,6 +19,13 @@ promote: materialize -> verify -> stage -> load -> check [-> observe] -> commit 
 - commit: config.pbtxt pinned and current.json, under the repository's lock (promotion/state.py).
 - narrow: every replica to the final pin, verified.
 
+promote --config FILE (a config change of the committed version): verify -> load -> check
+[-> observe] -> commit -> narrow. verify checks the file as `repo validate` checks a config against
+the model's folder and graph, and against the committed config's backend, inputs and outputs; load
+sends it as every replica's override with the committed pin (a reload, even where that pin serves);
+commit writes it pinned (a new configDigest, a history entry with `change: config`) after keeping
+the replaced config.pbtxt byte for byte in the work area, from where a rollback writes it back.
+
 Any failure before the commit: every replica it touched is narrowed (or reloaded) back to the
 committed config and verified serving; a candidate this promotion staged is quarantined; the
 attempt goes into the history; PromotionFailed names the step and the cause. After the commit a
