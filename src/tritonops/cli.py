@@ -502,19 +502,32 @@ def _wait_for_ready(args: argparse.Namespace) -> float:
 def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     promote = commands.add_parser(
         "promote",
-        help="promote a model version on every replica: materialize, verify, stage, load, check, "
-        "[observe,] commit, narrow; any failure rolls every replica back (exit 1 naming the step)",
+        help="promote a model version (or, with --config, a new config of the committed version) on "
+        "every replica: materialize, verify, stage, load, check, [observe,] commit, narrow; any failure "
+        "rolls every replica back (exit 1 naming the step)",
         epilog=_exit_codes(
             "committed, or a no-op that says so",
             "failed at a step, named with its cause, and every replica is back on the committed version "
             "(or, before anything changed, a replica did not answer or refused the key)",
-            "an unknown model or version, a bad flag, a malformed current.json, a candidate refused at "
-            "verify",
+            "an unknown model or version, a bad flag, a malformed current.json, a candidate or config "
+            "refused at verify",
         ),
     )
     promote.add_argument("model", metavar="MODEL")
     promote.add_argument(
-        "--version", dest="model_version", type=int, required=True, help="the version number"
+        "--version",
+        dest="model_version",
+        type=int,
+        help="the version number (required without --config; with it, default and only choice: the "
+        "committed version)",
+    )
+    promote.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="promote this config.pbtxt (e.g. `tritonops tune`'s winner) for the committed version: "
+        "verified against the model, loaded as an override, checked, committed pinned; `tritonops "
+        "rollback MODEL` returns the previous config (not with --from or --keep-previous)",
     )
     promote.add_argument(
         "--from",
@@ -549,7 +562,8 @@ def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # ty
 
     rollback = commands.add_parser(
         "rollback",
-        help="return a model to its previous committed version (or --to VERSION) on every replica",
+        help="return a model to its previous committed version (or --to VERSION) on every replica; after "
+        "`promote --config`, to its previous config",
         epilog=_exit_codes(
             "rolled back, or a no-op that says so",
             "failed at a step, named with its cause, and every replica is back on the committed version "
@@ -810,6 +824,7 @@ def _promote(args: argparse.Namespace) -> int:
             model=args.model,
             version=args.model_version,
             source=args.source,
+            config=args.config,
             key=target.key,
             golden=golden,
             gate_spec=gate_spec,

@@ -102,6 +102,8 @@ def test_tune_json_and_the_csv_hold_every_measurement_in_order(tmp_path):
     assert [row["within_budget"] for row in rows] == ["True", "", "True", "False"]
     assert rows[1]["reason"] == "out of memory"
     assert "uplift over the current config at the same budget: 3.00x" in written.describe()
+    # The summary ends with the command that applies the winner through the promotion chain.
+    assert f"tritonops promote {written.model} --config {tmp_path / 'config.pbtxt'}" in written.describe()
 
 
 def test_no_variant_within_the_budget_writes_no_config(tmp_path):

@@ -19,6 +19,13 @@ promote: materialize -> verify -> stage -> load -> check [-> observe] -> commit 
 - commit: config.pbtxt pinned and current.json, under the repository's lock (promotion/state.py).
 - narrow: every replica to the final pin, verified.
 
+promote --config FILE (a config change of the committed version): verify -> load -> check
+[-> observe] -> commit -> narrow. verify checks the file as `repo validate` checks a config against
+the model's folder and graph, and against the committed config's backend, inputs and outputs; load
+sends it as every replica's override with the committed pin (a reload, even where that pin serves);
+commit writes it pinned (a new configDigest, a history entry with `change: config`) after keeping
+the replaced config.pbtxt byte for byte in the work area, from where a rollback writes it back.
+
 Any failure before the commit: every replica it touched is narrowed (or reloaded) back to the
 committed config and verified serving; a candidate this promotion staged is quarantined; the
 attempt goes into the history; PromotionFailed names the step and the cause. After the commit a
@@ -38,7 +45,8 @@ from typing import Any
 from tritonops import errors
 from tritonops.promotion import fleet, gate, lock, materialize, smoke, state, workarea
 from tritonops.promotion.replicas import ApiKey, Replica
-from tritonops.repository import checksums
+from tritonops.repository import checksums, configs, validator
+from tritonops.repository.findings import Severity
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +216,8 @@ class _Switch:
     committed_pin: tuple[int, ...] = ()
     owner: lock.LockOwner | None = None  # this run's hold on the repository lock, checked before commit
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # The config changes (beyond its pin): every replica loads it, even where the pin serves already.
+    config_change: bool = False
 
 
 # --- promote ---------------------------------------------------------------------------------
@@ -218,7 +228,7 @@ def promote(
     repository: Path,
     replicas: Sequence[Replica],
     model: str,
-    version: int,
+    version: int | None = None,
     source: str | None = None,
     key: ApiKey | None = None,
     golden: smoke.Golden | None = None,
@@ -227,21 +237,43 @@ def promote(
     keep_previous: bool = False,
     load_deadline_s: float = fleet.DEFAULT_LOAD_DEADLINE_S,
     progress: Progress | None = None,
+    config: Path | None = None,
 ) -> Outcome:
     """Promote `model` to `version` (from `source`, or the version folder already in the
-    repository) on every replica, and commit it. Raises InputError (nothing changed) for bad input,
-    PromotionLocked/StaleLock when another promotion holds the repository, PromotionFailed(step)
-    after rolling every replica back to the committed state."""
+    repository) on every replica, and commit it; or, with `config` (a config.pbtxt), promote that
+    config for the committed version (`version` defaults to it). Raises InputError (nothing
+    changed) for bad input, PromotionLocked/StaleLock when another promotion holds the repository,
+    PromotionFailed(step) after rolling every replica back to the committed state."""
     repository = Path(repository)
     key = key or ApiKey(None)
     _check_arguments(replicas, version, canary, load_deadline_s)
     if gate_spec is not None:
         gate.check_window(gate_spec.window_s, gate_spec.interval_s)
     _check_model(repository, model)
+    config_text = _config_arguments(config, version, source, keep_previous)
     steps = _Steps(progress)
     state.read(repository)  # a malformed current.json is refused before the lock is taken
-    with lock.hold(repository, model, f"promote {model} --version {version}") as owner:
+    what = f"--config {config}" if config is not None else f"--version {version}"
+    with lock.hold(repository, model, f"promote {model} {what}") as owner:
         record = _finalized(repository, model, steps)
+        if config is not None and config_text is not None:
+            return _promote_config(
+                repository,
+                replicas,
+                model,
+                version,
+                record,
+                config,
+                config_text,
+                key,
+                steps,
+                owner,
+                golden=golden,
+                gate_spec=gate_spec,
+                canary=canary,
+                deadline_s=load_deadline_s,
+            )
+        assert version is not None  # _config_arguments refuses a call with neither
         if record is not None and keep_previous and version < record.version:
             raise errors.InputError(
                 f"--keep-previous: version {version} is lower than the committed version "
@@ -290,6 +322,229 @@ def promote(
             canary=canary,
             deadline_s=load_deadline_s,
         )
+
+
+# --- promote --config: a config change of the committed version ------------------------------
+
+
+def _config_arguments(
+    config: Path | None, version: int | None, source: str | None, keep_previous: bool
+) -> str | None:
+    """The text of `--config FILE` (None without it), after the flags that go with it."""
+    if config is None:
+        if version is None:
+            raise errors.InputError("give --version VERSION, or --config FILE to promote a config")
+        return None
+    if source is not None:
+        raise errors.InputError(
+            "--from with --config: promote the new version first (`--version N --from SOURCE`), then "
+            "its config (`--config FILE`); one change at a time, each verified and rolled back alone"
+        )
+    if keep_previous:
+        raise errors.InputError("--keep-previous: a config change keeps the same version; leave it out")
+    path = Path(config)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise errors.InputError(f"--config {path}: cannot read it ({why}); give a config.pbtxt") from None
+
+
+def _promote_config(
+    repository: Path,
+    replicas: Sequence[Replica],
+    model: str,
+    version: int | None,
+    record: state.Record | None,
+    path: Path,
+    text: str,
+    key: ApiKey,
+    steps: _Steps,
+    owner: lock.LockOwner,
+    *,
+    golden: smoke.Golden | None,
+    gate_spec: GateSpec | None,
+    canary: int | None,
+    deadline_s: float,
+) -> Outcome:
+    """`promote --config FILE`: verify the config against the model, load it on every replica as
+    an override with the committed pin, check, [observe,] commit it (config.pbtxt, pinned), narrow."""
+    if record is None:
+        raise errors.InputError(
+            f"--config: nothing is committed for {model} in {repository}; promote a version first "
+            f"(`tritonops promote {model} --version N`), then its config"
+        )
+    if version is not None and version != record.version:
+        raise errors.InputError(
+            f"--version {version} with --config: a config is promoted for the committed version "
+            f"{record.version} of {model}; leave --version out, or promote version {version} first"
+        )
+    fleet.check_reachable(replicas, key, model)
+    if gate_spec is not None:
+        gate.preflight(gate_spec.prometheus_url, gate_spec.query, gate_spec.inconclusive)
+    commit_text = _verify_config(repository, model, record, record, text, str(path), steps)
+    switch = _plan_config("promote", repository, model, record, record, commit_text, str(path))
+    if not switch.config_change:
+        reason = f"{path} is the committed config of version {record.version} (apart from comments)"
+        state.append_history(
+            repository,
+            state.HistoryEntry(
+                model,
+                record.version,
+                "noop",
+                previous_version=record.version,
+                digest=record.digest,
+                reason=reason,
+                change="config",
+                config_digest=record.config_digest,
+                previous_config_digest=record.config_digest,
+            ),
+        )
+        steps.skip("load", f"{reason}: nothing to do")
+        return Outcome(
+            "promote",
+            model,
+            "noop",
+            record.version,
+            record.version,
+            record.version,
+            tuple(steps.steps),
+            reason=f"{reason}: nothing to do",
+        )
+    switch = dataclasses.replace(switch, owner=owner)
+    return _run_switch(
+        switch, replicas, key, steps, golden=golden, gate_spec=gate_spec, canary=canary, deadline_s=deadline_s
+    )
+
+
+def _verify_config(
+    repository: Path,
+    model: str,
+    record: state.Record,
+    target: state.Record,
+    text: str,
+    where: str,
+    steps: _Steps,
+    *,
+    command: str = "promote",
+) -> str:
+    """The config as it would be committed (pinned to `target`'s versions), checked like `repo
+    validate` checks one against the model's graph and against the committed config's inputs and
+    outputs. A refusal (CandidateRejected) carries the outcome and goes into the history."""
+    steps.start("verify", f"{where} against {model}'s model files and committed config")
+    try:
+        try:
+            pinned = state.config_with_pin(text, target.pin, where=where)
+            parsed = configs.ParsedConfig(Path(where), pinned, state.parse_config(pinned, where=where))
+        except errors.InputError as error:
+            raise errors.CandidateRejected(str(error)) from None
+        committed = state.parse_config(_committed_text(repository, model, record))
+        findings = validator.validate_config(parsed, repository / model, target.pin, committed)
+        rejected = [f for f in findings if f.severity is Severity.ERROR]
+        if rejected:
+            raise errors.CandidateRejected(
+                f"{where} is not a config {model} can serve: " + "; ".join(f.message for f in rejected),
+                rejected,
+            )
+    except errors.CandidateRejected as error:
+        steps.end(str(error), status=FAILED)
+        error.outcome = Outcome(
+            command,
+            model,
+            "failed",
+            record.version,
+            record.version,
+            target.version,
+            tuple(steps.steps),
+            reason=f"{error}; no replica was touched",
+            failed_step="verify",
+        )
+        state.append_history(
+            repository,
+            state.HistoryEntry(
+                model,
+                target.version,
+                "failed",
+                previous_version=record.version,
+                digest=target.digest,
+                step="verify",
+                reason=str(error),
+                change="config",
+                config_digest=state.config_digest(text),
+                previous_config_digest=record.config_digest,
+            ),
+        )
+        raise
+    warnings = [f for f in findings if f.severity is not Severity.ERROR]
+    steps.end("passed" + (f" ({len(warnings)} warning(s): {warnings[0].message})" if warnings else ""))
+    return pinned
+
+
+def _committed_text(repository: Path, model: str, record: state.Record) -> str:
+    """The committed config as text: the record's own, else (a hand-written record) the file."""
+    if record.config:
+        return state.config_text_from_json(record.config)
+    path = repository / model / state.CONFIG_FILE
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise errors.InputError(f"{path}: cannot read the model's config ({error.strerror})") from None
+
+
+def _plan_config(
+    command: str,
+    repository: Path,
+    model: str,
+    record: state.Record,
+    target: state.Record,
+    commit_text: str,
+    where: str,
+) -> _Switch:
+    """The switch from the committed record to `target`'s version and pin with `commit_text`
+    (pinned) as its config: a config change (promote --config, or its rollback)."""
+    committed_config = dict(record.config) if record.config else _config_on_disk(repository, model)
+    candidate_config = state.config_json(commit_text, where=where)
+    new_record = state.Record(
+        model,
+        target.version,
+        digest=target.digest,
+        retained=tuple(target.retained),
+        source=target.source,
+        resolved_source=target.resolved_source,
+    )
+    return _Switch(
+        command,
+        repository,
+        model,
+        record,
+        target.version,
+        target.pin,
+        sorted(set(record.pin) | set(target.pin)),
+        new_record,
+        commit_text,
+        candidate_config,
+        committed_config,
+        "rolled-back" if command == "rollback" else "committed",
+        committed_pin=tuple(record.pin),
+        config_change=not state.same_config_apart_from_pin(candidate_config, committed_config),
+    )
+
+
+def _previous_config_text(repository: Path, model: str, record: state.Record) -> str | None:
+    """What a rollback to `record.previous` writes as config.pbtxt, when the previous record's
+    config differs from the committed one beyond its pin (a config promotion): the kept copy of its
+    text (workarea.keep_config), else its `config` as text. None when only the pin differs, or
+    when either record has no config (a hand-written one): then the file on disk is re-pinned."""
+    previous = record.previous
+    if previous is None or not previous.config or not record.config:
+        return None
+    if state.same_config_apart_from_pin(previous.config, record.config):
+        return None
+    if previous.config_digest:
+        kept = workarea.kept_config(repository, model, previous.config_digest)
+        if kept is not None:
+            return kept
+    return state.config_text_from_json(previous.config)
 
 
 def _refuse_rolling_back_a_rollback(repository: Path, model: str, record: state.Record) -> None:
@@ -517,10 +772,12 @@ def _plan(
     resolved_source: str | None,
     staged_here: bool,
     serving: Sequence[int] = (),
+    config_text: str | None = None,
 ) -> _Switch:
+    """`config_text`: the config to commit (a rollback's previous config), else the file on disk."""
     config_path = repository / model / state.CONFIG_FILE
     try:
-        config_text = config_path.read_text(encoding="utf-8")
+        config_text = config_text if config_text is not None else config_path.read_text(encoding="utf-8")
     except OSError as error:
         raise errors.InputError(f"{config_path}: cannot read the model's config ({error.strerror})") from None
     final_pin = sorted({candidate} | ({record.version} if record is not None and keep_previous else set()))
@@ -559,6 +816,8 @@ def _plan(
         "rolled-back" if command == "rollback" else "committed",
         staged_here,
         tuple(committed_pin),
+        config_change=committed_config is not None
+        and not state.same_config_apart_from_pin(candidate_config, committed_config),
     )
 
 
@@ -624,7 +883,12 @@ def _past_commit_point(switch: _Switch) -> bool:
         record = state.effective(switch.repository).get(switch.model)
     except (errors.TritonOpsError, OSError):
         return False
-    return record is not None and record.version == switch.candidate and record.pin == switch.final_pin
+    return (
+        record is not None
+        and record.version == switch.candidate
+        and record.pin == switch.final_pin
+        and record.config_digest == state.config_digest(switch.commit_text)
+    )
 
 
 def _load_and_check(
@@ -656,6 +920,7 @@ def _load_and_check(
         deadline_s=deadline_s,
         golden=golden,
         fallback=fleet.Fallback(switch.committed_config, list(switch.committed_pin)),
+        reload=switch.config_change,
     )
     answered.update(widened.answered)
     loads, checks = widened.loads, widened.checks
@@ -668,7 +933,8 @@ def _load_and_check(
     )
     if load_failed:
         raise _Failure("load", fleet.summary(loads))
-    steps.start("check", f"version {switch.candidate} on {', '.join(r.name for r in wave)}{label}")
+    what = f"version {switch.candidate}" + (" with the new config" if switch.config_change else "")
+    steps.start("check", f"{what} on {', '.join(r.name for r in wave)}{label}")
     check_failed = fleet.failures(checks)
     steps.end(
         f"{len(checks) - len(check_failed)}/{len(checks)} replica(s) verified"
@@ -696,6 +962,17 @@ def _observe(steps: _Steps, spec: GateSpec) -> None:
         raise _Failure("observe", f"gate {result.verdict}: {result.reason}")
 
 
+def _history_config(switch: _Switch) -> dict[str, Any]:
+    """The history fields of a config change: `change` and the config digests before and after."""
+    if not switch.config_change:
+        return {}
+    return {
+        "change": "config",
+        "config_digest": state.config_digest(switch.commit_text),
+        "previous_config_digest": switch.record.config_digest if switch.record else None,
+    }
+
+
 def _commit(switch: _Switch, steps: _Steps) -> None:
     steps.start("commit", f"{switch.model} version {switch.candidate} pinned to {switch.final_pin}")
     entry = state.HistoryEntry(
@@ -707,16 +984,25 @@ def _commit(switch: _Switch, steps: _Steps) -> None:
         resolved_source=switch.new_record.resolved_source,
         digest=switch.new_record.digest,
         step="commit",
+        **_history_config(switch),
     )
     try:
         if switch.owner is not None:
             # A lock lost (removed, taken over, or its heartbeat unwritten) must not commit.
             lock.check_held(switch.repository, switch.owner)
+        if switch.config_change:
+            # The config this commit replaces, byte for byte, for a rollback to write back.
+            config_path = switch.repository / switch.model / state.CONFIG_FILE
+            workarea.keep_config(switch.repository, switch.model, config_path.read_bytes())
         state.commit(switch.repository, switch.model, switch.new_record, switch.commit_text, entry)
     except (errors.TritonOpsError, OSError) as error:
         steps.end(str(error), status=FAILED)
         raise _Failure("commit", str(error)) from error
-    steps.end(f"current.json and {switch.model}/config.pbtxt written (pin {switch.final_pin})")
+    steps.end(
+        f"current.json and {switch.model}/config.pbtxt written (pin {switch.final_pin}"
+        + (f", config {state.config_digest(switch.commit_text)}" if switch.config_change else "")
+        + ")"
+    )
 
 
 def _narrow(
@@ -733,9 +1019,17 @@ def _narrow(
         golden=golden,
     )
     bad = fleet.failures(results)
+    # The agent and reconcile converge versions, not configs: a replica that serves the committed
+    # pin with another config is not drift to them (it loaded this config at the load step, and a
+    # restart reads the committed config.pbtxt).
+    converges = (
+        "restart it if it does not serve the new config (its agent and `tritonops reconcile` converge "
+        "versions, not configs)"
+        if switch.config_change
+        else "its agent, or `tritonops reconcile`, converges it"
+    )
     warnings = tuple(
-        f"{r.replica} is not on the committed pin {switch.final_pin} yet ({r.detail}); its agent, or "
-        "`tritonops reconcile`, converges it"
+        f"{r.replica} is not on the committed pin {switch.final_pin} yet ({r.detail}); {converges}"
         for r in bad
     )
     steps.end(
@@ -745,6 +1039,13 @@ def _narrow(
     )
     previous = switch.record.version if switch.record else None
     verb = "rolled back to" if switch.command == "rollback" else "committed"
+    reason = f"{verb} version {switch.candidate}" + (f" (was {previous})" if previous is not None else "")
+    if switch.config_change and switch.record is not None and previous == switch.candidate:
+        reason = (
+            f"{'rolled back to' if switch.command == 'rollback' else 'committed'} config "
+            f"{state.config_digest(switch.commit_text)} of version {switch.candidate} (was "
+            f"{switch.record.config_digest or 'not recorded'})"
+        )
     return Outcome(
         switch.command,
         switch.model,
@@ -753,8 +1054,7 @@ def _narrow(
         previous,
         switch.candidate,
         tuple(steps.steps),
-        reason=f"{verb} version {switch.candidate}"
-        + (f" (was {previous})" if previous is not None else "")
+        reason=reason
         + (
             f", version(s) {list(switch.new_record.retained)} kept loaded"
             if switch.new_record.retained
@@ -814,6 +1114,7 @@ def _roll_back(
             digest=switch.new_record.digest,
             step=failure.step,
             reason=failure.reason,
+            **_history_config(switch),
         ),
     )
     restore_note = (
@@ -854,7 +1155,10 @@ def rollback(
 ) -> Outcome:
     """Return `model` to its previous committed version (or `to`): the same load, check, commit and
     narrow as a promotion, with the version folder already in the repository. With the previous
-    version retained (--keep-previous), nothing loads: check, commit and narrow only."""
+    version retained (--keep-previous), nothing loads: check, commit and narrow only. After a
+    config promotion (`promote --config`) the previous record has the same version and another
+    config: that config (its kept text, workarea.keep_config) is verified, loaded, committed and
+    narrowed to like a promoted one."""
     repository = Path(repository)
     key = key or ApiKey(None)
     _check_arguments(replicas, to, None, load_deadline_s)
@@ -876,9 +1180,35 @@ def rollback(
             )
         if target != record.version:
             _require_version_folder(repository, model, target)
+        back_to = record.previous if record.previous and record.previous.version == target else None
+        # The previous config, where it differs from the committed one beyond its pin; never for an
+        # explicit --to of the committed version, which is a no-op.
+        restore_text = (
+            _previous_config_text(repository, model, record)
+            if back_to is not None and to != record.version
+            else None
+        )
         fleet.check_reachable(replicas, key, model)
-        if target == record.version:
+        if target == record.version and (back_to is None or restore_text is None):
             return _noop(repository, model, record, None, steps, command="rollback")
+        if target == record.version and back_to is not None and restore_text is not None:
+            where = f"the previous config of {model} ({back_to.config_digest or 'from current.json'})"
+            commit_text = _verify_config(
+                repository, model, record, back_to, restore_text, where, steps, command="rollback"
+            )
+            switch = dataclasses.replace(
+                _plan_config("rollback", repository, model, record, back_to, commit_text, where), owner=owner
+            )
+            return _run_switch(
+                switch,
+                replicas,
+                key,
+                steps,
+                golden=golden,
+                gate_spec=None,
+                canary=None,
+                deadline_s=load_deadline_s,
+            )
         staged = _materialize(repository, model, target, None, steps, command="rollback", record=record)
         previous = record.previous if record.previous and record.previous.version == target else None
         if previous is not None and previous.digest and previous.digest != staged.digest:
@@ -897,6 +1227,7 @@ def rollback(
             source=previous.source if previous else None,
             resolved_source=previous.resolved_source if previous else None,
             staged_here=False,
+            config_text=restore_text,
         )
         switch = dataclasses.replace(switch, owner=owner)
         return _run_switch(

@@ -220,6 +220,7 @@ def widen_and_check(
     deadline_s: float,
     golden: smoke.Golden | None = None,
     fallback: Fallback | None = None,
+    reload: bool = False,
 ) -> Widened:
     """On every replica: load `config` pinned to `pin` (the committed pin plus the candidate), then
     at once the smoke check of the candidate. A candidate higher than the committed version takes
@@ -227,20 +228,23 @@ def widen_and_check(
     check follows its own replica's load immediately, and the moment the candidate fails anywhere
     (a load or a check) every replica whose load has returned drops it again (narrows to
     `fallback`) without waiting for the others, after reading how many requests it answered.
-    The caller's restore then verifies every replica on the committed state."""
+    The caller's restore then verifies every replica on the committed state. `reload`: the config
+    changes (a config promotion), so every replica loads it even where the pin serves already, and
+    one that failed goes back to the fallback config at once."""
     loads: dict[str, ReplicaResult] = {}
     check_seconds: dict[str, float] = {}
     answered: dict[str, int | None] = {}
     failed = threading.Event()
 
     def drop(client: triton_client.Client, replica: Replica, checked: bool) -> None:
-        if fallback is None or candidate in fallback.pin:
+        if fallback is None or (candidate in fallback.pin and not reload):
             return
-        try:
-            counts = client.request_counts(model).get(candidate)
-            answered[replica.name] = max(0, counts.answered - int(checked)) if counts else 0
-        except errors.TritonOpsError:
-            answered[replica.name] = None
+        if candidate not in fallback.pin:
+            try:
+                counts = client.request_counts(model).get(candidate)
+                answered[replica.name] = max(0, counts.answered - int(checked)) if counts else 0
+            except errors.TritonOpsError:
+                answered[replica.name] = None
         try:
             if fallback.config is None:
                 client.unload(model)
@@ -258,7 +262,7 @@ def widen_and_check(
             started = time.monotonic()
             try:
                 _wait_until_not_loading(client, model, deadline_s)
-                if set(pin) <= set(client.ready_versions(model)):
+                if not reload and set(pin) <= set(client.ready_versions(model)):
                     # Already loaded (a retained version): the same pin again would be a reload.
                     detail = f"already serves {sorted(set(pin))}: no load needed"
                     seconds = 0.0

@@ -146,6 +146,11 @@ class HistoryEntry:
     reason: str | None = None
     at: str = field(default_factory=now)
     by: str = field(default_factory=who)
+    # "config" for a change of the committed version's config (`promote --config`, or its
+    # rollback), with the digests of the config before and after.
+    change: str | None = None
+    config_digest: str | None = None
+    previous_config_digest: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -164,6 +169,9 @@ class HistoryEntry:
             "outcome": self.outcome,
             "step": self.step,
             "reason": self.reason,
+            "change": self.change,
+            "configDigest": self.config_digest,
+            "previousConfigDigest": self.previous_config_digest,
         }
         return {key: value for key, value in document.items() if value is not None}
 
@@ -181,6 +189,9 @@ class HistoryEntry:
             reason=entry.get("reason"),
             at=entry.get("at") or "",
             by=entry.get("by") or "",
+            change=entry.get("change"),
+            config_digest=entry.get("configDigest"),
+            previous_config_digest=entry.get("previousConfigDigest"),
         )
 
 
@@ -311,6 +322,31 @@ def config_json(config_text: str, *, where: str = CONFIG_FILE) -> dict[str, Any]
     """The config as protobuf JSON with proto field names: what a load sends as its override."""
     message = parse_config(config_text, where=where)
     return dict(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def config_text_from_json(config: Mapping[str, Any]) -> str:
+    """A record's `config` (protobuf JSON) as config.pbtxt text: the same config for Triton, without
+    the comments and layout of the text it was committed from."""
+    return str(text_format.MessageToString(_from_json(config)))
+
+
+def same_config_apart_from_pin(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    """Whether two configs (protobuf JSON) differ in nothing but their version_policy."""
+    messages = [_from_json(config) for config in (first, second)]
+    for message in messages:
+        message.ClearField("version_policy")
+    return bool(messages[0] == messages[1])
+
+
+def _from_json(config: Mapping[str, Any]) -> triton_client.ModelConfig:
+    message = triton_client.ModelConfig()
+    try:
+        json_format.ParseDict(dict(config), message)
+    except json_format.ParseError as error:
+        raise errors.InputError(
+            f"{STATE_FILE}: a record's config is not a model config Triton reads: {error}"
+        ) from None
+    return message
 
 
 def config_digest(config_text: str | bytes) -> str:

@@ -1,4 +1,4 @@
-"""The repository's work area, `<repository>/.tritonops/`: staging and quarantine.
+"""The repository's work area, `<repository>/.tritonops/`: staging, quarantine and kept configs.
 
 It is on the same filesystem as the model folders, so a staged candidate moves into
 `<repository>/<model>/<version>` with one atomic rename, and a rejected one moves out the same way.
@@ -10,6 +10,9 @@ validate` skips dot-named folders.
 - `quarantine/<model>/<version>-<UTC stamp>/`: a rejected version folder (`<version>/`, untouched,
   with its checksum manifest when it had one) and `reason.json` (model, version, step, reason, at,
   by, where it was, its digest).
+- `configs/<model>/<sha256 hex>.pbtxt`: a config.pbtxt a config promotion replaced, byte for byte,
+  named by its configDigest, so that a rollback writes back the very text the record's `previous`
+  names (current.json holds each config only as protobuf JSON, without its comments).
 """
 
 from __future__ import annotations
@@ -40,6 +43,32 @@ def staging_dir(repository: Path) -> Path:
 
 def quarantine_dir(repository: Path) -> Path:
     return root(repository) / "quarantine"
+
+
+def configs_dir(repository: Path) -> Path:
+    return root(repository) / "configs"
+
+
+def keep_config(repository: Path, model: str, config_bytes: bytes) -> Path:
+    """Keep a copy of `config_bytes` named by its digest (atomically and durably, before the commit
+    that replaces it); a copy that is there already is left as it is."""
+    digest = state.config_digest(config_bytes)
+    folder = configs_dir(repository) / model
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest.removeprefix('sha256:')}.pbtxt"
+    if not path.is_file() or state.config_digest(path.read_bytes()) != digest:
+        atomic.write_bytes(path, config_bytes)
+    return path
+
+
+def kept_config(repository: Path, model: str, digest: str) -> str | None:
+    """The kept config with `digest`, or None when none is kept (or it no longer hashes to it)."""
+    path = configs_dir(repository) / model / f"{digest.removeprefix('sha256:')}.pbtxt"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data.decode("utf-8") if state.config_digest(data) == digest else None
 
 
 def new_staging(repository: Path, model: str, version: int) -> Path:

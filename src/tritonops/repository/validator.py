@@ -104,6 +104,58 @@ def validate_version(
     return sink.findings
 
 
+def validate_config(
+    parsed: configs.ParsedConfig,
+    model_dir: Path,
+    versions: Sequence[int],
+    committed: triton_client.ModelConfig | None = None,
+) -> list[Finding]:
+    """`repo validate` of a new config for a model's committed `versions`, wherever the file is (a
+    promotion of a tuned config.pbtxt): the config's own checks against the model folder (its name
+    must be the folder's), each version's model file against it (the ONNX graph), and, given the
+    `committed` config, the same backend and the same inputs and outputs by name and type: a
+    config change must not change what the model is, nor what clients send and receive."""
+    sink = FindingSink(model=model_dir.name)
+    folder = layout.ModelFolder(
+        model_dir.name, model_dir, parsed.path, {v: model_dir / str(v) for v in sorted(set(versions))}
+    )
+    if not parsed.config.name:
+        sink.error(
+            f'no name: write `name: "{model_dir.name}"` (the model\'s folder name)', file=str(parsed.path)
+        )
+    _check_config(parsed, folder, sink, None)
+    _check_version_files(folder, parsed, sink)
+    if committed is not None:
+        _check_same_interface(parsed, committed, sink)
+    return sink.findings
+
+
+def _check_same_interface(
+    parsed: configs.ParsedConfig, committed: triton_client.ModelConfig, sink: FindingSink
+) -> None:
+    config, where = parsed.config, {"file": str(parsed.path)}
+    before = configs.ParsedConfig(parsed.path, "", committed).backend
+    if parsed.backend != before:
+        sink.error(
+            f"backend {parsed.backend or 'none'!r} is not the committed config's {before!r}: a config "
+            "change keeps the model's backend (promote a new version for another model)",
+            **where,
+        )
+    for kind, new, old in (
+        ("input", config.input, committed.input),
+        ("output", config.output, committed.output),
+    ):
+        wanted = {t.name: triton_client.data_type_name(t.data_type) for t in old}
+        found = {t.name: triton_client.data_type_name(t.data_type) for t in new}
+        if found != wanted:
+            sink.error(
+                f"{kind}s {sorted(found.items())} are not the committed config's {sorted(wanted.items())}: "
+                f"a config change keeps the model's {kind}s (names and data types)",
+                field=kind,
+                **where,
+            )
+
+
 def _check_root(root: Path) -> None:
     wanted = "give the repository root (the folder holding model folders)"
     if not root.exists():

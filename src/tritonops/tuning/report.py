@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tritonops.tuning.measure import Failure, Measurement, Result, result_as_dic
 JSON_FILE = "tune.json"
 CSV_FILE = "measurements.csv"
 CONFIG_FILE = "config.pbtxt"
+WINNER_FILE = "winner's config"  # its key in `files`
 FAILED = {
     tuning_measure.LOAD: "failed to load",
     tuning_measure.MEASURE: "failed to measure",
@@ -131,7 +133,18 @@ class Outcome:
             lines.append("  the server runs its original config again")
         for name, path in self.files.items():
             lines.append(f"  {name}: {path}")
+        if WINNER_FILE in self.files and not (best is not None and best.baseline):
+            lines.append(
+                f"  apply it on every replica (verified, committed, undone by `tritonops rollback "
+                f"{shlex.quote(self.model)}`): {promote_command(self.model, self.files[WINNER_FILE])}"
+            )
         return "\n".join(lines)
+
+
+def promote_command(model: str, config: str) -> str:
+    """The command that applies a winner's config.pbtxt through the promotion chain (give it the
+    --repository and --endpoints, or --service, of the deployment, as for any promotion)."""
+    return f"tritonops promote {shlex.quote(model)} --config {shlex.quote(config)}"
 
 
 def describe_result(result: Result, budget_ms: float) -> str:
@@ -174,7 +187,7 @@ def write(
     if winner is not None:
         text = space.config_text(winner.variant, base_config)
         checksums.atomic_write(out_dir / CONFIG_FILE, text)
-        files["winner's config"] = str(out_dir / CONFIG_FILE)
+        files[WINNER_FILE] = str(out_dir / CONFIG_FILE)
     if outcome.search.measurements:
         files["plot (throughput vs p99)"] = str(
             tuning_plot.write(outcome.search, outcome.model, out_dir / tuning_plot.PLOT_FILE)
