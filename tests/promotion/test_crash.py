@@ -26,9 +26,6 @@ def _promote_command(fleet: Fleet, version: int) -> list[str]:
         sys.executable, "-m", "tritonops.cli", "promote", "linear", "--version", str(version),
         "--from", str(fleet.candidate(version)), "--repository", str(fleet.repository),
         "--work-dir", str(fleet.work_dir),
-        # A SIGTERM that lands while `fleet.each` starts its threads leaves one polling until this
-        # deadline before the process can exit (a known gap, see the closing note): keep it short.
-        "--load-timeout", "30",
     ]  # fmt: skip
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
+import pytest
+
 from tests.promotion.conftest import SLOW_INIT_S
+from tritonops import errors
 from tritonops.promotion import fleet
+from tritonops.promotion.replicas import Replica
 from tritonops.triton import client as triton_client
 
 
@@ -35,3 +41,42 @@ def test_a_widening_load_waits_for_a_load_already_running_on_the_replica(server,
     finally:
         other.join()
         client.unload("slow")
+
+
+def test_an_interrupt_stops_every_worker_at_its_next_poll_and_reaches_the_caller():
+    """Ctrl-C or SIGTERM while replicas wait for readiness: no worker keeps polling until its
+    deadline (the pool's exit would wait for it), and the interrupt is what the caller gets."""
+    replicas = [Replica(f"replica-{index}", f"127.0.0.1:{9000 + index}") for index in range(2)]
+    polling = threading.Barrier(3)
+    outcomes: list[str] = []
+
+    def wait_for_readiness(replica: Replica) -> str:
+        polling.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                fleet._pause(0.05)
+        except errors.TritonUnavailable as error:
+            outcomes.append(str(error))
+            raise
+        outcomes.append("polled until the deadline")
+        return "ready"
+
+    def interrupt_once_both_poll() -> None:
+        polling.wait(timeout=10)
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal: it wakes the main thread's wait
+
+    threading.Thread(target=interrupt_once_both_poll, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        fleet.each(replicas, wait_for_readiness)
+    # A signal that lands while the pool starts its second thread returns before that thread is
+    # joined; it stops at its next poll all the same.
+    settled = time.monotonic() + 10
+    while len(outcomes) < 2 and time.monotonic() < settled:
+        time.sleep(0.05)
+    assert outcomes == ["stopped: the run was interrupted"] * 2
+
+
+def test_outside_an_interrupted_run_a_pause_is_a_plain_sleep():
+    results = fleet.each([Replica("replica-0", "127.0.0.1:9000")], lambda replica: fleet._pause(0) or "done")
+    assert [(result.ok, result.detail) for result in results] == [(True, "done")]

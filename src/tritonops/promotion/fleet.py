@@ -8,11 +8,18 @@ file again: tests/triton/test_config_override.py), pinned:
 Both are the same call with a different pin. Each replica gets one load of a model at a time (two
 concurrent loads of one model are reported to load it twice); across processes the repository's
 promotion lock serialises promotions, and the agent stands back while the lock is live.
+
+Interrupted (Ctrl-C, or SIGTERM from a CI job's timeout or a Job's deletion) while replicas work,
+`each` tells its workers to stop and waits only for what cannot be abandoned: a load call already
+sent finishes (its answer comes when the server is done; a restore load sent beside it would load
+the model twice, behaviour 14), but no worker keeps polling for readiness or retrying until its
+deadline. Then the interrupt goes on to the chain, which restores every replica.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import dataclasses
 import logging
 import threading
@@ -71,8 +78,43 @@ def each(replicas: Sequence[Replica], work: Callable[[Replica], str]) -> list[Re
 
     if not replicas:
         return []
+    cancelled = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(replicas)) as pool:
-        return list(pool.map(one, replicas))
+        futures = []
+        try:
+            for replica in replicas:
+                context = contextvars.copy_context()
+                context.run(_CANCELLED.set, cancelled)
+                futures.append(pool.submit(context.run, one, replica))
+            # Wait in short steps: a signal the kernel hands to a worker thread only sets Python's
+            # flag, and the main thread runs its handler when it next runs Python code, which a
+            # wait without a timeout would put off until every worker is done.
+            pending = set(futures)
+            while pending:
+                _, pending = concurrent.futures.wait(pending, timeout=SIGNAL_CHECK_S)
+            return [future.result() for future in futures]
+        except BaseException:
+            # The pool's exit waits for every worker: make them stop at their next poll.
+            cancelled.set()
+            raise
+
+
+# How often the main thread wakes while workers run, to run a pending signal's handler.
+SIGNAL_CHECK_S = 0.2
+# The cancel event of the `each` call a worker thread runs for (None outside one).
+_CANCELLED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "tritonops_fleet_cancelled", default=None
+)
+
+
+def _pause(seconds: float) -> None:
+    """Sleep between polls, unless the run was interrupted: then stop this worker (its replica's
+    result says so; the interrupt itself reaches the caller from the main thread)."""
+    event = _CANCELLED.get()
+    if event is None:
+        time.sleep(seconds)
+    elif event.wait(seconds):
+        raise errors.TritonUnavailable("stopped: the run was interrupted")
 
 
 def _local(message: str, replica: Replica) -> str:
@@ -127,7 +169,7 @@ def load_pinned(
                 f"{model} on {client.repository_address}: versions {wanted} not all ready "
                 f"{deadline_s:g} s after the load (ready: {ready or 'none'})"
             )
-        time.sleep(READY_POLL_S)
+        _pause(READY_POLL_S)
 
 
 def _wait_until_not_loading(client: triton_client.Client, model: str, deadline_s: float) -> None:
@@ -138,7 +180,7 @@ def _wait_until_not_loading(client: triton_client.Client, model: str, deadline_s
     while time.monotonic() < deadline and any(
         entry.get("name") == model and entry.get("state") == "LOADING" for entry in client.repository_index()
     ):
-        time.sleep(READY_POLL_S)
+        _pause(READY_POLL_S)
 
 
 def _check_versions_seen(client: triton_client.Client, model: str, wanted: Sequence[int]) -> None:
@@ -322,7 +364,7 @@ def narrow_and_verify(
             except errors.TemporaryError:
                 if time.monotonic() + 1.0 >= deadline:
                     raise
-                time.sleep(1.0)
+                _pause(1.0)
 
     return each(replicas, work)
 
