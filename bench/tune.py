@@ -147,7 +147,7 @@ def _search(
 ) -> tuple[search.Search, float]:
     request = run.Request(
         name, budget_ms=budget, concurrency=CONCURRENCY, strategy=strategy, out_dir=out, settings=SETTINGS,
-        max_measurements=cap,
+        max_measurements=cap, allow_smaller_batch=True,  # perf_analyzer's requests carry one item each
     )  # fmt: skip
     started = time.monotonic()
     try:

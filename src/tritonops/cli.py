@@ -873,8 +873,8 @@ TUNE_EXIT_CODES = (
     "exit codes: 0 a variant met the budget (its config.pbtxt is written); 1 the run failed: the "
     "endpoint did not answer, perf_analyzer is missing, or the original config could not be loaded "
     "back (the message says how to load it by hand); 2 unusable input, nothing changed on the server "
-    "(an unknown model, a bad flag, a refused key); 3 no variant met the budget (the closest one is "
-    "named, the measurements are written, the original config is back); 130 interrupted by Ctrl-C or "
+    "(an unknown model, a bad flag, a refused key); 3 no variant met the budget, or none could be "
+    "measured (the closest one is named, the measurements are written, the original config is back); 130 interrupted by Ctrl-C or "
     "SIGTERM (the original config is back)."
 )
 
@@ -974,6 +974,12 @@ def _add_tune_command(commands: argparse._SubParsersAction) -> None:  # type: ig
         "never a flag value)",
     )
     tune.add_argument(
+        "--allow-smaller-batch",
+        action="store_true",
+        help="also try max_batch_size below the current one, when every client sends smaller batches "
+        "(a request above the new maximum is refused; `promote --config` then needs the same flag)",
+    )
+    tune.add_argument(
         "--metrics",
         metavar="URL",
         help="the server's metrics page (http://HOST:8002/metrics), read for GPU memory where it has GPU "
@@ -1031,10 +1037,28 @@ def _tune(args: argparse.Namespace) -> int:
         max_instances=args.max_instances,
         kinds=_instance_kinds(args.instance_kinds),
         resume=args.resume,
+        allow_smaller_batch=args.allow_smaller_batch,
+        command=getattr(args, "command_line", ()),
     )
     outcome = tuning_run.tune(request, target, say=lambda line: print(line, file=sys.stderr, flush=True))
-    print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.describe())
+    print(
+        json.dumps(outcome.as_dict(), indent=2) if args.json else _tune_follow_ups(outcome.describe(), args)
+    )
     return 0
+
+
+def _tune_follow_ups(text: str, args: argparse.Namespace) -> str:
+    """tune's `tritonops promote|rollback ...` hints, runnable as printed: on the local runtime with
+    its --work-dir, else with the repository and the replicas the deployment's promotion needs."""
+
+    def runnable(found: re.Match[str]) -> str:
+        command = found.group(1)
+        if not args.endpoint:
+            return f"`{workspace.command_hint(command, args.work_dir)}`"
+        repository = shlex.quote(str(args.repository)) if args.repository else "<the model repository>"
+        return f"`tritonops {command} --repository {repository} --endpoints <every replica>` (or --service)"
+
+    return re.sub(r"`tritonops ((?:promote|rollback)\b[^`]*)`", runnable, text)
 
 
 def _fraction(text: str) -> float:
@@ -1415,6 +1439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_sigterm = _handle_sigterm(_terminate_on_sigterm)
     try:
         args = build_parser().parse_args(arguments)
+        args.command_line = tuple(arguments)  # for hints that repeat the command (tune --resume)
         logs.start(verbose=args.verbose)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)

@@ -36,7 +36,7 @@ def test_a_widening_load_waits_for_a_load_already_running_on_the_replica(server,
         while "LOADING" not in _states(client, "slow"):
             assert time.monotonic() < deadline, "the slow model never showed LOADING"
             time.sleep(0.05)
-        fleet._wait_until_not_loading(client, "slow", deadline_s=60)
+        fleet.wait_until_not_loading(client, "slow", deadline_s=60)
         assert _states(client, "slow") == {"READY"}
     finally:
         other.join()

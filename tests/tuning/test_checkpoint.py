@@ -59,8 +59,9 @@ def test_a_search_resumed_from_its_checkpoint_walks_the_same_way_and_measures_on
             "measurement_interval_ms 1000, this run has 500; resume with the same --measurement-interval",
         ),
         ({"original_config": {"name": "mlp"}}, "does not run the config the interrupted run started from"),
+        ({"versions": (1, 2)}, "versions none of mlp ready, now 1,2: its measurements are another model's"),
     ],
-    ids=["concurrency", "model", "interval", "baseline"],
+    ids=["concurrency", "model", "interval", "baseline", "versions"],
 )
 def test_a_checkpoint_measured_another_way_is_refused_naming_what_differs(grid, tmp_path, change, words):
     checkpoint.write(tmp_path, _inputs(grid), [grid.results[grid.space.baseline]])

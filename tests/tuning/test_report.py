@@ -64,7 +64,7 @@ def repository(tmp_path):
 def test_the_winners_config_passes_repo_validate_in_the_model_folder(
     repository, tmp_path, run_cli, from_file
 ):
-    space = tuning_space.build(served_config(SMALL_SERVED), concurrency=(16,))
+    space = tuning_space.build(served_config(SMALL_SERVED), concurrency=(16,), allow_smaller_batch=True)
     base = None
     if from_file:
         base = triton_client.ModelConfig()
@@ -82,7 +82,7 @@ def test_the_winners_config_passes_repo_validate_in_the_model_folder(
 
 
 def test_tune_json_and_the_csv_hold_every_measurement_in_order(tmp_path):
-    space = tuning_space.build(served_config(), concurrency=(16,))
+    space = tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True)
     failed = Failure(Variant(16, True, 0, None, 4, "KIND_CPU"), "load", "out of memory")
     results = [
         _baseline(space),
@@ -107,7 +107,7 @@ def test_tune_json_and_the_csv_hold_every_measurement_in_order(tmp_path):
 
 
 def test_no_variant_within_the_budget_writes_no_config(tmp_path):
-    space = tuning_space.build(served_config(), concurrency=(16,))
+    space = tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True)
     outcome = tuning_report.write(_outcome(space, [_baseline(space, p99=90.0)]), tmp_path, space)
     assert outcome.winner is None and outcome.uplift is None
     assert not (tmp_path / "config.pbtxt").exists()
@@ -115,13 +115,13 @@ def test_no_variant_within_the_budget_writes_no_config(tmp_path):
 
 
 def test_a_baseline_over_budget_has_no_uplift_to_state(tmp_path):
-    space = tuning_space.build(served_config(), concurrency=(16,))
+    space = tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True)
     outcome = _outcome(space, [_baseline(space, p99=90.0), measured(WINNER, 300.0, 30.0)])
     assert outcome.winner is not None and outcome.uplift is None
     assert "the current config does not meet the budget" in outcome.describe()
 
 
 def test_a_winner_with_a_smaller_max_batch_size_says_what_clients_lose():
-    space = tuning_space.build(served_config(), concurrency=(16,))
+    space = tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True)
     outcome = _outcome(space, [_baseline(space), measured(WINNER, 300.0, 30.0)])
     assert any("max_batch_size 4 is below the current 16" in note for note in outcome.notes)

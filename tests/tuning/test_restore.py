@@ -128,14 +128,14 @@ def test_a_signal_mid_run_restores_the_original_config_and_exits_130(runtime, tm
     assert _served(runtime) == before
     # What was measured before the signal is in the checkpoint, and the message says how to go on.
     kept = json.loads((tmp_path / "out" / "checkpoint.json").read_text())["results"]
-    assert kept and kept[0]["baseline"] and "with --resume goes on from there" in output
+    assert kept and kept[0]["baseline"] and "--resume` goes on from there" in output
 
 
 def test_a_stopped_run_resumes_from_its_checkpoint_without_measuring_again(run_cli, runtime, tmp_path):
     out = tmp_path / "out"
     first = _tune(run_cli, runtime, out, "--p99-budget", "1000", "--max-measurements", "2")
     assert first.returncode == 0, first.stderr
-    assert "a larger --max-measurements and --resume" in first.stderr
+    assert "--max-measurements 4 --resume`" in first.stderr
     measured = json.loads((out / "tune.json").read_text())["results"]
 
     again = _tune(run_cli, runtime, out, "--p99-budget", "1000")

@@ -91,7 +91,7 @@ def test_the_recorded_grid_is_the_space_of_its_config(grid):
 
 
 def _space(**options):
-    return tuning_space.build(served_config(), concurrency=(16,), **options)
+    return tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True, **options)
 
 
 def _shaped(variant: Variant) -> tuple[float, float]:

@@ -45,7 +45,7 @@ def graph(first_dim: int) -> signatures.Signature:
     ids=["at-the-concurrency", "next-power-of-two", "capped"],
 )
 def test_batch_sizes_stop_where_batches_can_no_longer_fill(concurrency, sizes):
-    space = tuning_space.build(served_config(), concurrency=concurrency)
+    space = tuning_space.build(served_config(), concurrency=concurrency, allow_smaller_batch=True)
     assert space.batchable
     assert space.batch_sizes == sizes
 
@@ -59,30 +59,41 @@ def test_a_fixed_first_dim_allows_only_max_batch_size_0_and_instance_counts():
     assert [v.instances for v in variants] == [2, 4], "the baseline (1 instance) is measured as itself"
 
 
-def test_the_onnx_graph_decides_when_the_config_does_not_batch():
-    """A config written with max_batch_size 0 over a graph whose first dim is dynamic: batching is
-    allowed, and a batching variant leaves the batch dim out of every dims."""
+def test_a_config_that_does_not_batch_is_tuned_on_instances_only_whatever_the_graph_allows():
+    """max_batch_size 0 over a graph whose first dim is dynamic: that dim may be tokens or
+    detections, not a batch, so batching is never switched on (the batcher would join requests)."""
     config = served_config(UNBATCHED_BUT_DYNAMIC)
-    assert tuning_space.build(config, concurrency=(8,), signature=graph(1)).batchable is False
-    space = tuning_space.build(config, concurrency=(8,), signature=graph(-1))
-    assert space.batchable
-    override = space.override(Variant(8, True, 100))
-    assert override["max_batch_size"] == 8
-    assert override["input"][0]["dims"] == ["4"] and override["output"][0]["dims"] == ["2"]
-    assert space.original["input"][0]["dims"] == ["-1", "4"], "the original is not modified"
+    for signature in (graph(-1), graph(1), None):
+        space = tuning_space.build(config, concurrency=(8,), signature=signature)
+        assert not space.batchable
+        assert {v.max_batch_size for v in space.variants()} == {0}
 
 
-def test_without_a_graph_the_served_config_decides():
-    assert tuning_space.build(served_config(UNBATCHED_BUT_DYNAMIC), concurrency=(8,)).batchable
-    assert not tuning_space.build(served_config(FIXED_BATCH), concurrency=(8,)).batchable
+def test_a_batching_config_over_a_graph_with_a_fixed_first_dim_is_not_varied():
+    assert not tuning_space.build(served_config(), concurrency=(8,), signature=graph(1)).batchable
+    assert tuning_space.build(served_config(), concurrency=(8,), signature=graph(-1)).batchable
+    assert tuning_space.build(served_config(), concurrency=(8,)).batchable
+
+
+@pytest.mark.parametrize(
+    ("current", "concurrency", "sizes"),
+    [(16, (16,), (16,)), (8, (16,), (8, 16)), (64, (16,), (64,)), (4, (32,), (4, 8, 16, 32))],
+    ids=["at-the-current", "from-the-current-up", "current-above-the-cap", "small-current"],
+)
+def test_max_batch_size_never_goes_below_the_current_one_unless_allowed(current, concurrency, sizes):
+    """Below it, client requests that carry more items than the new maximum would be refused."""
+    config = served_config(MLP_SERVED.replace("max_batch_size: 16", f"max_batch_size: {current}"))
+    assert tuning_space.build(config, concurrency=concurrency).batch_sizes == sizes
+    allowed = tuning_space.build(config, concurrency=concurrency, allow_smaller_batch=True)
+    assert allowed.batch_sizes[0] == 2
 
 
 def test_the_order_is_fixed_and_each_variant_appears_once_without_the_baseline():
-    first = tuning_space.build(served_config(), concurrency=(16,)).variants()
-    again = tuning_space.build(served_config(), concurrency=(16,)).variants()
+    first = tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True).variants()
+    again = tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True).variants()
     assert first == again
     assert len(set(first)) == len(first)
-    space = tuning_space.build(served_config(), concurrency=(16,))
+    space = tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True)
     assert space.baseline == Variant(16, False, 0, None, 1, "KIND_CPU")
     assert space.baseline not in first
     # Per instance count: no dynamic batching, then batch 2 (4 delays), then 4, 8, 16 (4 delays,

@@ -172,7 +172,7 @@ def load_pinned(
         _pause(READY_POLL_S)
 
 
-def _wait_until_not_loading(client: triton_client.Client, model: str, deadline_s: float) -> None:
+def wait_until_not_loading(client: triton_client.Client, model: str, deadline_s: float) -> None:
     """Wait while the replica is loading `model` already (its agent converging it just before the
     lock was taken): two concurrent loads of one model are reported to load it twice (behaviour
     14). A load still running at the deadline is left to the widening load's own deadline."""
@@ -303,7 +303,7 @@ def widen_and_check(
         with connect(replica, key, timeout_s=deadline_s) as client:
             started = time.monotonic()
             try:
-                _wait_until_not_loading(client, model, deadline_s)
+                wait_until_not_loading(client, model, deadline_s)
                 if not reload and set(pin) <= set(client.ready_versions(model)):
                     # Already loaded (a retained version): the same pin again would be a reload.
                     detail = f"already serves {sorted(set(pin))}: no load needed"

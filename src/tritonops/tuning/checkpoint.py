@@ -6,8 +6,8 @@ Resuming is sound because a search is a pure function of its measure(variant) an
 (tuning/search.py): the resumed run walks the same way and is answered from the checkpoint until it
 reaches a variant not yet measured. A measurement is judged against the budget only afterwards, so
 a resumed run may change --p99-budget, --search or --max-measurements; what a measurement depends
-on may not change, and the checkpoint records it: the model, the config the server ran before
-(the baseline), the concurrency levels, perf_analyzer's settings and the GPU memory budget.
+on may not change, and the checkpoint records it: the model and its ready versions, the config the
+server ran before (the baseline), the concurrency levels, perf_analyzer's settings and the GPU memory budget.
 
 A run that finishes its search removes the checkpoint (tune.json holds the results); one stopped
 by --max-measurements keeps it, so a larger limit with --resume goes on from there.
@@ -38,11 +38,14 @@ class Inputs:
     original_config: dict[str, Any]
     concurrency: tuple[int, ...]
     settings: tuning_measure.Settings
+    # The versions the server had ready: a new version under a `latest` policy is another model.
+    versions: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         settings = self.settings
         return {
             "model": self.model,
+            "versions": list(self.versions),
             "concurrency": list(self.concurrency),
             "measurement_interval_ms": settings.interval_ms,
             "stability_percentage": settings.stability_percentage,
@@ -126,6 +129,12 @@ def by_variant(results: list[Result]) -> dict[Variant, Result]:
 
 
 def _check_same(found: Path, recorded: dict[str, Any], current: dict[str, Any]) -> None:
+    if recorded.get("versions") != current["versions"]:
+        raise errors.InputError(
+            f"{found}: recorded while the server had versions {_shown(recorded.get('versions'))} of "
+            f"{current['model']} ready, now {_shown(current['versions'])}: its measurements are another "
+            "model's; give another --out to start over"
+        )
     for name, flag in FLAGS.items():
         if recorded.get(name) != current[name]:
             raise errors.InputError(

@@ -184,12 +184,36 @@ class Measurer:
                     percentile=PERCENTILE,
                 )
             except errors.ToolError as error:
-                return Failure(variant, MEASURE, _short(str(error)), baseline)
+                return Failure(variant, MEASURE, _short(self._with_advice(str(error))), baseline)
             points.append(Point(concurrency, found.throughput, found.p50_us / 1000, found.p99_us / 1000))
+        changed = self._served_otherwise(variant)
+        if changed:
+            return Failure(variant, MEASURE, changed, baseline)
         return judge_gpu_memory(
             Measurement(variant, tuple(points), baseline),
             self._gpu_samples(),
             self.settings.gpu_memory_budget,
+        )
+
+    def _with_advice(self, reason: str) -> str:
+        if "no stable measurement" not in reason:
+            return reason
+        settings = self.settings
+        return (
+            f"{reason}; raise --measurement-interval (now {settings.interval_ms} ms) or "
+            f"--stability-percentage (now {settings.stability_percentage})"
+        )
+
+    def _served_otherwise(self, variant: tuning_space.Variant) -> str | None:
+        """Why the figures cannot be this variant's: the server reports another config now (a
+        restart drops an override, its agent or someone else loaded the model). None when it
+        still serves the variant."""
+        served = tuning_space.baseline_of(self.client.model_config(self.space.model))
+        if served.key() == variant.key():
+            return None
+        return (
+            f"the server reports another config after the measurement ({served.label()}): a restart, "
+            "its agent or another load replaced the variant, so the figures are not counted"
         )
 
     def _gpu_samples(self) -> triton_client.Samples | None:
@@ -268,6 +292,6 @@ def concurrency_levels(text: str) -> tuple[int, ...]:
     return (*levels, high)
 
 
-def _short(text: str, limit: int = 400) -> str:
+def _short(text: str, limit: int = 600) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 3] + "..."

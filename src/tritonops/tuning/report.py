@@ -85,6 +85,11 @@ class Outcome:
         after = best.throughput_within(self.budget_ms)
         return after / before if before and after else None
 
+    @property
+    def within_noise(self) -> bool:
+        """The winner gains less over the current config than a search counts as a gain."""
+        return self.uplift is not None and self.uplift < 1 + tuning_search.MIN_GAIN
+
     def as_dict(self) -> dict[str, Any]:
         best, closest, baseline = self.search.best, self.search.closest, self.search.baseline
         return {
@@ -121,6 +126,8 @@ class Outcome:
             lines.append(f"  best within p99 <= {budget:g} ms: {_line(best, budget)}")
             if self.uplift is not None:
                 lines.append(f"  uplift over the current config at the same budget: {self.uplift:.2f}x")
+            elif isinstance(search.baseline, Failure):
+                lines.append("  uplift: none to state (the current config could not be measured)")
             else:
                 lines.append("  uplift: none to state (the current config does not meet the budget)")
         lines += [f"  note: {note}" for note in self.notes]
@@ -133,10 +140,15 @@ class Outcome:
             lines.append("  the server runs its original config again")
         for name, path in self.files.items():
             lines.append(f"  {name}: {path}")
-        if WINNER_FILE in self.files and not (best is not None and best.baseline):
+        if self.within_noise:
+            lines.append(
+                f"  the winner is within measurement noise of the current config (x{self.uplift:.2f}, "
+                f"under {tuning_search.MIN_GAIN:.0%} more): not worth a promotion"
+            )
+        elif WINNER_FILE in self.files and not (best is not None and best.baseline):
             lines.append(
                 f"  apply it on every replica (verified, committed, undone by `tritonops rollback "
-                f"{shlex.quote(self.model)}`): {promote_command(self.model, self.files[WINNER_FILE])}"
+                f"{shlex.quote(self.model)}`): `{promote_command(self.model, self.files[WINNER_FILE])}`"
             )
         return "\n".join(lines)
 
@@ -165,12 +177,19 @@ def notes_for(search: tuning_search.Search, space: tuning_space.Space) -> tuple[
     if best is not None and 0 < best.variant.max_batch_size < space.baseline.max_batch_size:
         notes.append(
             f"the winner's max_batch_size {best.variant.max_batch_size} is below the current "
-            f"{space.baseline.max_batch_size}: requests carrying more items than that would be refused "
-            "(perf_analyzer sends one item per request)"
+            f"{space.baseline.max_batch_size} (--allow-smaller-batch): requests carrying more items than "
+            "that would be refused, so promote it with --allow-smaller-batch only if no client sends more"
         )
     if best is not None and best.baseline:
         notes.append("the current config is the best measured: config.pbtxt is the current config")
     return tuple(notes)
+
+
+def remove_outputs(out_dir: Path) -> None:
+    """What an earlier run wrote into `out_dir`, so that no file there outlives the run it came
+    from (a winner's config.pbtxt beside a tune.json that names none)."""
+    for name in (JSON_FILE, CSV_FILE, CONFIG_FILE, tuning_plot.PLOT_FILE):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def write(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from tritonops import errors
+from tritonops.promotion import lock as promotion_lock
 from tritonops.repository import configs, signatures
 from tritonops.repository.findings import FindingSink
 from tritonops.runtime import control
@@ -67,6 +69,10 @@ class Request:
     kinds: tuple[str, ...] | None = None
     # Continue the run whose checkpoint is in out_dir (tuning/checkpoint.py).
     resume: bool = False
+    # Try max_batch_size below the current one (every client sends smaller batches).
+    allow_smaller_batch: bool = False
+    # The command line as given (`tune MODEL ...`), for the resume hints; empty from the API.
+    command: tuple[str, ...] = ()
 
 
 def local_target(
@@ -103,6 +109,7 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
     BudgetNotMet when no variant met the budget (results written, original restored),
     RestoreFailed when the original could not be loaded back."""
     _check_request(request)
+    _refuse_during_a_promotion(target.repository)
     settings = request.settings or tuning_measure.Settings(request.concurrency)
     with triton_client.Client(
         target.http_address,
@@ -118,6 +125,7 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
             signature=signature,
             max_instances=request.max_instances,
             kinds=request.kinds,
+            allow_smaller_batch=request.allow_smaller_batch,
         )
         if not settings.shapes:
             settings = dataclasses.replace(settings, shapes=tuning_measure.shapes_for(config))
@@ -129,8 +137,10 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
             json_format.MessageToDict(config, preserving_proto_field_name=True),
             request.concurrency,
             settings,
+            tuple(client.ready_versions(request.model)),
         )
         recorded = _recorded(request, inputs, say)
+        tuning_report.remove_outputs(request.out_dir)
         if tuning_space.KIND_GPU in space.kinds and settings.metrics_url is None:
             say(
                 "note: GPU instances are tried but GPU memory is not checked: give --metrics "
@@ -176,8 +186,8 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
                 _write(request, target, space, partial, planned, session, base_config)
             if isinstance(error, KeyboardInterrupt):
                 kept = (
-                    f"; {len(seen)} measurement(s) in {request.out_dir}: the same command with --resume "
-                    "goes on from there"
+                    f"; {len(seen)} measurement(s) in {request.out_dir}: {resume_hint(request)} goes on "
+                    "from there"
                     if seen
                     else ""
                 )
@@ -185,15 +195,40 @@ def tune(request: Request, target: Target, *, say: Say) -> tuning_report.Outcome
             raise
     outcome = _write(request, target, space, found, planned, session, base_config)
     if found.limited:
+        larger = 2 * (request.max_measurements or 1)
         say(
-            f"stopped at --max-measurements {request.max_measurements}; to go on from here: the same "
-            f"command with a larger --max-measurements and --resume ({tuning_checkpoint.path(request.out_dir)})"
+            f"stopped at --max-measurements {request.max_measurements}; to go on from here (what "
+            f"{tuning_checkpoint.path(request.out_dir)} holds is not measured again): "
+            f"{resume_hint(request, max_measurements=larger)}"
         )
     else:
         tuning_checkpoint.remove(request.out_dir)
     if found.best is None:
         raise errors.BudgetNotMet(_not_met(found, request, outcome))
     return outcome
+
+
+def resume_hint(request: Request, *, max_measurements: int | None = None) -> str:
+    """The command that continues this run: the one given, with --resume (and a new limit)."""
+    if not request.command:
+        return "the same command with --resume" + (
+            f" and --max-measurements {max_measurements}" if max_measurements else ""
+        )
+    words: list[str] = []
+    skip = False
+    for word in request.command:
+        if skip:
+            skip = False
+            continue
+        if max_measurements and word == "--max-measurements":
+            skip = True
+            continue
+        if word == "--resume" or (max_measurements and word.startswith("--max-measurements=")):
+            continue
+        words.append(word)
+    if max_measurements:
+        words += ["--max-measurements", str(max_measurements)]
+    return f"`{shlex.join(['tritonops', *words, '--resume'])}`"
 
 
 def _check_request(request: Request) -> None:
@@ -215,6 +250,19 @@ def _check_request(request: Request) -> None:
         raise errors.InputError(
             f"--out {out}: cannot create it under {parent} ({error.strerror or error})"
         ) from None
+
+
+def _refuse_during_a_promotion(repository: Path | None) -> None:
+    """A promotion holding the repository's lock loads this model too: its loads and tune's would
+    replace each other's configs, and tune's restore would undo a config it commits."""
+    if repository is None:
+        return
+    held = promotion_lock.inspect(Path(repository))
+    if held is not None:
+        raise errors.InputError(
+            f"{held.describe()}: a promotion is running on this repository; tune once it is done "
+            "(a stale lock: `tritonops unlock`)"
+        )
 
 
 def _from_repository(repository: Path | None, model: str, client: triton_client.Client) -> tuple[Any, Any]:

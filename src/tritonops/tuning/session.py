@@ -27,12 +27,15 @@ from typing import Any
 from google.protobuf import json_format
 
 from tritonops import errors
+from tritonops.promotion import fleet
 from tritonops.triton import client as triton_client
 from tritonops.triton import perf_analyzer
 
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long a variant's load (and the restore's) may take: a GPU model with warmup can take minutes.
+LOAD_TIMEOUT_S = 300.0
 ORIGINAL_FILE = "original-config.json"
 RESTORE_REQUEST_FILE = "restore-request.json"
 
@@ -112,7 +115,7 @@ class Session:
         """Load `config` as the model's override; a signal waits until the load has answered."""
         self.changed = True
         with self._hold_signals():
-            self.client.load(self.model, config=config)
+            self.client.load(self.model, config=config, timeout_s=LOAD_TIMEOUT_S)
 
     def restore(self) -> None:
         """Load the original config back (if anything was loaded) and check what is served."""
@@ -120,7 +123,10 @@ class Session:
             self.differs = []
             return
         try:
-            self.client.load(self.model, config=self.original_json)
+            # A variant's load that timed out may still run on the server: a restore load beside it
+            # would load the model twice (behaviour 14).
+            fleet.wait_until_not_loading(self.client, self.model, LOAD_TIMEOUT_S)
+            self.client.load(self.model, config=self.original_json, timeout_s=LOAD_TIMEOUT_S)
             served = self.client.model_config(self.model)
         except errors.TritonOpsError as error:
             raise errors.RestoreFailed(

@@ -51,6 +51,17 @@ class Variant:
     instances: int = 1
     kind: str = KIND_CPU
 
+    def key(self) -> tuple[int, bool, int, int, str]:
+        """What a served config must match to be this variant (the preferred batch size aside:
+        Triton fills it in, and the variant's label says which one was asked for)."""
+        return (
+            self.max_batch_size,
+            self.dynamic_batching,
+            self.queue_delay_us if self.dynamic_batching else 0,
+            self.instances,
+            self.kind,
+        )
+
     def label(self) -> str:
         """`batch 16, dynamic (delay 100 us, preferred 8), 2 x CPU`: what progress lines show."""
         if self.max_batch_size == 0:
@@ -129,7 +140,7 @@ class Space:
         config = copy.deepcopy(self.original)
         if variant == self.baseline:
             return config
-        _set_batch_size(config, variant.max_batch_size)
+        config["max_batch_size"] = variant.max_batch_size
         if variant.dynamic_batching:
             # Other dynamic-batching settings of the original (priorities, ordering) are kept.
             batching = dict(config.get("dynamic_batching") or {})
@@ -185,9 +196,14 @@ def build(
     max_instances: int = DEFAULT_MAX_INSTANCES,
     kinds: Sequence[str] | None = None,
     queue_delays_us: Sequence[int] = QUEUE_DELAYS_US,
+    allow_smaller_batch: bool = False,
 ) -> Space:
     """The space of a model from the config the server runs (a ModelConfig) and, when the model
-    file is at hand, its ONNX graph's signature; `concurrency` are the levels that will be measured."""
+    file is at hand, its ONNX graph's signature; `concurrency` are the levels that will be measured.
+
+    max_batch_size is also the largest batch a client request may carry: below the current one,
+    requests that work now would be refused (HTTP 400), so the space starts at the current one
+    unless `allow_smaller_batch` (every client sends smaller batches, e.g. one item each)."""
     name = str(config.name)
     for field in UNSUPPORTED_SCHEDULING:
         if config.HasField(field):
@@ -205,6 +221,9 @@ def build(
     while cap < max(concurrency) and cap < MAX_BATCH_CAP:
         cap *= 2
     sizes = tuple(2**power for power in range(1, cap.bit_length()) if 2**power <= cap) or (cap,)
+    if not allow_smaller_batch and batchable:
+        floor = int(config.max_batch_size)
+        sizes = tuple(size for size in sizes if size >= floor) or (floor,)
     doubling = {2**power for power in range(max_instances.bit_length()) if 2**power <= max_instances}
     counts = tuple(sorted({*doubling, max_instances}))
     return Space(
@@ -247,26 +266,13 @@ def baseline_of(config: Any) -> Variant:
 
 
 def _batchable(config: Any, signature: signatures.Signature | None) -> bool:
-    """Whether the model can batch: from its ONNX graph when known (every input and output has a
-    dynamic first dim), else from the config (max_batch_size > 0, or every dims starts with -1)."""
+    """Whether tune may vary batching: the config batches (max_batch_size > 0) and, when the ONNX
+    graph is at hand, every input and output has a dynamic first dim. A config written with
+    max_batch_size 0 is never switched to batching: a dynamic first dim is not always a batch dim
+    (tokens, detections), and the dynamic batcher would join requests along it."""
+    if config.max_batch_size <= 0:
+        return False
     if signature is not None:
         tensors = (*signature.inputs, *signature.outputs)
         return bool(tensors) and all(t.dims and t.dims[0] == -1 for t in tensors)
-    if config.max_batch_size > 0:
-        return True
-    configured = [*config.input, *config.output]
-    return bool(configured) and all(list(t.dims)[:1] == [-1] for t in configured)
-
-
-def _set_batch_size(config: dict[str, Any], max_batch_size: int) -> None:
-    """Set max_batch_size; when batching is switched on for a config written without it, the
-    leading -1 of each dims (and reshape) is the batch dim, which a batching config leaves out."""
-    before = int(config.get("max_batch_size", 0))
-    config["max_batch_size"] = max_batch_size
-    if before == 0 and max_batch_size > 0:
-        for key in ("input", "output"):
-            for tensor in config.get(key, []):
-                tensor["dims"] = tensor.get("dims", [])[1:]
-                reshape = tensor.get("reshape")
-                if reshape and [str(d) for d in reshape.get("shape", [])][:1] == ["-1"]:
-                    reshape["shape"] = reshape["shape"][1:]
+    return True
