@@ -497,7 +497,7 @@ class ConfigSeen(NamedTuple):
 
     key: str
     at: float  # monotonic
-    differs: tuple = ()  # the top-level fields that differ; () when it serves the committed config
+    differs: tuple = ()  # the paths that differ (config_differences); () when it serves the committed config
     stuck: bool = False  # a load of the committed config of our own still left them different
 
 
