@@ -206,16 +206,63 @@ def test_the_metrics_page_reads_back_with_the_project_parser(agent):
 # --- the sync against a fake Triton, on an injected clock ---------------------------------------
 
 
+def as_triton_serves(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` (protobuf JSON, as a record holds it) the way Triton 2.51 reports it from
+    /v2/models/NAME/config (seen on the server): int64 fields as numbers, and what it fills in
+    itself (backend, runtime, instance group names, dynamic batching and optimization defaults)."""
+
+    def numbers(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {inner: numbers(item, inner) for inner, item in value.items()}
+        if isinstance(value, list):
+            return [numbers(item, key) for item in value]
+        if isinstance(value, str) and key in ("dims", "versions", "max_queue_delay_microseconds"):
+            return int(value)
+        return value
+
+    served = numbers(config)
+    served.setdefault("backend", "onnxruntime")
+    served.setdefault("runtime", "model.py")
+    served.setdefault("batch_input", [])
+    served.setdefault(
+        "optimization", {"priority": "PRIORITY_DEFAULT", "input_pinned_memory": {"enable": True}}
+    )
+    served["instance_group"] = [
+        {"name": f"{config['name']}_{position}", "gpus": [], "passive": False, **group}
+        for position, group in enumerate(served.get("instance_group", [{"count": 1, "kind": "KIND_CPU"}]))
+    ]
+    if "dynamic_batching" in served:
+        served["dynamic_batching"] = {
+            "preferred_batch_size": [served.get("max_batch_size", 0)],
+            "preserve_ordering": False,
+            "priority_levels": 0,
+            **served["dynamic_batching"],
+        }
+    for tensor in served.get("input", []):
+        tensor.setdefault("format", "FORMAT_NONE")
+        tensor.setdefault("is_shape_tensor", False)
+    return served
+
+
 class FakeTriton:
     """A fake of the agent's loopback client of Triton's HTTP API (tests/runtime/test_agent.py runs
     the agent against the real one): the repository index lists `served` as READY, a load serves
-    exactly the pin its config override says (or raises `failure` for a model in `broken`), and
-    every call is recorded. Clearing `gate` holds loads open."""
+    exactly the pin its config override says and that config (or raises `failure` for a model in
+    `broken`), the config of a model is the one it serves as Triton reports it (`configs`, by
+    default what the record commits), and every call is recorded. Clearing `gate` holds loads
+    open."""
 
-    def __init__(self, served: dict[str, set[int]], failure: type[Exception], broken: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        served: dict[str, set[int]],
+        failure: type[Exception],
+        broken: tuple[str, ...] = (),
+        configs: dict[str, dict[str, Any]] | None = None,
+    ):
         self.served = {model: set(versions) for model, versions in served.items()}
         self.failure = failure
         self.broken = broken
+        self.configs = dict(configs or {})
         self.calls: list[tuple[Any, ...]] = []
         self.gate = threading.Event()
         self.gate.set()
@@ -235,6 +282,13 @@ class FakeTriton:
                 for version in sorted(self.served[model])
             ]
 
+    def config(self, model: str, timeout: float) -> dict[str, Any]:
+        with self._guard:
+            self.calls.append(("config", model))
+            if self.index_fails or model not in self.configs:
+                raise OSError(f"{model} config: HTTP 400: fake")
+            return as_triton_serves(self.configs[model])
+
     def load(self, model: str, config: dict[str, Any] | None, timeout: float) -> None:
         assert config is not None, "every committed record here carries its config"
         pin = sorted(int(v) for v in config["version_policy"]["specific"]["versions"])
@@ -248,12 +302,17 @@ class FakeTriton:
                 raise self.failure("HTTP 400: failed to load (fake)")
             with self._guard:
                 self.served[model] = set(pin)
+                self.configs[model] = config
         finally:
             with self._guard:
                 self.in_flight -= 1
 
     def loads(self) -> list[tuple[str, list[int]]]:
         return [(call[1], call[2]) for call in self.calls if call[0] == "load"]
+
+    def asked(self, what: str) -> list[str]:
+        """The models of every `what` call ("config", "load")."""
+        return [call[1] for call in self.calls if call[0] == what]
 
 
 @pytest.fixture
@@ -280,7 +339,10 @@ def _watcher(agent, repository: Path, served: dict[str, set[int]], *args: str, b
         [f"--repository={repository}", f"--committed-state={repository / 'current.json'}", *args]
     )
     watcher = agent.Agent(options, agent.Metrics())
-    watcher.triton = fake = FakeTriton(served, agent.LoadFailed, broken)
+    # Triton serves what config.pbtxt says, which the record commits.
+    records = json.loads((repository / "current.json").read_text())["models"]
+    configs = {model: records[model]["config"] for model in served if model in records}
+    watcher.triton = fake = FakeTriton(served, agent.LoadFailed, broken, configs)
     return watcher, fake
 
 
@@ -407,7 +469,8 @@ def test_a_load_within_the_grace_keeps_the_uncommitted_version_in_its_pin(agent,
     clock[0] += agent.NARROW_AFTER_S + 1
     _sync(watcher)
     assert triton.loads()[1:] == [("linear", [1])]
-    assert triton.calls[-2][3] == {**record}, "past the grace the record's config goes as it is"
+    last_load = [call for call in triton.calls if call[0] == "load"][-1]
+    assert last_load[3] == {**record}, "past the grace the record's config goes as it is"
 
 
 def test_with_no_grace_a_served_version_that_is_not_committed_is_narrowed_at_once(
@@ -460,7 +523,9 @@ def test_a_sync_asks_triton_one_thing_whatever_the_number_of_models(agent, repos
         while not triton.loads() and time.monotonic() < deadline:
             time.sleep(0.01)  # the load runs in its own thread: wait until it reached Triton
         assert triton.calls[0] == ("index",)
-        assert [call[:3] for call in triton.calls[1:]] == [("load", "model-07", [1])]
+        # At start-up only, the served config of each model that serves its committed versions.
+        assert triton.asked("config") == sorted(name for name in served if name != "model-07")
+        assert [call[:3] for call in triton.calls if call[0] != "config"][1:] == [("load", "model-07", [1])]
 
         def ready(model: str) -> float | None:
             return watcher.metrics.value(
@@ -472,3 +537,151 @@ def test_a_sync_asks_triton_one_thing_whatever_the_number_of_models(agent, repos
     finally:
         triton.gate.set()
         _loads_ended(watcher)
+    triton.calls.clear()
+    for _ in range(3):
+        clock[0] += 5
+        _sync(watcher)
+    assert triton.calls == [("index",)] * 3, "a converged pod costs one call per sync"
+
+
+# --- the served config against the committed one -----------------------------------------------
+
+# What Triton 2.51 answered on /v2/models/linear/config for the sample's linear model loaded with
+# its record's config as the override (captured here): numbers as numbers, its own fields filled in.
+SERVED_LINEAR = json.loads((ROOT / "tests" / "resources" / "triton-2.51-linear-config.json").read_text())
+LINEAR_PBTXT = (example_repository.DEFAULT_OUTPUT / "linear" / "config.pbtxt").read_bytes()
+
+
+def _committed_linear(**changes: Any) -> dict[str, Any]:
+    """The sample linear model's config as a record holds it (int64 as strings), with `changes`."""
+    return {**committing.config_json(LINEAR_PBTXT), **changes}
+
+
+CONFIG_CASES = {
+    "the-same-config": (_committed_linear(), []),
+    "another-pin-is-not-compared": (
+        _committed_linear(version_policy={"specific": {"versions": ["1", "2"]}}),
+        [],
+    ),
+    "kind-auto-serves-as-the-kind-triton-picked": (
+        _committed_linear(instance_group=[{"count": 1, "kind": "KIND_AUTO"}]),
+        [],
+    ),
+    "max-batch-size": (_committed_linear(max_batch_size=4), ["max_batch_size"]),
+    "a-queue-delay-as-int64-string": (
+        _committed_linear(dynamic_batching={"max_queue_delay_microseconds": "500"}),
+        ["dynamic_batching.max_queue_delay_microseconds"],
+    ),
+    "preferred-batch-sizes": (
+        _committed_linear(
+            dynamic_batching={"max_queue_delay_microseconds": "100", "preferred_batch_size": [2, 4]}
+        ),
+        ["dynamic_batching.preferred_batch_size"],
+    ),
+    "instance-count": (
+        _committed_linear(instance_group=[{"count": 2, "kind": "KIND_CPU"}]),
+        ["instance_group[0].count"],
+    ),
+    "a-second-instance-group": (
+        _committed_linear(
+            instance_group=[{"count": 1, "kind": "KIND_CPU"}, {"count": 1, "kind": "KIND_CPU"}]
+        ),
+        ["instance_group"],
+    ),
+    "a-field-triton-does-not-serve": (
+        _committed_linear(sequence_batching={"max_sequence_idle_microseconds": "5000"}),
+        ["sequence_batching"],
+    ),
+    "a-flag-turned-off": (
+        _committed_linear(optimization={"input_pinned_memory": {"enable": False}}),
+        ["optimization.input_pinned_memory.enable"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_CASES), ids=list(CONFIG_CASES))
+def test_the_served_config_differs_only_where_the_record_sets_another_value(agent, case):
+    committed, differences = CONFIG_CASES[case]
+    assert agent.committed_state.config_differences(committed, SERVED_LINEAR) == differences
+
+
+def test_without_dynamic_batching_served_a_record_that_enables_it_differs(agent):
+    served = {key: value for key, value in SERVED_LINEAR.items() if key != "dynamic_batching"}
+    assert agent.committed_state.config_differences(_committed_linear(), served) == ["dynamic_batching"]
+    # Numbers compare as numbers, whether the record writes them as int64 strings or not.
+    assert (
+        agent.committed_state.config_differences(
+            {"max_batch_size": "8", "dims": [4.0]}, {"max_batch_size": 8, "dims": [4]}
+        )
+        == []
+    )
+    assert agent.committed_state.differing_fields(["instance_group[0].count", "dynamic_batching.x"]) == [
+        "dynamic_batching",
+        "instance_group",
+    ]
+
+
+def _change_config(repository: Path, model: str, old: str, new: str) -> None:
+    """A config change of the committed version, as `tritonops promote --config` commits it."""
+    path = repository / model / "config.pbtxt"
+    path.write_text(path.read_text().replace(old, new))
+    committing.commit(repository, model, 1)
+
+
+def test_a_replica_serving_another_config_is_loaded_once_with_the_committed_one(
+    agent, repository, clock, capsys
+):
+    watcher, triton = _watcher(agent, repository, {"linear": {1}, "mlp": {1}})
+    _sync(watcher)
+    assert triton.asked("config") == ["linear", "mlp"] and triton.loads() == [], "start-up: checked once"
+    # A config promotion that did not reach this replica: same version, a new config committed.
+    _change_config(repository, "linear", "max_batch_size: 8", "max_batch_size: 4")
+    clock[0] += 5
+    watcher.sync()
+    assert _drift(agent, watcher) == 1, "drift while it serves another config"
+    _loads_ended(watcher)
+    ((model, pin, config),) = [call[1:] for call in triton.calls if call[0] == "load"]
+    record = json.loads((repository / "current.json").read_text())["models"]["linear"]["config"]
+    assert (model, pin, config) == ("linear", [1], record) and record["max_batch_size"] == 4
+    said = _said(capsys)
+    assert any(
+        line.startswith(
+            "linear: serves its committed versions [1] with a config that differs from the "
+            "committed one in max_batch_size"
+        )
+        for line in said
+    ), said
+    assert any(
+        "load the committed config (the served one differs in max_batch_size)" in line for line in said
+    )
+    # Converged: no drift, and the next syncs neither load nor fetch a config again.
+    calls = len(triton.calls)
+    for _ in range(5):
+        clock[0] += 5
+        _sync(watcher)
+    assert _drift(agent, watcher) == 0
+    assert triton.calls[calls:] == [("index",)] * 5
+    loads = watcher.metrics.value("tritonops_agent_loads_total", agent._labels(model="linear", outcome="ok"))
+    assert loads == 1
+
+
+def test_a_config_triton_serves_otherwise_after_our_own_load_is_not_loaded_again(
+    agent, repository, clock, capsys
+):
+    # A Triton that rewrites a field the record sets: loading again would change nothing.
+    watcher, triton = _watcher(agent, repository, {"linear": {1}, "mlp": {1}})
+    triton.configs["linear"] = {**triton.configs["linear"], "max_batch_size": "2"}
+    load = triton.load
+
+    def rewriting(model: str, config: dict[str, Any] | None, timeout: float) -> None:
+        load(model, config, timeout)
+        triton.configs[model] = {**triton.configs[model], "max_batch_size": "2"}
+
+    triton.load = rewriting  # type: ignore[method-assign]
+    for _ in range(15):  # past CONFIG_RECHECK_S: the served config is fetched again, not loaded
+        _sync(watcher)
+        clock[0] += 60
+    assert triton.loads() == [("linear", [1])]
+    assert triton.asked("config").count("linear") == 3, "at start-up, after the load, and once rechecked"
+    assert _drift(agent, watcher) == 1, "it is not the committed config, as far as the agent can tell"
+    assert any("not loading it again until the record changes" in line for line in _said(capsys))

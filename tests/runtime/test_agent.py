@@ -5,7 +5,8 @@ treated as absent and reported; a widened pin whose lock it cannot see keeps ser
 grace before it is narrowed, and a load it makes meanwhile keeps it; a version that fails to load is counted and backed off while the
 served version keeps serving; a failed candidate the promotion tool loaded is counted once; a
 Triton that lost (or never had) a committed model gets it back. Its metrics page is read with the
-project's Prometheus text parser. A stalled repository never blocks it."""
+project's Prometheus text parser. A config committed for the version it serves (a config promotion
+that did not reach it) is loaded once, and left alone after. A stalled repository never blocks it."""
 
 from __future__ import annotations
 
@@ -291,6 +292,41 @@ def test_a_committed_model_unloaded_by_hand_is_loaded_again(replica):
     with replica.client() as client:
         client.unload("linear")
     eventually(lambda: replica.served() == {1}, 60, "linear 1 served again")
+
+
+def test_a_config_committed_for_the_served_version_reaches_a_replica_the_promotion_missed(replica):
+    replica.settle(1)
+    path = replica.repository / "linear" / "config.pbtxt"
+    settled = path.read_text(encoding="utf-8")
+
+    def served() -> tuple[int, int]:
+        with replica.client() as client:
+            config = client.model_config("linear")
+        return config.max_batch_size, config.dynamic_batching.max_queue_delay_microseconds
+
+    assert served() == (8, 100)
+    loads = replica.metric("tritonops_agent_loads_total", model="linear", outcome="ok")
+    # What `tritonops promote linear --config` commits, without loading it on this replica.
+    changed = settled.replace("max_batch_size: 8", "max_batch_size: 4").replace(
+        "max_queue_delay_microseconds: 100", "max_queue_delay_microseconds: 500"
+    )
+    committing.write_atomically(path, changed.encode())
+    committing.commit(replica.repository, "linear", 1)
+    try:
+        eventually(lambda: served() == (4, 500), 60, "the committed config served")
+        eventually(lambda: replica.metric("tritonops_model_drift", model="linear") == 0, 30, "no drift")
+        assert (
+            "linear: serves its committed versions [1] with a config that differs from the committed one "
+            "in dynamic_batching, max_batch_size"
+        ) in replica.log()
+        # Triton's answer after the load compares equal: the next syncs leave it alone.
+        replica.syncs(6)
+        assert replica.metric("tritonops_agent_loads_total", model="linear", outcome="ok") == loads + 1
+        assert replica.log().count("load the committed config (the served one differs in") == 1
+    finally:
+        committing.write_atomically(path, settled.encode())
+        committing.commit(replica.repository, "linear", 1)
+        eventually(lambda: served() == (8, 100), 60, "the sample's config served again")
 
 
 @pytest.fixture

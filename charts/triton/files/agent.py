@@ -21,8 +21,9 @@ talks to its own Triton over loopback. Every `--interval` seconds it:
    version plus the retained ones;
 3. reads Triton's repository index: the state of every version Triton has seen (READY is what
    serves; the readiness of every committed version comes from it, so a sync makes one call to
-   Triton whatever the number of models, and ends within two read timeouts plus CALL_TIMEOUT_S),
-   and why one is UNAVAILABLE;
+   Triton whatever the number of models, and ends within two read timeouts plus CALL_TIMEOUT_S,
+   plus one more for the config fetches of 5. below when some are due), and why one is
+   UNAVAILABLE;
 4. unless a live promotion lock exists, converges: committed versions that are not ready are
    loaded at once, and served versions that are not committed are narrowed away once they have
    been served and uncommitted for `--narrow-after` seconds (see below), in one load that sends
@@ -31,7 +32,21 @@ talks to its own Triton over loopback. Every `--interval` seconds it:
    tests/triton/test_config_override.py), so a load always says the config it means; a
    hand-written record without `config` gets a plain load (Triton then reads config.pbtxt,
    unless an earlier override sticks: then the agent says so and backs off), which waits while
-   the grace keeps a version: a plain load cannot say a pin.
+   the grace keeps a version: a plain load cannot say a pin;
+5. and a model that serves its committed versions with another config than the record's `config`
+   (a `tritonops promote --config` that did not reach this pod) gets the same load, under the same
+   lock, backoff and turns, counted in the same metrics and reported as drift while it lasts.
+
+Comparing configs (committed_state.config_differences): every field the record's config sets must
+be served with the same value (recursively, lists element by element, int64 strings equal to
+numbers); what it leaves out is Triton's to fill in, `version_policy` is compared by the versions
+served, and KIND_AUTO serves as the kind Triton picked. Fetching a config is one call per model, so
+the agent does it only when it cannot know: at start-up, when the record's config changed, after a
+live lock (a promotion loads configs) or an unanswered index (Triton may have restarted), and every
+CONFIG_RECHECK_S (a load by hand); after its own loads, which tell whether the load brought the
+committed config. A config still different after the agent's own load of it (Triton rewrites a field
+the record sets) is reported as drift and a failed load, and not loaded again until the record
+changes: never a reload loop.
 
 Why narrowing waits: a promotion widens every replica's pin to committed + candidate while it holds
 the lock, and an agent that does not see the lock takes the candidate for drift. On NFS it may not
@@ -102,6 +117,12 @@ UNLOADED = "unloaded"
 OUTCOMES = ("ok", "failed", "timeout")
 # Seconds for the one call a sync makes to Triton (the repository index): it answers in milliseconds.
 CALL_TIMEOUT_S = 5.0
+# Seconds after which a served config that compared equal is fetched again although the record did
+# not change: what only a fetch can show (a load by hand, a Triton restart between two syncs) costs
+# one call per model every this long.
+CONFIG_RECHECK_S = 600.0
+# How a load that Triton took but that left the served config different from the record's is told.
+STILL_DIFFERS = "Triton answered 200 but serves a config that differs from the committed one"
 # Syncs a loop may miss before /healthz says the agent is stuck.
 HEALTHY_SYNCS = 6
 HEALTHY_MIN_S = 60.0
@@ -267,6 +288,16 @@ class Triton:
         entries = json.loads(body or b"[]")
         return [entry for entry in entries if isinstance(entry, dict)]
 
+    def config(self, model: str, timeout: float) -> dict[str, Any]:
+        """The config Triton runs `model` with (its JSON: numbers as numbers, its own defaults filled)."""
+        status, body = self._call("GET", f"/v2/models/{model}/config", None, timeout)
+        if status != 200:
+            raise OSError(f"{model} config: HTTP {status}: {_error_text(body)}")
+        config = json.loads(body or b"{}")
+        if not isinstance(config, dict):
+            raise ValueError(f"{model} config: not a JSON object")
+        return config
+
     def load(self, model: str, config: dict[str, Any] | None, timeout: float) -> None:
         body: dict[str, Any] = {}
         if config is not None:
@@ -310,7 +341,8 @@ METRICS = {
     ),
     "tritonops_model_drift": (
         "gauge",
-        "1 when the versions served differ from the committed pin (the committed version plus retained ones).",
+        "1 when the versions served differ from the committed pin (the committed version plus retained ones), "
+        "or the config served from the committed one.",
     ),
     "tritonops_model_load_failures_total": (
         "counter",
@@ -460,6 +492,61 @@ class Grace:
         return max(0.0, self._since.get(key, now) + self.seconds - now)
 
 
+class ConfigSeen(NamedTuple):
+    """What the agent last saw of one model's served config, against the record's config `key`."""
+
+    key: str
+    at: float  # monotonic
+    differs: tuple = ()  # the paths that differ (config_differences); () when it serves the committed config
+    stuck: bool = False  # a load of the committed config of our own still left them different
+
+
+def config_key(record: Any) -> str | None:
+    """What identifies the config a record commits (None: it has none, nothing to compare)."""
+    if not isinstance(record.config, dict):
+        return None
+    return json.dumps(record.config, sort_keys=True)
+
+
+class Configs:
+    """Per model, the served config as last compared with the record's: a fetch is due only when
+    the record's config changed since, at start-up, after a live lock or an unanswered index
+    (a promotion or a restart may have loaded another one), or CONFIG_RECHECK_S after the last
+    one. Used by the sync thread and the load threads."""
+
+    def __init__(self, recheck_s: float = CONFIG_RECHECK_S) -> None:
+        self.recheck_s = recheck_s
+        self._seen: dict[str, ConfigSeen] = {}
+        self._guard = threading.Lock()
+
+    def due(self, name: str, key: str, now: float) -> bool:
+        with self._guard:
+            seen = self._seen.get(name)
+        return seen is None or seen.key != key or now - seen.at >= self.recheck_s
+
+    def saw(self, name: str, key: str, now: float, differs: list[str], *, loaded: bool = False) -> ConfigSeen:
+        """Take `differs` as what a fetch showed; `loaded`: right after our own load of that config
+        (still different: stuck, so that no load follows until the record changes)."""
+        with self._guard:
+            before = self._seen.get(name)
+            stuck = bool(differs) and (loaded or (before is not None and before.key == key and before.stuck))
+            seen = self._seen[name] = ConfigSeen(key, now, tuple(differs), stuck)
+        return seen
+
+    def differs(self, name: str, key: str | None) -> ConfigSeen | None:
+        """The last comparison of `name` with this record's config, if it found differences."""
+        with self._guard:
+            seen = self._seen.get(name)
+        return seen if seen is not None and seen.key == key and seen.differs else None
+
+    def forget(self, name: str | None = None) -> None:
+        with self._guard:
+            if name is None:
+                self._seen = {}
+            else:
+                self._seen.pop(name, None)
+
+
 def _failure_reason(entry: dict[str, Any]) -> str | None:
     """The error of an index entry that records a failed load, else None."""
     if entry.get("state") != "UNAVAILABLE":
@@ -504,6 +591,7 @@ class Agent:
         self.lock_path = options.lock or os.path.join(options.repository, LOCK_PATH)
         self.lock_watch = LockWatch()
         self.grace = Grace(options.narrow_after)
+        self.configs = Configs()
         self.models: dict[str, tuple[Any, list[int]]] | None = None  # the last good record
         self.last_sync = time.monotonic()
         self._busy: set[str] = set()  # the model with a load in flight (one at a time)
@@ -546,10 +634,16 @@ class Agent:
             # own alerts (target down, not ready) cover it.
             self._export_committed_only()
             self.grace.forget()
+            self.configs.forget()  # a Triton that restarted reads config.pbtxt: look again
         else:
             self._observe(index, busy)
+            acting = fresh and not lock.live and not lock.unknown
+            if acting:
+                self._check_configs(index, busy)
+            elif lock.live or lock.unknown:
+                self.configs.forget()  # a promotion may load another config: look again after it
             self._export(index)
-            if fresh and not lock.live and not lock.unknown:
+            if acting:
                 self._converge(index, busy)
             else:
                 self.grace.forget()  # a promotion's lock, or no way to tell: nothing is drift yet
@@ -633,6 +727,40 @@ class Agent:
             kept = {key: state for key, state in (previous or {}).items() if key[0] in busy}
             self._seen = {**kept, **current}
 
+    def _check_configs(self, index: list[dict[str, Any]], busy: set[str]) -> None:
+        """Fetch the served config of each model whose check is due (see Configs) and that serves
+        its committed versions, and compare it with the record's; within CALL_TIMEOUT_S per sync
+        (the rest wait for the next one). A model that misses versions gets a load anyway."""
+        started = time.monotonic()
+        for name, (record, pin) in sorted((self.models or {}).items()):
+            key = config_key(record)
+            states = _versions_by_state(index, name)
+            if (
+                key is None
+                or name in busy
+                or any(states.get(version) != "READY" for version in pin)
+                or any(state in ("LOADING", "UNLOADING") for state in states.values())
+                or not self.configs.due(name, key, time.monotonic())
+            ):
+                continue
+            left = CALL_TIMEOUT_S - (time.monotonic() - started)
+            if left <= 0:
+                return
+            try:
+                served = self.triton.config(name, left)
+            except (OSError, ValueError) as error:
+                self._say("config", f"cannot read the config Triton serves for {name}: {error}")
+                return
+            self._say("config", "", recovered="Triton's model configs answer again")
+            differs = committed_state.config_differences(record.config, served)
+            seen = self.configs.saw(name, key, time.monotonic(), differs)
+            if differs and not seen.stuck:
+                _log(
+                    f"{name}: serves its committed versions {pin} with a config that differs from the "
+                    f"committed one in {', '.join(committed_state.differing_fields(differs))} "
+                    f"({_short(', '.join(differs), 200)}): loading the committed config"
+                )
+
     def _export_committed_only(self) -> None:
         committed = {
             _labels(model=name): float(record.version) for name, (record, _) in (self.models or {}).items()
@@ -667,7 +795,8 @@ class Agent:
             served = sorted(version for version, state in states.items() if state == "READY")
             committed[_labels(model=name)] = float(record.version)
             served_version[_labels(model=name)] = float(max(served)) if served else 0.0
-            drift[_labels(model=name)] = 0.0 if served == sorted(pin) else 1.0
+            config_drift = self.configs.differs(name, config_key(record)) is not None
+            drift[_labels(model=name)] = 0.0 if served == sorted(pin) and not config_drift else 1.0
         for entry in index:
             version = _version(entry)
             if version is not None and _failure_reason(entry) is not None:
@@ -705,7 +834,10 @@ class Agent:
             # see yet), narrowed away after it.
             keep = [v for v in served_extra[name] if self.grace.left((name, v), now) > 0]
             narrow = [v for v in served_extra[name] if v not in keep]
-            if not missing and not narrow:
+            # Serves the committed versions with another config: one load sends the record's.
+            seen = self.configs.differs(name, config_key(record))
+            reconfigure = list(seen.differs) if seen is not None and not seen.stuck else []
+            if not missing and not narrow and not reconfigure:
                 continue
             if keep and _override(record, pin) is None:
                 # A plain load cannot say a pin: it could narrow away what the grace keeps.
@@ -715,7 +847,7 @@ class Agent:
                     "waiting for their grace to end",
                 )
                 continue
-            keys = [(name, version) for version in (missing or narrow)]
+            keys = [(name, version) for version in (missing or narrow or [record.version])]
             if not all(self.backoff.due(key, now) for key in keys):
                 wait = max(self.backoff.waiting(key, now) for key in keys)
                 self._say(
@@ -729,7 +861,7 @@ class Agent:
             sent = sorted(set(pin) | set(keep))
             threading.Thread(
                 target=self._load,
-                args=(name, record, sent, missing, narrow),
+                args=(name, record, sent, missing, narrow, reconfigure),
                 name=f"load-{name}",
                 daemon=True,
             ).start()
@@ -742,27 +874,44 @@ class Agent:
         later = [name for name in names if last is not None and name > last]
         return later + [name for name in names if name not in later]
 
-    def _load(self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]) -> None:
+    def _load(
+        self,
+        name: str,
+        record: Any,
+        pin: list[int],
+        missing: list[int],
+        extra: list[int],
+        reconfigure: list[str],
+    ) -> None:
         """One load of `name` towards `pin` (a worker thread; the model is marked busy meanwhile)."""
         index = None
         try:
-            index = self._load_once(name, record, pin, missing, extra)
+            index = self._load_once(name, record, pin, missing, extra, reconfigure)
         finally:
             self._rebaseline(name, index)
             with self._guard:
                 self._busy.discard(name)
 
     def _load_once(
-        self, name: str, record: Any, pin: list[int], missing: list[int], extra: list[int]
+        self,
+        name: str,
+        record: Any,
+        pin: list[int],
+        missing: list[int],
+        extra: list[int],
+        reconfigure: list[str],
     ) -> list[dict[str, Any]] | None:
         """Load `name` with `pin` (its expected pin, plus what the grace keeps), so that `missing`
-        versions serve and `extra` ones do not; the index read after it (None if unreadable)."""
+        versions serve and `extra` ones do not, with the committed config where the served one
+        differs in the `reconfigure` fields; the index read after it (None if unreadable)."""
         config = _override(record, pin)
         what = []
         if missing:
             what.append(f"load version(s) {', '.join(map(str, missing))}")
         if extra:
             what.append(f"narrow away {', '.join(map(str, extra))}")
+        if reconfigure:
+            what.append(f"load the committed config (the served one differs in {', '.join(reconfigure)})")
         how = (
             "with the committed config as override"
             if config is not None
@@ -773,7 +922,7 @@ class Agent:
             how += f", keeping {', '.join(map(str, kept))} (not committed, within its grace)"
         _log(f"{name}: {' and '.join(what)}: pin {pin}, {how}")
         started = time.monotonic()
-        keys = [(name, version) for version in (missing or extra)]
+        keys = [(name, version) for version in (missing or extra or [record.version])]
         try:
             self.triton.load(name, config, self.options.load_timeout)
         except LoadFailed as error:
@@ -790,6 +939,9 @@ class Agent:
                 why = f"Triton answered 200 but {'still misses ' + str(still_missing) if still_missing else 'still serves ' + str(still_extra)}"
                 if config is None:
                     why += " (Triton keeps an earlier config override for plain loads: commit with `tritonops promote` so that the record carries its config)"
+            else:
+                why = self._verify_config(name, record)
+                outcome = "failed" if why else outcome
         took = time.monotonic() - started
         self.metrics.inc("tritonops_agent_loads_total", _labels(model=name, outcome=outcome))
         if outcome == "ok":
@@ -802,8 +954,36 @@ class Agent:
         for version in missing:
             if states.get(version) != "READY":
                 self.metrics.inc("tritonops_model_load_failures_total", _labels(model=name, version=version))
-        _log(f"{name}: load {outcome} after {took:.1f} s: {_short(why)}; next try in {delay:.0f} s")
+        stuck = why.startswith(STILL_DIFFERS)
+        if reconfigure and not missing and not stuck:
+            # Triton refused the committed config (or did not answer): a failed load of the version.
+            self.metrics.inc(
+                "tritonops_model_load_failures_total", _labels(model=name, version=record.version)
+            )
+        then = "" if stuck else f"; next try in {delay:.0f} s"
+        _log(f"{name}: load {outcome} after {took:.1f} s: {_short(why, 600)}{then}")
         return index
+
+    def _verify_config(self, name: str, record: Any) -> str:
+        """After a load that answered 200: '' when the served config is the record's (or there is
+        none to compare), else why not. Still different after our own load of it is stuck: no load
+        follows for that record (Triton rewrote a field, and loading again would not change it)."""
+        key = config_key(record)
+        if key is None:
+            return ""
+        try:
+            served = self.triton.config(name, CALL_TIMEOUT_S)
+        except (OSError, ValueError):
+            self.configs.forget(name)  # unknown: the next sync looks again
+            return ""
+        differs = committed_state.config_differences(record.config, served)
+        self.configs.saw(name, key, time.monotonic(), differs, loaded=True)
+        if not differs:
+            return ""
+        return (
+            f"{STILL_DIFFERS} in {', '.join(differs)}: not loading it again until the record changes "
+            "(does Triton rewrite these fields? then the agent's comparison needs to know)"
+        )
 
     def _index_or_none(self) -> list[dict[str, Any]] | None:
         try:

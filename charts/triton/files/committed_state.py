@@ -152,6 +152,86 @@ def effective_records(repository: str, records: dict[str, ModelRecord]) -> dict[
     }
 
 
+# --- the committed config against the one a server runs -----------------------------------------
+
+# Not compared: the pin, which the served versions already tell (and a load within the agent's
+# narrowing grace widens on purpose).
+UNCOMPARED_CONFIG_FIELDS = frozenset({"version_policy"})
+# What Triton 2.51 replaces when it loads a config (seen on the server, tests/runtime/test_agent.py):
+# an instance group of kind KIND_AUTO serves as the kind Triton picked. Everything else a record
+# sets comes back as set; what it leaves out Triton fills in (names, backend, defaults).
+_AUTO_KINDS = frozenset({"KIND_AUTO"})
+
+
+def config_differences(committed: dict, served: dict) -> list[str]:
+    """The fields (dotted paths, `instance_group[0].count`) that the committed config sets and the
+    served one does not hold with the same value; [] when it serves the committed config.
+
+    `committed` is the record's protobuf JSON, `served` what Triton reports (its
+    /v2/models/NAME/config, or protobuf JSON too): every field the record sets must be there with
+    the same value (recursively; lists of the same length, element by element; int64 fields
+    written as strings equal the numbers), and fields the record leaves out are Triton's to fill
+    in. `version_policy` is not compared. A field the record cannot write (proto3 JSON leaves out
+    false, 0 and empty values) cannot be compared either.
+    """
+    found: list[str] = []
+    for key, value in sorted(committed.items()):
+        if key in UNCOMPARED_CONFIG_FIELDS:
+            continue
+        if key not in served:
+            found.append(key)
+        else:
+            _differences(value, served[key], key, key, found)
+    return found
+
+
+def differing_fields(differences: list[str]) -> list[str]:
+    """The top-level fields of `config_differences`' paths: `max_batch_size`, `instance_group`."""
+    return sorted({re.split(r"[.\[]", path, maxsplit=1)[0] for path in differences})
+
+
+def _differences(committed: object, served: object, key: str, path: str, found: list[str]) -> None:
+    if isinstance(committed, dict):
+        if not isinstance(served, dict):
+            found.append(path)
+            return
+        for inner, value in sorted(committed.items()):
+            if inner not in served:
+                found.append(f"{path}.{inner}")
+            else:
+                _differences(value, served[inner], inner, f"{path}.{inner}", found)
+    elif isinstance(committed, list):
+        if not isinstance(served, list) or len(served) != len(committed):
+            found.append(path)
+            return
+        for position, value in enumerate(committed):  # same length: no zip(strict=) in Python 3.8
+            _differences(value, served[position], key, f"{path}[{position}]", found)
+    elif not (key == "kind" and committed in _AUTO_KINDS) and not _same_scalar(committed, served):
+        found.append(path)
+
+
+def _same_scalar(committed: object, served: object) -> bool:
+    if isinstance(committed, bool) or isinstance(served, bool):
+        return committed is served
+    number, seen = _as_number(committed), _as_number(served)
+    if number is not None and seen is not None:
+        return number == seen
+    return committed == served
+
+
+def _as_number(value: object) -> float | None:
+    """A JSON number, or a string holding one (protobuf JSON writes int64 and uint64 as strings)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value  # an int stays exact: int64 values beyond 2**53 compare right
+    if isinstance(value, str):
+        for parse in (int, float):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+    return None
+
+
 # --- reading the record -------------------------------------------------------------------------
 
 

@@ -44,7 +44,7 @@ from typing import Any
 
 from tritonops import errors
 from tritonops.promotion import fleet, gate, lock, materialize, smoke, state, workarea
-from tritonops.promotion.replicas import ApiKey, Replica
+from tritonops.promotion.replicas import ApiKey, Replica, connect
 from tritonops.repository import checksums, configs, validator
 from tritonops.repository.findings import Severity
 
@@ -1019,17 +1019,10 @@ def _narrow(
         golden=golden,
     )
     bad = fleet.failures(results)
-    # The agent and reconcile converge versions, not configs: a replica that serves the committed
-    # pin with another config is not drift to them (it loaded this config at the load step, and a
-    # restart reads the committed config.pbtxt).
-    converges = (
-        "restart it if it does not serve the new config (its agent and `tritonops reconcile` converge "
-        "versions, not configs)"
-        if switch.config_change
-        else "its agent, or `tritonops reconcile`, converges it"
-    )
+    # The agent and reconcile converge a replica's versions and its config alike.
     warnings = tuple(
-        f"{r.replica} is not on the committed pin {switch.final_pin} yet ({r.detail}); {converges}"
+        f"{r.replica} is not on the committed pin {switch.final_pin} yet ({r.detail}); its agent, or "
+        "`tritonops reconcile`, converges it"
         for r in bad
     )
     steps.end(
@@ -1256,7 +1249,8 @@ def reconcile(
 ) -> Outcome:
     """Bring every replica to the committed state now: complete or drop a commit a crash cut short,
     then, per committed model, load its committed config on each replica that does not serve
-    exactly its pin, and verify it. Replicas already right are left alone."""
+    exactly its pin, or serves it with another config than the record's, and verify it. Replicas
+    already right are left alone."""
     repository = Path(repository)
     key = key or ApiKey(None)
     _check_arguments(replicas, None, None, load_deadline_s)
@@ -1275,12 +1269,13 @@ def reconcile(
             lagging = [
                 replica
                 for replica, seen in zip(replicas, served[name], strict=True)
-                if seen.versions is None or list(seen.versions) != record.pin
+                if seen.versions is None
+                or list(seen.versions) != record.pin
+                or _serves_another_config(replica, key, name, record.config)
             ]
             fine = [replica for replica in replicas if replica not in lagging]
-            results += [
-                fleet.ReplicaResult(f"{r.name} {name}", True, 0.0, f"serves {record.pin}") for r in fine
-            ]
+            said = f"serves {record.pin}" + (" with the committed config" if record.config else "")
+            results += [fleet.ReplicaResult(f"{r.name} {name}", True, 0.0, said) for r in fine]
             if lagging:
                 config = dict(record.config) if record.config else _config_on_disk(repository, name)
                 converged = fleet.narrow_and_verify(
@@ -1311,6 +1306,20 @@ def reconcile(
     if bad:
         raise errors.PromotionFailed("converge", outcome.reason, outcome=outcome)
     return outcome
+
+
+def _serves_another_config(replica: Replica, key: ApiKey, model: str, config: Any) -> bool:
+    """Whether `replica` serves `model` with another config than the record's `config` (the agent's
+    comparison; one call). A record without one has nothing to compare; a replica that does not
+    answer gets the load, which says why it fails."""
+    if not config:
+        return False
+    try:
+        with connect(replica, key, timeout_s=10.0) as client:
+            served = client.model_config(model)
+    except errors.TritonOpsError:
+        return True
+    return bool(state.served_config_differences(config, served))
 
 
 def _config_on_disk(repository: Path, model: str) -> dict[str, Any]:

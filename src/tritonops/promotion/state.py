@@ -324,6 +324,14 @@ def config_json(config_text: str, *, where: str = CONFIG_FILE) -> dict[str, Any]
     return dict(json_format.MessageToDict(message, preserving_proto_field_name=True))
 
 
+def served_config_differences(committed: Mapping[str, Any], served: Any) -> list[str]:
+    """The fields the committed `config` (protobuf JSON) sets that a server's ModelConfig
+    (`served`, the protobuf message it reports) does not hold with the same value: the agent's
+    comparison (the chart's committed_state.config_differences); [] when it serves that config."""
+    document = dict(json_format.MessageToDict(served, preserving_proto_field_name=True))
+    return list(committed_state.script().config_differences(dict(committed), document))
+
+
 def config_text_from_json(config: Mapping[str, Any]) -> str:
     """A record's `config` (protobuf JSON) as config.pbtxt text: the same config for Triton, without
     the comments and layout of the text it was committed from."""
