@@ -28,7 +28,7 @@ from tritonops.triton import perf_analyzer
 MODEL = "linear"
 # Short measurements: 2 requests in flight, 300 ms windows, a band wide enough for a busy machine.
 SHORT = (
-    "--concurrency", "2", "--measurement-interval", "300", "--max-trials", "8",
+    "--concurrency", "2", "--measurement-interval", "300", "--max-trials", "12",
     "--stability-percentage", "100", "--max-instances", "2",
 )  # fmt: skip
 
