@@ -527,7 +527,17 @@ def _add_promotion_commands(commands: argparse._SubParsersAction) -> None:  # ty
         metavar="FILE",
         help="promote this config.pbtxt (e.g. `tritonops tune`'s winner) for the committed version: "
         "verified against the model, loaded as an override, checked, committed pinned; `tritonops "
-        "rollback MODEL` returns the previous config (not with --from or --keep-previous)",
+        "rollback MODEL` returns the previous config (not with --from or --keep-previous). A config "
+        "that accepts less than the committed one is refused: see --allow-smaller-batch",
+    )
+    promote.add_argument(
+        "--allow-smaller-batch",
+        action="store_true",
+        help="with --config: promote a config that accepts less than the committed one, deliberately "
+        "(once every client is ready): a lower max_batch_size, a switch between max_batch_size 0 and "
+        "> 0, other input/output dims or reshape. Without it such a config is refused at verify "
+        '(exit 2): clients sending what the committed config accepts would get HTTP 400 ("batch-size '
+        'must be <= N")',
     )
     promote.add_argument(
         "--from",
@@ -825,6 +835,7 @@ def _promote(args: argparse.Namespace) -> int:
             version=args.model_version,
             source=args.source,
             config=args.config,
+            allow_smaller_batch=args.allow_smaller_batch,
             key=target.key,
             golden=golden,
             gate_spec=gate_spec,

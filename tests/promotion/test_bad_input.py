@@ -131,6 +131,27 @@ def test_a_repository_the_replicas_do_not_serve_fails_at_the_load_without_waitin
     assert snapshot(fleet.repository) == before and fleet.served() == served
 
 
+def test_a_model_the_replicas_do_not_know_is_refused_naming_their_models_without_the_work_area(
+    fleet_runtime: Fleet, run_cli, monkeypatch, tmp_path
+):
+    fleet = fleet_runtime
+    elsewhere = tmp_path / "models"
+    shutil.copytree(fleet.repository, elsewhere, ignore=shutil.ignore_patterns(workarea.WORK_AREA))
+    shutil.copytree(elsewhere / "fresh", elsewhere / "ghost")
+    before, served = snapshot(fleet.repository), fleet.served()
+    monkeypatch.setenv(replicas.KEY_ENV, fleet.key.key or "")
+    result = run_cli(
+        "promote", "ghost", "--version", "1", "--repository", str(elsewhere), "--endpoints", endpoints(fleet)
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    # The replicas' repository has a `.tritonops` work area, which Triton's index lists.
+    assert (fleet.repository / workarea.WORK_AREA).is_dir()
+    assert "ghost: not in the model repository that" in result.stderr
+    assert "serves (its index lists adopted, fresh, linear)" in result.stderr
+    assert ".tritonops" not in result.stderr
+    assert snapshot(fleet.repository) == before and fleet.served() == served
+
+
 @pytest.mark.parametrize(
     "command", [["promote", "linear", "--version", "5"], ["rollback", "linear"], ["reconcile"]]
 )  # status reports it and still lists the replicas: tests/promotion/test_status.py

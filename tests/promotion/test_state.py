@@ -215,6 +215,45 @@ def test_finalize_with_nothing_pending_changes_nothing(repo: Path) -> None:
     assert (repo / "current.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("change", ["config", "version"])
+def test_finalize_records_an_interrupted_config_commit_as_a_config_change(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    before = state.read(repo).records["linear"]
+    text = (repo / "linear" / "config.pbtxt").read_text(encoding="utf-8")
+    if change == "config":
+        version, text = 1, text.replace("max_batch_size: 8", "max_batch_size: 16")
+    else:
+        version = 2
+        add_version(repo, 2)
+        text = state.config_with_pin(text, [2])
+    written = state._write_document
+    calls: list[Path] = []
+
+    def killed_at_the_record_write(path: Path, document: object) -> None:
+        calls.append(path)
+        if len(calls) == 2:  # write 1 (pending) landed, and write 2 (config.pbtxt); not write 3
+            raise OSError("killed")
+        written(path, document)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state, "_write_document", killed_at_the_record_write)
+    with pytest.raises(OSError, match="killed"):
+        state.commit(repo, "linear", state.Record("linear", version), text)
+    monkeypatch.undo()
+
+    assert state.finalize(repo)
+    last = state.read(repo).history[-1]
+    assert (last.outcome, last.version) == ("committed", version)
+    if change == "config":
+        assert (last.change, last.previous_config_digest, last.config_digest) == (
+            "config",
+            before.config_digest,
+            state.config_digest(text),
+        )
+    else:
+        assert (last.change, last.config_digest, last.previous_config_digest) == (None, None, None)
+
+
 def test_a_history_entry_with_an_unknown_outcome_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="outcome 'done'"):
         state.HistoryEntry("m", 1, "done")

@@ -238,10 +238,13 @@ def promote(
     load_deadline_s: float = fleet.DEFAULT_LOAD_DEADLINE_S,
     progress: Progress | None = None,
     config: Path | None = None,
+    allow_smaller_batch: bool = False,
 ) -> Outcome:
     """Promote `model` to `version` (from `source`, or the version folder already in the
     repository) on every replica, and commit it; or, with `config` (a config.pbtxt), promote that
-    config for the committed version (`version` defaults to it). Raises InputError (nothing
+    config for the committed version (`version` defaults to it); `allow_smaller_batch` lets that
+    config accept less than the committed one (a lower max_batch_size, a switch between
+    max_batch_size 0 and > 0, other dims or reshape), refused otherwise. Raises InputError (nothing
     changed) for bad input, PromotionLocked/StaleLock when another promotion holds the repository,
     PromotionFailed(step) after rolling every replica back to the committed state."""
     repository = Path(repository)
@@ -251,6 +254,8 @@ def promote(
         gate.check_window(gate_spec.window_s, gate_spec.interval_s)
     _check_model(repository, model)
     config_text = _config_arguments(config, version, source, keep_previous)
+    if allow_smaller_batch and config is None:
+        raise errors.InputError("--allow-smaller-batch goes with --config FILE (a config change)")
     steps = _Steps(progress)
     state.read(repository)  # a malformed current.json is refused before the lock is taken
     what = f"--config {config}" if config is not None else f"--version {version}"
@@ -272,6 +277,7 @@ def promote(
                 gate_spec=gate_spec,
                 canary=canary,
                 deadline_s=load_deadline_s,
+                allow_smaller_batch=allow_smaller_batch,
             )
         assert version is not None  # _config_arguments refuses a call with neither
         if record is not None and keep_previous and version < record.version:
@@ -366,6 +372,7 @@ def _promote_config(
     gate_spec: GateSpec | None,
     canary: int | None,
     deadline_s: float,
+    allow_smaller_batch: bool,
 ) -> Outcome:
     """`promote --config FILE`: verify the config against the model, load it on every replica as
     an override with the committed pin, check, [observe,] commit it (config.pbtxt, pinned), narrow."""
@@ -382,7 +389,9 @@ def _promote_config(
     fleet.check_reachable(replicas, key, model)
     if gate_spec is not None:
         gate.preflight(gate_spec.prometheus_url, gate_spec.query, gate_spec.inconclusive)
-    commit_text = _verify_config(repository, model, record, record, text, str(path), steps)
+    commit_text = _verify_config(
+        repository, model, record, record, text, str(path), steps, allow_smaller_batch=allow_smaller_batch
+    )
     switch = _plan_config("promote", repository, model, record, record, commit_text, str(path))
     if not switch.config_change:
         reason = f"{path} is the committed config of version {record.version} (apart from comments)"
@@ -427,6 +436,7 @@ def _verify_config(
     steps: _Steps,
     *,
     command: str = "promote",
+    allow_smaller_batch: bool = False,
 ) -> str:
     """The config as it would be committed (pinned to `target`'s versions), checked like `repo
     validate` checks one against the model's graph and against the committed config's inputs and
@@ -439,7 +449,9 @@ def _verify_config(
         except errors.InputError as error:
             raise errors.CandidateRejected(str(error)) from None
         committed = state.parse_config(_committed_text(repository, model, record))
-        findings = validator.validate_config(parsed, repository / model, target.pin, committed)
+        findings = validator.validate_config(
+            parsed, repository / model, target.pin, committed, allow_smaller_batch=allow_smaller_batch
+        )
         rejected = [f for f in findings if f.severity is Severity.ERROR]
         if rejected:
             raise errors.CandidateRejected(
@@ -531,20 +543,44 @@ def _plan_config(
 
 
 def _previous_config_text(repository: Path, model: str, record: state.Record) -> str | None:
-    """What a rollback to `record.previous` writes as config.pbtxt, when the previous record's
-    config differs from the committed one beyond its pin (a config promotion): the kept copy of its
-    text (workarea.keep_config), else its `config` as text. None when only the pin differs, or
-    when either record has no config (a hand-written one): then the file on disk is re-pinned."""
+    """What a rollback to `record.previous` writes as config.pbtxt, when the previous config
+    differs from the committed one beyond its pin (a config promotion): the kept copy of its text
+    (workarea.keep_config, found by its configDigest), else its `config` as text. None when the
+    configs are the same (the same configDigest, or the same config apart from the pin): then the
+    file on disk is re-pinned.
+
+    A record written by hand (the sample repository's, the README's emergency procedure) has a
+    configDigest but no `config`: the digests then decide, and a config change of the same version
+    whose text is nowhere to be found is refused (InputError), never reported as a no-op."""
     previous = record.previous
-    if previous is None or not previous.config or not record.config:
+    if previous is None:
         return None
-    if state.same_config_apart_from_pin(previous.config, record.config):
+    if previous.config_digest is not None and previous.config_digest == record.config_digest:
         return None
-    if previous.config_digest:
-        kept = workarea.kept_config(repository, model, previous.config_digest)
-        if kept is not None:
-            return kept
-    return state.config_text_from_json(previous.config)
+    kept = workarea.kept_config(repository, model, previous.config_digest) if previous.config_digest else None
+    where = str(workarea.kept_config_path(repository, model, previous.config_digest or "sha256:"))
+    previous_config = previous.config or (state.config_json(kept, where=where) if kept is not None else None)
+    if previous_config is not None:
+        current = record.config or _config_on_disk(repository, model)
+        if state.same_config_apart_from_pin(previous_config, current):
+            return None
+        return kept if kept is not None else state.config_text_from_json(previous_config)
+    if previous.version != record.version:
+        # A version promotion from a hand-written record re-pinned the same file: re-pin it back.
+        return None
+    # The same version with another config (only a config promotion commits that), whose text is
+    # neither kept nor recorded: writing back the file on disk would silently keep the new config.
+    missing = (
+        f"its kept copy {where} is missing"
+        if previous.config_digest
+        else f"the previous record names no configDigest to find its kept copy in {workarea.configs_dir(repository) / model}"
+    )
+    raise errors.InputError(
+        f"{model}: the config committed before this one ({previous.config_digest or 'digest not recorded'}; "
+        f"now {record.config_digest or 'not recorded'}) cannot be rolled back to: {missing}, and "
+        f"current.json holds no `config` for it. Nothing was changed. Bring the old config.pbtxt back "
+        f"through the chain: `tritonops promote {model} --config <file>`"
+    )
 
 
 def _refuse_rolling_back_a_rollback(repository: Path, model: str, record: state.Record) -> None:
@@ -557,6 +593,14 @@ def _refuse_rolling_back_a_rollback(repository: Path, model: str, record: state.
     ]
     last = committed[-1] if committed else None
     if last is not None and last.outcome == "rolled-back" and last.version == record.version:
+        if last.change == "config" and last.previous_config_digest:
+            # The config rolled back from was kept by that rollback's commit: promote it again.
+            kept = workarea.kept_config_path(repository, model, last.previous_config_digest)
+            raise errors.InputError(
+                f"{model}: its config ({record.config_digest}) is already the result of a rollback (from "
+                f"config {last.previous_config_digest}); rolling back again would return to that config. "
+                f"To serve it again, promote it: `tritonops promote {model} --config {kept}`"
+            )
         raise errors.InputError(
             f"{model}: version {record.version} is already the result of a rollback (from version "
             f"{last.previous_version}); rolling back again would return to that version. Give --to VERSION "
@@ -1186,8 +1230,18 @@ def rollback(
             return _noop(repository, model, record, None, steps, command="rollback")
         if target == record.version and back_to is not None and restore_text is not None:
             where = f"the previous config of {model} ({back_to.config_digest or 'from current.json'})"
+            # A rollback returns to a config that was committed before: one that accepts less
+            # than the config in force (a smaller max_batch_size) is warned about, not refused.
             commit_text = _verify_config(
-                repository, model, record, back_to, restore_text, where, steps, command="rollback"
+                repository,
+                model,
+                record,
+                back_to,
+                restore_text,
+                where,
+                steps,
+                command="rollback",
+                allow_smaller_batch=True,
             )
             switch = dataclasses.replace(
                 _plan_config("rollback", repository, model, record, back_to, commit_text, where), owner=owner

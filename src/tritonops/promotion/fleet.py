@@ -201,6 +201,12 @@ def _check_versions_seen(client: triton_client.Client, model: str, wanted: Seque
         )
 
 
+def _model_names(index: Sequence[dict[str, Any]]) -> list[str]:
+    """The models a repository index lists, without its top-level dot-folders (the work area
+    `.tritonops`, which Triton lists but never loads)."""
+    return sorted({name for name in (str(entry.get("name")) for entry in index) if not name.startswith(".")})
+
+
 def check_reachable(replicas: Sequence[Replica], key: ApiKey, model: str, *, timeout_s: float = 10.0) -> None:
     """Before anything changes: every replica answers, accepts the key on its repository API and
     knows `model`. The error names each replica that does not, and says nothing was changed."""
@@ -213,7 +219,7 @@ def check_reachable(replicas: Sequence[Replica], key: ApiKey, model: str, *, tim
         if not any(entry.get("name") == model for entry in index):
             raise errors.InputError(
                 f"{model}: not in the model repository that {replica.name} serves (its index lists "
-                f"{', '.join(sorted({str(e.get('name')) for e in index})) or 'nothing'})"
+                f"{', '.join(_model_names(index)) or 'nothing'})"
             )
         return "reachable"
 

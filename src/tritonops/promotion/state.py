@@ -474,6 +474,7 @@ def finalize(repository: Path) -> list[str]:
                 step="commit",
                 reason="the commit was interrupted after its config write (the commit point); "
                 "finalize completed the record",
+                **_config_change(record, pending),
             )
             messages.append(
                 f"{name}: completed the interrupted commit of version {final.version} "
@@ -494,6 +495,7 @@ def finalize(repository: Path) -> list[str]:
                 step="commit",
                 reason=f"interrupted before its config write (the commit point); version "
                 f"{record.version} stays committed",
+                **_config_change(record, pending),
             )
             messages.append(
                 f"{name}: dropped the commit of version {pending.version} that was interrupted before "
@@ -503,6 +505,23 @@ def finalize(repository: Path) -> list[str]:
     if messages:
         _write_document(state.path, document)
     return messages
+
+
+def _config_change(old: Record, new: Record) -> dict[str, Any]:
+    """The history fields of a commit that changes the config beyond its pin (as the chain writes
+    them for `promote --config` and its rollback), {} for any other commit. A record without
+    `config` (written by hand) is compared by version: only a config change keeps the version."""
+    if old.config is not None and new.config is not None:
+        changed = not same_config_apart_from_pin(old.config, new.config)
+    else:
+        changed = old.version == new.version and old.config_digest != new.config_digest
+    if not changed:
+        return {}
+    return {
+        "change": "config",
+        "config_digest": new.config_digest,
+        "previous_config_digest": old.config_digest,
+    }
 
 
 def append_history(repository: Path, entry: HistoryEntry) -> None:

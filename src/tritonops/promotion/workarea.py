@@ -53,17 +53,21 @@ def keep_config(repository: Path, model: str, config_bytes: bytes) -> Path:
     """Keep a copy of `config_bytes` named by its digest (atomically and durably, before the commit
     that replaces it); a copy that is there already is left as it is."""
     digest = state.config_digest(config_bytes)
-    folder = configs_dir(repository) / model
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{digest.removeprefix('sha256:')}.pbtxt"
+    path = kept_config_path(repository, model, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or state.config_digest(path.read_bytes()) != digest:
         atomic.write_bytes(path, config_bytes)
     return path
 
 
+def kept_config_path(repository: Path, model: str, digest: str) -> Path:
+    """Where the kept config with `digest` (`sha256:<hex>`) is, or would be."""
+    return configs_dir(repository) / model / f"{digest.removeprefix('sha256:')}.pbtxt"
+
+
 def kept_config(repository: Path, model: str, digest: str) -> str | None:
     """The kept config with `digest`, or None when none is kept (or it no longer hashes to it)."""
-    path = configs_dir(repository) / model / f"{digest.removeprefix('sha256:')}.pbtxt"
+    path = kept_config_path(repository, model, digest)
     try:
         data = path.read_bytes()
     except OSError:

@@ -109,12 +109,17 @@ def validate_config(
     model_dir: Path,
     versions: Sequence[int],
     committed: triton_client.ModelConfig | None = None,
+    *,
+    allow_smaller_batch: bool = False,
 ) -> list[Finding]:
     """`repo validate` of a new config for a model's committed `versions`, wherever the file is (a
     promotion of a tuned config.pbtxt): the config's own checks against the model folder (its name
     must be the folder's), each version's model file against it (the ONNX graph), and, given the
     `committed` config, the same backend and the same inputs and outputs by name and type: a
-    config change must not change what the model is, nor what clients send and receive."""
+    config change must not change what the model is, nor what clients send and receive. A lower
+    max_batch_size, a switch between max_batch_size 0 and > 0, and other dims or reshape of a
+    tensor are errors too (clients sending what the committed config accepts would get HTTP 400),
+    warnings with `allow_smaller_batch` (`promote --allow-smaller-batch`: a deliberate change)."""
     sink = FindingSink(model=model_dir.name)
     folder = layout.ModelFolder(
         model_dir.name, model_dir, parsed.path, {v: model_dir / str(v) for v in sorted(set(versions))}
@@ -127,7 +132,72 @@ def validate_config(
     _check_version_files(folder, parsed, sink)
     if committed is not None:
         _check_same_interface(parsed, committed, sink)
+        _check_accepts_what_committed_accepts(parsed, committed, sink, allow_smaller_batch)
     return sink.findings
+
+
+# The flag that lets a config accept less than the committed one (promote --allow-smaller-batch).
+ALLOW_SMALLER_BATCH = "--allow-smaller-batch"
+
+
+def _check_accepts_what_committed_accepts(
+    parsed: configs.ParsedConfig,
+    committed: triton_client.ModelConfig,
+    sink: FindingSink,
+    allowed: bool,
+) -> None:
+    """Requests the committed config accepts must stay valid: Triton answers a batch larger than
+    max_batch_size with HTTP 400 ("batch-size must be <= N"), and a request shaped for other dims
+    (or for a batch dim that is gone or new) likewise. Errors, or warnings when `allowed`."""
+    config = parsed.config
+    report = sink.warning if allowed else sink.error
+    override = (
+        f"allowed here ({ALLOW_SMALLER_BATCH}, or a rollback to a config committed before)"
+        if allowed
+        else f"give {ALLOW_SMALLER_BATCH} to promote it deliberately, once every client is ready for it"
+    )
+    at = {"file": str(parsed.path), "field": "max_batch_size", "line": parsed.line_of_field("max_batch_size")}
+    old, new = committed.max_batch_size, config.max_batch_size
+    if (old == 0) != (new == 0):
+        report(
+            f"max_batch_size {new} switches batching {'on' if new else 'off'} (the committed config says "
+            f"{old}): clients send their tensors {'without' if new else 'with'} a batch dim now, and "
+            f"requests shaped for the committed config are refused; {override}",
+            **at,
+        )
+    elif new < old:
+        report(
+            f"max_batch_size {new} is lower than the committed config's {old}: every client sending "
+            f'batches larger than {new} gets HTTP 400 ("batch-size must be <= {new}"); raise it to '
+            f"{old} or more, or {override}",
+            **at,
+        )
+    for kind, tensors, committed_tensors in (
+        ("input", config.input, committed.input),
+        ("output", config.output, committed.output),
+    ):
+        before = {t.name: t for t in committed_tensors}
+        for tensor in tensors:
+            previous = before.get(tensor.name)
+            if previous is None:
+                continue  # a renamed tensor: _check_same_interface says so
+            for field_name, shown_old, shown_new in (
+                ("dims", list(previous.dims), list(tensor.dims)),
+                ("reshape", _reshape(previous), _reshape(tensor)),
+            ):
+                if shown_old != shown_new:
+                    report(
+                        f"{kind} {tensor.name!r}: {field_name} {shown_new} is not the committed "
+                        f"config's {shown_old}: clients send and receive the committed shapes; "
+                        f"{override}",
+                        file=str(parsed.path),
+                        field=f"{kind}[{tensor.name}].{field_name}",
+                        line=parsed.line_of(f'"{tensor.name}"'),
+                    )
+
+
+def _reshape(tensor: Any) -> list[int] | None:
+    return list(tensor.reshape.shape) if tensor.HasField("reshape") else None
 
 
 def _check_same_interface(

@@ -60,7 +60,8 @@ def check(client: triton_client.Client, model: str, *, where: str) -> Any:
         ) from None
     states = {str(entry.get("name")): str(entry.get("state", "")) for entry in index}
     if model not in states:
-        known = ", ".join(sorted(states)) or "none"
+        # The index lists top-level dot-folders too (the promotion tool's `.tritonops` work area).
+        known = ", ".join(sorted(name for name in states if not name.startswith("."))) or "none"
         raise errors.InputError(f"{model}: {where} knows no model of that name (its models: {known})")
     if not client.model_ready(model):
         raise errors.InputError(
