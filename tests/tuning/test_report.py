@@ -4,6 +4,7 @@ folder takes as it is (`tritonops repo validate` accepts it), and the uplift at 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -125,3 +126,6 @@ def test_a_winner_with_a_smaller_max_batch_size_says_what_clients_lose():
     space = tuning_space.build(served_config(), concurrency=(16,), allow_smaller_batch=True)
     outcome = _outcome(space, [_baseline(space), measured(WINNER, 300.0, 30.0)])
     assert any("max_batch_size 4 is below the current 16" in note for note in outcome.notes)
+    assert outcome.smaller_batch
+    written = dataclasses.replace(outcome, files={tuning_report.WINNER_FILE: "out/config.pbtxt"})
+    assert "`tritonops promote mlp --config out/config.pbtxt --allow-smaller-batch`" in written.describe()

@@ -86,6 +86,14 @@ class Outcome:
         return after / before if before and after else None
 
     @property
+    def smaller_batch(self) -> bool:
+        """The winner's max_batch_size is below the current one (tuned with --allow-smaller-batch)."""
+        best = self.search.best
+        return (
+            best is not None and 0 < best.variant.max_batch_size < self.search.baseline.variant.max_batch_size
+        )
+
+    @property
     def within_noise(self) -> bool:
         """The winner gains less over the current config than a search counts as a gain."""
         return self.uplift is not None and self.uplift < 1 + tuning_search.MIN_GAIN
@@ -148,15 +156,18 @@ class Outcome:
         elif WINNER_FILE in self.files and not (best is not None and best.baseline):
             lines.append(
                 f"  apply it on every replica (verified, committed, undone by `tritonops rollback "
-                f"{shlex.quote(self.model)}`): `{promote_command(self.model, self.files[WINNER_FILE])}`"
+                f"{shlex.quote(self.model)}`): "
+                f"`{promote_command(self.model, self.files[WINNER_FILE], smaller_batch=self.smaller_batch)}`"
             )
         return "\n".join(lines)
 
 
-def promote_command(model: str, config: str) -> str:
+def promote_command(model: str, config: str, *, smaller_batch: bool = False) -> str:
     """The command that applies a winner's config.pbtxt through the promotion chain (give it the
-    --repository and --endpoints, or --service, of the deployment, as for any promotion)."""
-    return f"tritonops promote {shlex.quote(model)} --config {shlex.quote(config)}"
+    --repository and --endpoints, or --service, of the deployment, as for any promotion); a winner
+    below the current max_batch_size needs --allow-smaller-batch there too."""
+    flag = " --allow-smaller-batch" if smaller_batch else ""
+    return f"tritonops promote {shlex.quote(model)} --config {shlex.quote(config)}{flag}"
 
 
 def describe_result(result: Result, budget_ms: float) -> str:
