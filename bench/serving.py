@@ -306,4 +306,8 @@ def _plot(rows, raw, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except errors.TritonOpsError as error:  # a bad --baseline, perf_analyzer missing or unstable
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
