@@ -4,103 +4,266 @@ A compute-bound MLP (512-2048-2048-2048-16) served by the real Triton through th
 at concurrency 1, 8 and 16, with the model's default config and with dynamic batching; and
 onnxruntime called in-process at batch sizes 1, 8 and 16 as the physical reference. Prints a table,
 writes bench/results/serving.json and a plot of throughput against p99 (serving.png).
+
+served/raw at concurrency C = the throughput (inferences/s) perf_analyzer measures against the
+dynamic-batching config at concurrency C, divided by the throughput of onnxruntime called in-process
+on the same model at batch size C (same session defaults as the backend; the mean of a 2 s run
+right before and one right after the served runs at C).
+It is the share of the model's physical speed that serving keeps: the backend's per-request overhead,
+Triton's queueing and HTTP, and the load generator sharing the CPU. Target: >= 0.5 at concurrency 16.
+
+`--baseline REV` also serves the dynamic-batching model through the local ONNX Runtime backend
+(src/tritonops/triton/backends/onnxruntime/model.py) as it was at git revision REV, on the same
+server, measured right before the current backend at each concurrency, so that the JSON's
+`backend_overhead` section compares both under the same load. This machine's load average at each
+measurement is recorded too: on a shared machine the figures move with it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from tritonops import errors  # noqa: E402
 from tritonops.repository import config_generator  # noqa: E402
 from tritonops.runtime import control  # noqa: E402
 from tritonops.triton import onnx_models, perf_analyzer  # noqa: E402
+from tritonops.triton import server as triton_server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SIZES = (512, 2048, 2048, 2048, 16)
 CONCURRENCY = (1, 8, 16)
+TARGET_RATIO = 0.5
+BACKEND_FILE = "src/tritonops/triton/backends/onnxruntime/model.py"
+BASELINE_BACKEND = "onnxruntime_baseline"
+BASELINE_MODEL = "mlp_dynamic_baseline"
+# The 2-core machine is shared: wide stability band, a longer window if the first run is unstable.
+STABILITY_PERCENTAGE = 50
 VARIANTS = {
     "mlp_default": config_generator.GenerateOptions(name="mlp_default", max_batch_size=16, instances=1),
     "mlp_dynamic": config_generator.GenerateOptions(
         name="mlp_dynamic", max_batch_size=16, dynamic_batching=True, instances=1
     ),
 }
+LABELS = {"mlp_default": "default config", "mlp_dynamic": "dynamic batching", BASELINE_MODEL: "dyn. baseline"}
 
 
-def build_repository(root: Path) -> Path:
+def build_repository(root: Path, baseline: bool) -> Path:
     model_file = onnx_models.mlp(root / "mlp_default" / "1" / "model.onnx", sizes=SIZES)
-    for name, options in VARIANTS.items():
+    variants = dict(VARIANTS)
+    if baseline:
+        variants[BASELINE_MODEL] = config_generator.GenerateOptions(
+            name=BASELINE_MODEL, max_batch_size=16, dynamic_batching=True, instances=1
+        )
+    for name, options in variants.items():
         target = root / name / "1" / "model.onnx"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(model_file, target)
-        (root / name / "config.pbtxt").write_text(config_generator.generate(target, options))
+        text = config_generator.generate(target, options)
+        if name == BASELINE_MODEL:
+            text = text.replace('platform: "onnxruntime_onnx"', f'backend: "{BASELINE_BACKEND}"')
+        (root / name / "config.pbtxt").write_text(text)
     return model_file
 
 
-def main() -> int:
+def install_baseline_backend(work_dir: Path, revision: str) -> None:
+    """`<work>/backends/onnxruntime_baseline/`: the backend's model.py at `revision`, as a
+    Python-based backend next to the current one (up() assembles only its own folders)."""
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:{BACKEND_FILE}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if source.returncode != 0:
+        raise errors.InputError(f"--baseline {revision}: {source.stderr.strip()}")
+    folder = work_dir / "backends" / BASELINE_BACKEND
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.py").write_text(source.stdout)
+    utils = triton_server.wheel_root() / "backends" / "python" / triton_server.UTILS_NAME
+    for link, target in (
+        (triton_server.STUB_NAME, triton_server.python_stub()),
+        (triton_server.UTILS_NAME, utils),
+    ):
+        (folder / link).unlink(missing_ok=True)
+        (folder / link).symlink_to(target)
+
+
+def served(address: str, model: str, concurrency: int) -> perf_analyzer.Measurement:
+    """One perf_analyzer run; an unstable one is retried once with a window twice as long."""
+    label = LABELS[model]
+    shape = f"input:{SIZES[0]}"
+    try:
+        return perf_analyzer.perf_analyzer(
+            address,
+            model,
+            concurrency=concurrency,
+            shape=shape,
+            label=label,
+            stability_percentage=STABILITY_PERCENTAGE,
+        )
+    except errors.ToolError:
+        return perf_analyzer.perf_analyzer(
+            address,
+            model,
+            concurrency=concurrency,
+            shape=shape,
+            label=label,
+            interval_ms=4000,
+            stability_percentage=STABILITY_PERCENTAGE,
+        )
+
+
+def measure(
+    address: str, model_file: Path, baseline: bool
+) -> tuple[
+    list[perf_analyzer.Measurement], dict[int, perf_analyzer.Measurement], dict[tuple[str, int], float]
+]:
+    """Per concurrency, back to back: onnxruntime in-process at that batch, the served models, it again."""
+    rows: list[perf_analyzer.Measurement] = []
+    raw: dict[int, perf_analyzer.Measurement] = {}
+    load: dict[tuple[str, int], float] = {}
+    models = [*VARIANTS, *([BASELINE_MODEL] if baseline else [])]
+    for concurrency in CONCURRENCY:
+        first = reference(model_file, concurrency)
+        for model in models:
+            rows.append(served(address, model, concurrency))
+            load[(model, concurrency)] = os.getloadavg()[0]
+        # Right before and right after the served runs: the machine's load moves between them.
+        last = reference(model_file, concurrency)
+        raw[concurrency] = perf_analyzer.Measurement(
+            first.label,
+            concurrency,
+            (first.throughput + last.throughput) / 2,
+            (first.p50_us + last.p50_us) / 2,
+            (first.p99_us + last.p99_us) / 2,
+        )
+    return rows, raw, load
+
+
+def reference(model_file: Path, batch: int) -> perf_analyzer.Measurement:
+    return perf_analyzer.onnxruntime_reference(model_file, batch=batch, features=SIZES[0])
+
+
+def ratios(
+    rows: list[perf_analyzer.Measurement], raw: dict[int, perf_analyzer.Measurement], label: str
+) -> dict[str, float]:
+    """served/raw per concurrency for the rows with `label` (see the module docstring)."""
+    return {
+        str(m.concurrency): m.throughput / raw[m.concurrency].throughput for m in rows if m.label == label
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure the local backend as of this git revision"
+    )
+    args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="tritonops-bench-serving-"))
     work_dir = scratch / "work"
+    baseline = args.baseline is not None
+    load_before = os.getloadavg()
     try:
-        model_file = build_repository(scratch / "models")
-        loads = "{" + ",".join(VARIANTS) + "}"
+        model_file = build_repository(scratch / "models", baseline)
+        if baseline:
+            install_baseline_backend(work_dir, args.baseline)
+        loads = "{" + ",".join([*VARIANTS, *([BASELINE_MODEL] if baseline else [])]) + "}"
         current = control.up(
             "local",
             work_dir=work_dir,
             repository=scratch / "models",
             port_offset=int(os.environ.get("TRITONOPS_PORT_OFFSET", "31000")),
-            set_values=(f"server.loadModels={loads}", "server.committedState.enabled=false"),
+            set_values=(
+                f"server.loadModels={loads}",
+                # No committed state, so no agent: the chart refuses an agent without one.
+                "server.committedState.enabled=false",
+                "agent.enabled=false",
+            ),
         )
         if not current.all_ready:
             print(control.logs(work_dir, None, 30))
             return 1
         address = current.replicas[0].url.removeprefix("http://")
-        served = []
-        for name in VARIANTS:
-            label = "dynamic batching" if name.endswith("dynamic") else "default config"
-            for concurrency in CONCURRENCY:
-                served.append(
-                    perf_analyzer.perf_analyzer(
-                        address, name, concurrency=concurrency, shape=f"input:{SIZES[0]}", label=label
-                    )
-                )
-        raw = {
-            c: perf_analyzer.onnxruntime_reference(model_file, batch=c, features=SIZES[0])
-            for c in CONCURRENCY
-        }
+        rows, raw, load = measure(address, model_file, baseline)
     finally:
         control.down(work_dir)
         shutil.rmtree(scratch, ignore_errors=True)
-    rows = [(m, m.throughput / raw[m.concurrency].throughput) for m in served]
     print(
         f"MLP {'-'.join(map(str, SIZES))}, local runtime (1 replica, CPU, {os.cpu_count()} cores), perf_analyzer over HTTP"
     )
-    print(f"{'config':<18}{'conc':>5}{'infer/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'served/raw':>12}")
-    for measurement, ratio in rows:
+    print(f"load average (1/5/15 min) at the start: {' '.join(f'{x:.2f}' for x in load_before)}")
+    print(f"{'config':<18}{'conc':>5}{'infer/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'served/raw':>12}{'load':>7}")
+    by_label = {m.label: next(k for k, v in LABELS.items() if v == m.label) for m in rows}
+    for m in rows:
+        ratio = m.throughput / raw[m.concurrency].throughput
         print(
-            f"{measurement.label:<18}{measurement.concurrency:>5}{measurement.throughput:>11.1f}{measurement.p50_us / 1000:>9.2f}{measurement.p99_us / 1000:>9.2f}{ratio:>12.2f}"
+            f"{m.label:<18}{m.concurrency:>5}{m.throughput:>11.1f}{m.p50_us / 1000:>9.2f}{m.p99_us / 1000:>9.2f}{ratio:>12.2f}{load[(by_label[m.label], m.concurrency)]:>7.2f}"
         )
-    for concurrency, measurement in raw.items():
+    for concurrency, m in raw.items():
         print(
-            f"{'onnxruntime batch':<18}{concurrency:>5}{measurement.throughput:>11.1f}{measurement.p50_us / 1000:>9.2f}{measurement.p99_us / 1000:>9.2f}{1.0:>12.2f}"
+            f"{'onnxruntime batch':<18}{concurrency:>5}{m.throughput:>11.1f}{m.p50_us / 1000:>9.2f}{m.p99_us / 1000:>9.2f}{1.0:>12.2f}"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    document = {
+    served_over_raw = ratios(rows, raw, LABELS["mlp_dynamic"])
+    print(
+        "served/raw (dynamic batching at concurrency C / onnxruntime in-process at batch C): "
+        + ", ".join(f"c={c} {r:.2f}" for c, r in served_over_raw.items())
+        + f" (target >= {TARGET_RATIO} at c=16)"
+    )
+    document: dict[str, Any] = {
         "benchmark": "serving",
         "model": "mlp " + "-".join(map(str, SIZES)),
         "cpus": os.cpu_count(),
-        "served": [{**perf_analyzer.as_dict(m), "served_over_raw": ratio} for m, ratio in rows],
+        "load_average_at_start": list(load_before),
+        "served": [
+            {
+                **perf_analyzer.as_dict(m),
+                "served_over_raw": m.throughput / raw[m.concurrency].throughput,
+                "load_average_1m": load[(by_label[m.label], m.concurrency)],
+            }
+            for m in rows
+        ],
         "onnxruntime_in_process": [perf_analyzer.as_dict(m) for m in raw.values()],
+        "served_over_raw": {
+            "definition": "dynamic-batching throughput at concurrency C / onnxruntime in-process throughput at batch C",
+            "by_concurrency": served_over_raw,
+            "target_at_16": TARGET_RATIO,
+        },
     }
+    if baseline:
+        before = ratios(rows, raw, LABELS[BASELINE_MODEL])
+        print(
+            f"backend at {args.baseline} (before) served/raw: "
+            + ", ".join(f"c={c} {r:.2f}" for c, r in before.items())
+        )
+        document["backend_overhead"] = {
+            "baseline_revision": args.baseline,
+            "note": f"both backends on one server, measured back to back on this {os.cpu_count()}-core shared machine",
+            "before": {"served_over_raw": before, "throughput": _throughputs(rows, LABELS[BASELINE_MODEL])},
+            "after": {
+                "served_over_raw": served_over_raw,
+                "throughput": _throughputs(rows, LABELS["mlp_dynamic"]),
+            },
+        }
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serving.json").write_text(json.dumps(document, indent=2) + "\n")
     _plot(rows, raw, RESULTS / "serving.png")
     print(f"figures in {RESULTS / 'serving.json'} and {RESULTS / 'serving.png'}")
     return 0
+
+
+def _throughputs(rows: list[perf_analyzer.Measurement], label: str) -> dict[str, float]:
+    return {str(m.concurrency): m.throughput for m in rows if m.label == label}
 
 
 def _plot(rows, raw, target: Path) -> None:
@@ -110,8 +273,8 @@ def _plot(rows, raw, target: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for label in ("default config", "dynamic batching"):
-        points = [m for m, _ in rows if m.label == label]
+    for label in sorted({m.label for m in rows}):
+        points = [m for m in rows if m.label == label]
         axes.plot(
             [m.p99_us / 1000 for m in points],
             [m.throughput for m in points],
@@ -143,4 +306,8 @@ def _plot(rows, raw, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except errors.TritonOpsError as error:  # a bad --baseline, perf_analyzer missing or unstable
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

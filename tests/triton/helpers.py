@@ -51,6 +51,17 @@ def two_input_model() -> onnx.ModelProto:
     return _finish(graph)
 
 
+def scalar_sum_model() -> onnx.ModelProto:
+    """S = sum(X) over X [4]: a graph whose output is a scalar (no dims at all)."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["X"], ["S"], keepdims=0)],
+        "scalar_sum",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("S", TensorProto.FLOAT, [])],
+    )
+    return _finish(graph)
+
+
 def typed_model() -> onnx.ModelProto:
     """One path per data type over [batch, 3]: BOOL -> Not, INT64 -> +1, FP16 -> x2, STRING -> Identity."""
     one = numpy_helper.from_array(np.array(1, dtype=np.int64), "ONE")

@@ -22,6 +22,7 @@ from tests.triton.helpers import (
     infer_inputs,
     linear_model,
     run_in_process,
+    scalar_sum_model,
     two_input_model,
     typed_model,
     write_model,
@@ -39,6 +40,27 @@ parameters [
   { key: "intra_op_thread_count" value: { string_value: "1" } },
   { key: "inter_op_thread_count" value: { string_value: "1" } }
 ]
+"""
+
+TWO_INPUTS_CONFIG = """
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  { name: "A" data_type: TYPE_FP32 dims: [4] },
+  { name: "B" data_type: TYPE_FP32 dims: [4] }
+]
+output [{ name: "Y" data_type: TYPE_FP32 dims: [4] }]
+dynamic_batching { max_queue_delay_microseconds: 50000 }
+instance_group [{ kind: KIND_CPU count: 1 }]
+"""
+
+# A scalar graph output in a model that does not batch is answered with the config's dims.
+SCALAR_SUM_CONFIG = """
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+input [{ name: "X" data_type: TYPE_FP32 dims: [4] }]
+output [{ name: "S" data_type: TYPE_FP32 dims: [1, 1] }]
+instance_group [{ kind: KIND_CPU count: 1 }]
 """
 
 TYPED_CONFIG = """
@@ -122,6 +144,8 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repository")
     write_model(root, "linear", linear_model(), LINEAR_CONFIG)
     write_model(root, "typed", typed_model(), TYPED_CONFIG)
+    write_model(root, "two_inputs", two_input_model(), TWO_INPUTS_CONFIG)
+    write_model(root, "scalar_sum", scalar_sum_model(), SCALAR_SUM_CONFIG)
     write_model(root, "configless", linear_model([None, 4], [None, 2]), None)
     write_model(root, "configless_fixed", linear_model([1, 4], [1, 2]), None)
     write_model(root, "partial", linear_model(), 'platform: "onnxruntime_onnx"\nmax_batch_size: 2\n')
@@ -137,13 +161,13 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(
     repository: Path, backends: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[triton_server.Server]:
-    """One real tritonserver for the module, explicit mode, with the two typed models loaded at start."""
+    """One real tritonserver for the module, explicit mode, with the servable models loaded at start."""
     log_path = tmp_path_factory.mktemp("server") / "tritonserver.log"
     with triton_server.start(
         repository,
         log_path=log_path,
         backend_directory=backends,
-        load_models=["linear", "typed"],
+        load_models=["linear", "typed", "two_inputs", "scalar_sum"],
     ) as running:
         yield running
 
@@ -266,3 +290,29 @@ def test_concurrent_requests_are_batched_and_answered_each_with_its_own_result(
     executions = after["execution_count"] - before["execution_count"]
     assert requests == 16
     assert executions < requests  # the dynamic batcher handed execute() several requests at once
+
+
+def test_batched_requests_with_two_inputs_get_each_their_own_sum(
+    client: httpclient.InferenceServerClient,
+) -> None:
+    before = client.get_inference_statistics("two_inputs")["model_stats"][0]["execution_count"]
+    rng = np.random.default_rng(2)
+    pairs = [rng.standard_normal((2, 1 + index % 3, 4)).astype(np.float32) for index in range(12)]
+    # Half the requests name B first: inputs are matched by name, not by position.
+    pending = [
+        client.async_infer("two_inputs", infer_inputs(A=a, B=b) if index % 2 else infer_inputs(B=b, A=a))
+        for index, (a, b) in enumerate(pairs)
+    ]
+    for (a, b), request in zip(pairs, pending, strict=True):
+        assert np.array_equal(request.get_result().as_numpy("Y"), a + b)
+    after = client.get_inference_statistics("two_inputs")["model_stats"][0]["execution_count"]
+    assert after - before < len(pairs)  # some of them went through execute() together
+
+
+def test_scalar_output_of_an_unbatched_model_takes_the_config_dims(
+    client: httpclient.InferenceServerClient,
+) -> None:
+    x = np.array([0.5, 1.0, 2.0, -4.0], dtype=np.float32)
+    served = infer(client, "scalar_sum", X=x).as_numpy("S")
+    assert served.shape == (1, 1)
+    assert served.tolist() == [[-0.5]]
