@@ -77,18 +77,26 @@ def main(argv: list[str]) -> int:
     unknown = [name for name in names if name not in MODELS]
     if unknown:
         parser.error(f"--models: unknown {', '.join(unknown)}; use {', '.join(MODELS)}")
-    figures = {name: bench_model(name, args.write_grids, args.max_measurements) for name in names}
+    figures, failed = {}, {}
+    for name in names:
+        try:
+            figures[name] = bench_model(name, args.write_grids, args.max_measurements)
+        except _Unmeasured as error:  # one model's bad luck does not discard the others' figures
+            print(f"[{name}] {error}", flush=True)
+            failed[name] = str(error)
     document = {
         "benchmark": "tune",
         "recorded": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
         "settings": {"concurrency": list(CONCURRENCY), **_settings()},
         "models": figures,
+        "failed": failed,
         "local_backend": _backend_overhead(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tune.json").write_text(json.dumps(document, indent=2) + "\n")
-    _plot(figures, RESULTS / "tune.png")
+    if figures:
+        _plot(figures, RESULTS / "tune.png")
     _print(document)
     print(f"figures in {RESULTS / 'tune.json'} and {RESULTS / 'tune.png'}")
     return 0
@@ -121,7 +129,7 @@ def bench_model(name: str, write_grid: bool, cap: int | None) -> dict[str, Any]:
         exhaustive, exhaustive_s = _search(name, target, search.EXHAUSTIVE, UNLIMITED_MS, scratch / "ex", cap)
         baseline = exhaustive.baseline
         if not isinstance(baseline, Measurement):
-            raise SystemExit(f"{name}: the default config could not be measured: {baseline}")
+            raise _Unmeasured(f"the default config could not be measured ({baseline.reason}); run again")
         budget = math.ceil(baseline.lowest_p99_ms * 10) / 10  # the default config meets its own p99
         quick, quick_s = _search(name, target, search.QUICK, budget, scratch / "quick", cap)
         grid = _grid(name, title, scratch / "ex", exhaustive_s)
@@ -140,6 +148,10 @@ def bench_model(name: str, write_grid: bool, cap: int | None) -> dict[str, Any]:
         "quick_replayed_on_the_exhaustive_grid": _figures(replayed, None) if replayed else None,
         "points": {"exhaustive": _points(judged), "quick_live": _points(quick)},
     }
+
+
+class _Unmeasured(Exception):
+    """A model's default config gave no measurement, so there is no budget to compare at."""
 
 
 def _search(
