@@ -2,8 +2,8 @@
 its measure(variant) callable, so these tests are deterministic and measure nothing).
 
 The recorded grids (resources/<model>_grid.json, made by bench/tune.py --write-grids) are the
-exhaustive grids of the MLP of bench/serving.py and of a ResNet-style conv net on the local
-runtime. On each, quick must reach at least 95 % of exhaustive's best throughput under the same
+exhaustive grids of the MLP of bench/serving.py (twice: mlp_rerun is a later run, where batch 16
+without a delay could not be measured) and of a ResNet-style conv net on the local runtime. On each, quick must reach at least 95 % of exhaustive's best throughput under the same
 budget with at most a third of its measurements; on the MLP, the winner must beat the default
 config by 2x at no more than the default's p99 (the conv net's uplift is reported by the bench)."""
 
@@ -27,6 +27,7 @@ STRATEGIES = {"quick": tuning_search.quick, "exhaustive": tuning_search.exhausti
 # ones down to where only a few variants meet them.
 BUDGETS = {
     "mlp": {"default-p99": None, "60ms": 60.0, "45ms": 45.0, "35ms": 35.0},
+    "mlp_rerun": {"default-p99": None, "60ms": 60.0, "45ms": 45.0, "35ms": 35.0},
     "resnet_like": {"default-p99": None, "17ms": 17.0, "16ms": 16.0},
 }
 GRID_BUDGETS = [(model, name) for model, budgets in BUDGETS.items() for name in budgets]

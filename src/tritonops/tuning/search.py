@@ -7,13 +7,15 @@ subject to p99 <= budget, and the best is the measurement with the highest throu
 budget (ties: the first measured).
 
 `exhaustive` measures every variant of the space. `quick` is a coordinate search along the
-structure serving throughput usually has, at most len(batch sizes) + len(queue delays) measurements
-per instance count, where exhaustive needs about their product:
+structure serving throughput usually has, at most len(batch sizes) + len(queue delays) + 1
+measurements per instance count, where exhaustive needs about their product:
 - per instance count (ascending, per kind), batch size with dynamic batching on and no queue
   delay, doubled from the smallest size (or the best so far) while throughput rises: it is
   roughly monotone in batch size until batches stop filling;
 - then, at the best batch size, every queue delay: a delay trades latency for fuller batches, and
   the axis is short, so each is measured rather than guessed (under load its gain is not monotone);
+- then, when a delay won, the next batch size up with it, if the walk has no measurement of that
+  size without a delay (a delay fills larger batches, so it may be the best size after all);
 - then, with a delay, a preferred batch size of half the maximum;
 - more instances only while they gain (instances saturate the cores).
 A step "gains" when its throughput within the budget beats the best by MIN_GAIN (noise is not a
@@ -100,7 +102,8 @@ def planned(space: tuning_space.Space, strategy: str, max_measurements: int | No
     else:
         per_count = 1
         if space.batchable:
-            per_count = len(space.batch_sizes) + len(space.queue_delays_us) - 1 + 1
+            # sizes, the other delays, the next size with a delay, a preferred size
+            per_count = len(space.batch_sizes) + len(space.queue_delays_us) - 1 + 1 + 1
         total = 1 + per_count * len(space.instance_counts) * len(space.kinds)
     return min(total, max_measurements) if max_measurements else total
 
@@ -241,12 +244,29 @@ def _best_for_count(
             found = run(replace(at_size.variant, queue_delay_us=delay, preferred_batch_size=None))
             if found is not None and gains(found, best, run.budget_ms):
                 best = found
+    if best.variant.queue_delay_us > 0:
+        best = _next_size_with_delay(run, space, best)
     preferred = tuning_space.preferred_size(best.variant.max_batch_size)
     if best.variant.queue_delay_us > 0 and preferred:
         found = run(replace(best.variant, preferred_batch_size=preferred))
         if found is not None and gains(found, best, run.budget_ms):
             best = found
     return best
+
+
+def _next_size_with_delay(run: _Run, space: tuning_space.Space, best: Measurement) -> Measurement:
+    """The next batch size up at the best queue delay, when the walk could not measure it without
+    a delay (perf_analyzer found no stable windows, or the walk stopped short of it): a delay
+    fills larger batches, so it may be the best size after all."""
+    sizes = space.batch_sizes
+    size = best.variant.max_batch_size
+    if size not in sizes or sizes.index(size) + 1 >= len(sizes):
+        return best
+    larger = replace(best.variant, max_batch_size=sizes[sizes.index(size) + 1], preferred_batch_size=None)
+    if isinstance(run.results.get(replace(larger, queue_delay_us=0)), Measurement):
+        return best  # measured without a delay, and the walk did not keep it
+    found = run(larger)
+    return found if found is not None and gains(found, best, run.budget_ms) else best
 
 
 def _climb_batch_size(
