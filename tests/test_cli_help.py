@@ -82,7 +82,7 @@ def test_tune_help_names_its_exit_codes_and_warns_that_it_changes_the_server(run
     assert "never a flag value" in text
     epilog = text[text.index("exit codes: ") :]
     assert re.findall(r"(?:: |; )(\d+) ", epilog) == ["0", "1", "2", "3", "130"], epilog
-    assert "3 no variant met the budget (the closest one is named" in epilog
+    assert "3 no variant met the budget, or none could be measured (the closest one is named" in epilog
     assert "130 interrupted by Ctrl-C or SIGTERM (the original config is back)" in epilog
 
 

@@ -39,8 +39,9 @@ LAYERS: dict[str, frozenset[str]] = {
     ),
     "tritonops": frozenset({"errors", "chart"}),  # the public surface re-exports render and the errors
     "promotion": frozenset({"errors", "chart", "repository", "observability", "triton", "cluster"}),
-    # tune: the Triton client, configs and ONNX graphs, and the local runtime (its endpoint and key).
-    "tuning": frozenset({"errors", "chart", "repository", "triton", "runtime"}),
+    # tune: the Triton client, configs and ONNX graphs, the local runtime (its endpoint and key), and
+    # the promotion layer's lock (tune waits for a promotion) and wait for a load still running.
+    "tuning": frozenset({"errors", "chart", "repository", "triton", "runtime", "promotion"}),
     "runtime": frozenset({"errors", "chart", "repository", "observability", "triton"}),
     "cluster": frozenset({"errors", "chart", "triton"}),
     "observability": frozenset({"errors", "chart", "triton"}),
