@@ -1243,42 +1243,29 @@ def rollback(
                 command="rollback",
                 allow_smaller_batch=True,
             )
-            switch = dataclasses.replace(
-                _plan_config("rollback", repository, model, record, back_to, commit_text, where), owner=owner
+            switch = _plan_config("rollback", repository, model, record, back_to, commit_text, where)
+        else:
+            staged = _materialize(repository, model, target, None, steps, command="rollback", record=record)
+            if back_to is not None and back_to.digest and back_to.digest != staged.digest:
+                raise errors.InputError(
+                    f"{staged.path}: its files changed since version {target} was committed "
+                    f"({back_to.digest}, now {staged.digest}); it cannot be rolled back to as it was"
+                )
+            switch = _plan(
+                "rollback",
+                repository,
+                model,
+                record,
+                target,
+                keep_previous=False,
+                digest=staged.digest,
+                source=back_to.source if back_to else None,
+                resolved_source=back_to.resolved_source if back_to else None,
+                staged_here=False,
+                config_text=restore_text,
             )
-            return _run_switch(
-                switch,
-                replicas,
-                key,
-                steps,
-                golden=golden,
-                gate_spec=None,
-                canary=None,
-                deadline_s=load_deadline_s,
-            )
-        staged = _materialize(repository, model, target, None, steps, command="rollback", record=record)
-        previous = record.previous if record.previous and record.previous.version == target else None
-        if previous is not None and previous.digest and previous.digest != staged.digest:
-            raise errors.InputError(
-                f"{staged.path}: its files changed since version {target} was committed "
-                f"({previous.digest}, now {staged.digest}); it cannot be rolled back to as it was"
-            )
-        switch = _plan(
-            "rollback",
-            repository,
-            model,
-            record,
-            target,
-            keep_previous=False,
-            digest=staged.digest,
-            source=previous.source if previous else None,
-            resolved_source=previous.resolved_source if previous else None,
-            staged_here=False,
-            config_text=restore_text,
-        )
-        switch = dataclasses.replace(switch, owner=owner)
         return _run_switch(
-            switch,
+            dataclasses.replace(switch, owner=owner),
             replicas,
             key,
             steps,

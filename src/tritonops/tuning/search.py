@@ -134,6 +134,20 @@ class _Run:
         self.results: dict[Variant, Result] = {}
         self.order: list[Result] = []
 
+    @classmethod
+    def of(
+        cls,
+        strategy: str,
+        space: tuning_space.Space,
+        measure: tuning_measure.Measure,
+        budget_ms: float,
+        limit: int | None,
+        starting: Starting | None,
+        finished: Finished | None,
+    ) -> _Run:
+        """The run of `strategy` over `space`, its planned total counted as `planned` says."""
+        return cls(measure, budget_ms, planned(space, strategy, limit), limit, starting, finished)
+
     def __call__(self, variant: Variant, *, baseline: bool = False) -> Measurement | None:
         """The measurement of `variant`, or None when it failed."""
         result = self.result(variant, baseline=baseline)
@@ -171,9 +185,7 @@ def exhaustive(
     finished: Finished | None = None,
 ) -> Search:
     """The baseline, then every variant of the space in its order."""
-    run = _Run(
-        measure, budget_ms, planned(space, EXHAUSTIVE, max_measurements), max_measurements, starting, finished
-    )
+    run = _Run.of(EXHAUSTIVE, space, measure, budget_ms, max_measurements, starting, finished)
     try:
         run(space.baseline, baseline=True)
         for variant in space.variants():
@@ -193,9 +205,7 @@ def quick(
     finished: Finished | None = None,
 ) -> Search:
     """The baseline, then the walk the module docstring describes."""
-    run = _Run(
-        measure, budget_ms, planned(space, QUICK, max_measurements), max_measurements, starting, finished
-    )
+    run = _Run.of(QUICK, space, measure, budget_ms, max_measurements, starting, finished)
     try:
         run(space.baseline, baseline=True)
         for kind in space.kinds:
