@@ -12,6 +12,7 @@ import pytest
 from google.protobuf import text_format
 
 from tests.tuning.conftest import measured, served_config
+from tritonops import errors
 from tritonops.repository import config_generator
 from tritonops.triton import client as triton_client
 from tritonops.triton import onnx_models
@@ -129,3 +130,13 @@ def test_a_winner_with_a_smaller_max_batch_size_says_what_clients_lose():
     assert outcome.smaller_batch
     written = dataclasses.replace(outcome, files={tuning_report.WINNER_FILE: "out/config.pbtxt"})
     assert "`tritonops promote mlp --config out/config.pbtxt --allow-smaller-batch`" in written.describe()
+
+
+def test_an_out_folder_with_files_tune_did_not_write_is_refused_untouched(tmp_path):
+    """--out pointing at a model folder must never overwrite or remove its config.pbtxt."""
+    (tmp_path / "config.pbtxt").write_text('name: "mlp"\n')
+    with pytest.raises(errors.InputError, match=r"holds config\.pbtxt but no tune\.json, so tune did not write it \(a model folder\?\)"):
+        tuning_report.refuse_foreign_files(tmp_path)
+    assert (tmp_path / "config.pbtxt").read_text() == 'name: "mlp"\n'
+    (tmp_path / "tune.json").write_text("{}\n")
+    tuning_report.refuse_foreign_files(tmp_path)  # an earlier run's folder: tune's own files

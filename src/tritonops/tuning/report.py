@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tritonops import errors
 from tritonops.repository import checksums
 from tritonops.tuning import measure as tuning_measure
 from tritonops.tuning import plot as tuning_plot
@@ -194,6 +195,20 @@ def notes_for(search: tuning_search.Search, space: tuning_space.Space) -> tuple[
     if best is not None and best.baseline:
         notes.append("the current config is the best measured: config.pbtxt is the current config")
     return tuple(notes)
+
+
+def refuse_foreign_files(out_dir: Path) -> None:
+    """tune replaces the files it writes in --out (config.pbtxt among them): a folder that holds
+    one of them without the tune.json a run writes first is someone else's (a model folder), and
+    is refused before anything is written or removed there."""
+    if (out_dir / JSON_FILE).exists():
+        return
+    found = [name for name in (CSV_FILE, CONFIG_FILE, tuning_plot.PLOT_FILE) if (out_dir / name).exists()]
+    if found:
+        raise errors.InputError(
+            f"--out {out_dir}: holds {', '.join(found)} but no {JSON_FILE}, so tune did not write it (a "
+            "model folder?); give a folder of its own, which tune would overwrite"
+        )
 
 
 def remove_outputs(out_dir: Path) -> None:

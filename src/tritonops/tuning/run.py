@@ -242,6 +242,7 @@ def _check_request(request: Request) -> None:
     out = request.out_dir
     if out.exists() and not out.is_dir():
         raise errors.InputError(f"--out {out}: is a file; give a folder")
+    tuning_report.refuse_foreign_files(out)
     tuning_checkpoint.refuse_unless_resuming(out, request.resume)
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     try:
