@@ -135,7 +135,10 @@ def test_a_winner_with_a_smaller_max_batch_size_says_what_clients_lose():
 def test_an_out_folder_with_files_tune_did_not_write_is_refused_untouched(tmp_path):
     """--out pointing at a model folder must never overwrite or remove its config.pbtxt."""
     (tmp_path / "config.pbtxt").write_text('name: "mlp"\n')
-    with pytest.raises(errors.InputError, match=r"holds config\.pbtxt but no tune\.json, so tune did not write it \(a model folder\?\)"):
+    with pytest.raises(
+        errors.InputError,
+        match=r"holds config\.pbtxt but no tune\.json, so tune did not write it \(a model folder\?\)",
+    ):
         tuning_report.refuse_foreign_files(tmp_path)
     assert (tmp_path / "config.pbtxt").read_text() == 'name: "mlp"\n'
     (tmp_path / "tune.json").write_text("{}\n")
