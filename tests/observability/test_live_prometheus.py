@@ -361,10 +361,12 @@ def test_the_agents_metrics_drive_the_drift_and_load_failure_alerts(stack):
     committing.add_version(repository, "linear", 2, broken=True)
     committing.write_lock(repository)
     try:
+        # The agents see the lock before the record changes, as in a promotion: each scrape that
+        # shows drift also shows the promotion, so no rule evaluation can see one without the other.
+        in_progress = f'tritonops_promotion_in_progress{{namespace="{NAMESPACE}"}} == 1'
+        _eventually(lambda: len(prometheus.query(in_progress)) == 2, 30, "both agents seeing the promotion")
         committing.commit(repository, "linear", 2)
         _eventually(lambda: len(prometheus.query(drifting)) == 2, 30, "both pods drifting in Prometheus")
-        in_progress = f'tritonops_promotion_in_progress{{namespace="{NAMESPACE}"}} == 1'
-        _eventually(lambda: len(prometheus.query(in_progress)) == 2, 10, "both agents seeing the promotion")
         # Three times the rule's `for`, evaluated every second: a promotion's drift never alerts.
         deadline = time.monotonic() + 12
         while time.monotonic() < deadline:
