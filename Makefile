@@ -14,11 +14,16 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 	@bash scripts/bootstrap.sh
 	@touch $(STAMP)
 
+# Test files run on up to 4 workers (pytest-xdist), a file's tests on one worker: most wait on a
+# Triton, a probe period or a rule evaluation, so two workers nearly halve the wall time even on two
+# cores. Each worker draws its runtimes' ports from its own share (tests/runtime/conftest.py).
+PYTEST_WORKERS := -n auto --maxprocesses 4 --dist loadfile
+
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_WORKERS)
 
 test-chart: setup
-	$(PY) -m pytest -q tests/chart
+	$(PY) -m pytest -q $(PYTEST_WORKERS) tests/chart
 
 # The kind tier (ci/README.md): a kind cluster with a mocked GPU node, the real Triton image, the
 # chart installed with helm. Where docker, kind, helm or kubectl are missing: one skip, the reason.

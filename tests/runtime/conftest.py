@@ -4,21 +4,34 @@ The assembled backends folder (`backends`) is shared with tests/triton and lives
 
 from __future__ import annotations
 
+import os
+import random
+import socket
 from pathlib import Path
 
 import pytest
 
 from tritonops.triton import server as triton_server
 
+# Offsets keep every shifted port between 10000 and the kernel's ephemeral range (32768 up), which
+# outgoing connections and `free_ports` draw from. Each pytest-xdist worker gets its own share of
+# the offsets, so two workers never pick the same ports between checking and binding them.
+OFFSETS = range(2000, 24000, 100)
+
+
+def _worker_share() -> range:
+    """This worker's offsets: every n-th one, n the number of xdist workers (all of them without xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return OFFSETS[int(worker) % count :: count]
+
 
 def free_port_offset(replicas: int, rendered_ports: tuple[int, ...] = (8000, 8001, 8002, 8003)) -> int:
     """An offset at which every replica's shifted ports (rendered + offset + 10*i) are free now."""
-    import random
-    import socket
-
+    share = _worker_share()
     rng = random.Random()
     for _ in range(50):
-        offset = rng.randrange(20000, 40000, 100)
+        offset = rng.choice(share)
         wanted = [port + offset + 10 * index for index in range(replicas) for port in rendered_ports]
         try:
             sockets = []
