@@ -54,6 +54,9 @@ class RequestCounts:
     version: int
     success: int
     failure: int
+    # Requests run and model executions: their ratio is the batch the scheduler formed on average.
+    inferences: int = 0
+    executions: int = 0
 
     @property
     def answered(self) -> int:
@@ -193,6 +196,8 @@ class Client:
                 version,
                 int(stats.get("success", {}).get("count", 0)),
                 int(stats.get("fail", {}).get("count", 0)),
+                int(entry.get("inference_count", 0)),
+                int(entry.get("execution_count", 0)),
             )
         return counts
 
