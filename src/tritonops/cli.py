@@ -642,16 +642,9 @@ def _target(args: argparse.Namespace) -> _Target:
             )
         found = replicas.from_endpoints(args.endpoints)
         return _Target(_existing_repository(args.repository), found, key)
-    current = control.status(args.work_dir)
-    if not current.replicas:
-        raise errors.InputError(
-            f"no replicas: give --endpoints {ENDPOINTS_FORM} or start the local runtime "
-            f"(`{current.start_command}`)"
-        )
-    if not current.running:
-        raise errors.InputError(
-            f"the local runtime in {current.work_dir} is not running; start it with `{current.start_command}`"
-        )
+    current = control.running_status(
+        args.work_dir, otherwise=f"give --endpoints {ENDPOINTS_FORM} (or --service NAME)"
+    )
     found = _runtime_replicas(current)
     key = _or_runtime_key(key, current)
     repository = args.repository or current.repository

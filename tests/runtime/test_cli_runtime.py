@@ -71,10 +71,12 @@ def test_up_status_logs_down(run_cli, tmp_path, monkeypatch):
     # not called in sync with the committed state.
     assert f"(`tritonops up --work-dir {work} --port-offset {offset}` to start)" in after.stdout
     assert "the replicas are not running" in after.stdout and "in sync" not in after.stdout
-    reconcile = run_cli("reconcile", "--work-dir", work)
-    assert reconcile.returncode == 2 and reconcile.stderr.endswith(
-        f"is not running; start it with `tritonops up --work-dir {work} --port-offset {offset}`\n"
-    )
+    for command in (["reconcile"], ["tune", "linear", "--p99-budget", "10"]):
+        refused = run_cli(*command, "--work-dir", work)
+        assert refused.returncode == 2 and refused.stderr == (
+            f"tritonops: the local runtime in {Path(work).resolve()} is not running; start it with "
+            f"`tritonops up --work-dir {work} --port-offset {offset}`\n"
+        ), refused.stderr
     again = run_cli("down", "--work-dir", work)
     assert again.returncode == 3, again.stdout + again.stderr
     assert again.stdout == f"nothing was running in {Path(work).resolve()} (it was already stopped)\n"

@@ -224,6 +224,22 @@ def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
     return RuntimeStatus(space.root, running, replicas, plan.get("api_header"), key_file, repository, start)
 
 
+def running_status(work_dir: Path, *, otherwise: str) -> RuntimeStatus:
+    """status() of a runtime whose supervisor runs, else an InputError: none there, `otherwise`
+    (what the caller could give instead, "give --endpoints ...") or start one; one there but
+    stopped, start it."""
+    current = status(work_dir)
+    if not current.replicas:
+        raise errors.InputError(
+            f"no local runtime in {current.work_dir}: {otherwise} or start one (`{current.start_command}`)"
+        )
+    if not current.running:
+        raise errors.InputError(
+            f"the local runtime in {current.work_dir} is not running; start it with `{current.start_command}`"
+        )
+    return current
+
+
 def _sidecar_status(container: dict[str, Any], running: bool) -> SidecarStatus:
     return SidecarStatus(
         name=container["name"],

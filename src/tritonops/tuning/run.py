@@ -79,16 +79,9 @@ def local_target(
     work_dir: Path, api_header: str | None, api_key: str | None, repository: Path | None
 ) -> Target:
     """Replica 0 of the local runtime in `work_dir`, with the runtime's own key unless one is given."""
-    current = control.status(work_dir)
-    if not current.replicas:
-        raise errors.InputError(
-            f"no local runtime in {current.work_dir}: give --endpoint http://HOST:PORT[?grpc=PORT] (a "
-            f"port-forwarded pod) or start one (`{current.start_command}`)"
-        )
-    if not current.running:
-        raise errors.InputError(
-            f"the local runtime in {current.work_dir} is not running; start it with `{current.start_command}`"
-        )
+    current = control.running_status(
+        work_dir, otherwise="give --endpoint http://HOST:PORT[?grpc=PORT] (a port-forwarded pod)"
+    )
     replica = current.replicas[0]
     if api_key is None and current.api_key_file:
         api_header, api_key = current.api_header, current.api_key()
