@@ -236,16 +236,16 @@ def _settings() -> dict[str, int]:
 
 
 def _backend_overhead() -> dict[str, Any] | None:
-    """What bench/serving.py last measured of the local backend (served over raw at equal batch)."""
+    """What bench/serving.py last measured of the local backend: served over raw at batch C and at
+    the batch Triton executed (its module docstring defines both)."""
     path = RESULTS / "serving.json"
     if not path.is_file():
         return None
     document = json.loads(path.read_text())
-    return document.get("backend_overhead") or {
-        "served_over_raw": [
-            {key: entry.get(key) for key in ("label", "concurrency", "served_over_raw")}
-            for entry in document.get("served", [])
-        ]
+    return {
+        key: document[key]
+        for key in ("served_over_raw", "served_over_raw_at_equal_batch", "backend_overhead")
+        if key in document
     }
 
 

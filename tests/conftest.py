@@ -1,5 +1,6 @@
-"""Shared test helpers: the project root, runners for the `tritonops` CLI, and one assembled
-backends folder for every tritonserver the tests start (tests/triton and tests/runtime)."""
+"""Shared test helpers: the project root, runners for the `tritonops` CLI, one assembled backends
+folder for every tritonserver the tests start (tests/triton and tests/runtime), and the summary of
+the figures tests reported."""
 
 from __future__ import annotations
 
@@ -13,6 +14,25 @@ from tritonops import cli
 from tritonops.triton import server as triton_server
 
 ROOT = Path(__file__).resolve().parents[1]
+# The user property a test's reported figures travel in (the `figures` fixture of tests/promotion).
+FIGURES = "figures"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List every figure line tests reported, by test; user properties reach the main process
+    under pytest-xdist too."""
+    lines = [
+        f"{report.nodeid}: {value}"
+        for category in ("passed", "failed")
+        for report in terminalreporter.stats.get(category, [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == FIGURES
+    ]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -643,7 +643,7 @@ def _target(args: argparse.Namespace) -> _Target:
         found = replicas.from_endpoints(args.endpoints)
         return _Target(_existing_repository(args.repository), found, key)
     current = control.running_status(
-        args.work_dir, otherwise=f"give --endpoints {ENDPOINTS_FORM} (or --service NAME)"
+        args.work_dir, otherwise=f"give --endpoints {ENDPOINTS_FORM} or --service NAME, with --repository DIR"
     )
     found = _runtime_replicas(current)
     key = _or_runtime_key(key, current)

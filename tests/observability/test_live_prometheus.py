@@ -184,7 +184,9 @@ def test_recording_rules_match_what_the_client_measured(stack):
         return float(result[0]["value"][1]) if result and result[0]["value"][1] != "NaN" else None
 
     server_mean = _eventually(recorded, 20, "per-request latency recorded")
-    assert abs(server_mean - client_mean) / client_mean < 0.10, (server_mean, client_mean)
+    # Triton's request duration leaves out the client's own time and the HTTP round trip, which
+    # grows when the machine is busy (parallel test files): at most what the client saw, and near it.
+    assert 0.75 < server_mean / client_mean <= 1.05, (server_mean, client_mean)
     batch_size = _eventually(
         lambda: prometheus.query(f'triton:batch_size:mean1m{{namespace="{NAMESPACE}", model="batches"}} > 0'),
         20,
@@ -367,6 +369,9 @@ def test_the_agents_metrics_drive_the_drift_and_load_failure_alerts(stack):
         _eventually(lambda: len(prometheus.query(in_progress)) == 2, 30, "both agents seeing the promotion")
         committing.commit(repository, "linear", 2)
         _eventually(lambda: len(prometheus.query(drifting)) == 2, 30, "both pods drifting in Prometheus")
+        # A live holder heartbeats: a fresh one now, so the agents cannot call the lock stale (60 s
+        # unchanged) during the waits above and the check below.
+        committing.write_lock(repository)
         # Three times the rule's `for`, evaluated every second: a promotion's drift never alerts.
         deadline = time.monotonic() + 12
         while time.monotonic() < deadline:

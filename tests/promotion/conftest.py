@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from tests.conftest import FIGURES
 from tests.promotion import models
 from tests.runtime.conftest import FAST_PROBES, free_port_offset
 from tritonops.promotion import fleet, state
@@ -215,18 +216,12 @@ def fleet_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 @pytest.fixture
 def figures(request: pytest.FixtureRequest):
-    """Write a line of figures (latency, counts) to the terminal even while output is captured:
-    the promotion tests report what they measured without asserting timings."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    """Report a line of figures (latency, counts): the promotion tests say what they measured
+    without asserting timings. The lines are listed in the run's summary (tests/conftest.py), which
+    also works under pytest-xdist, where a worker's output never reaches the terminal."""
 
     def say(line: str) -> None:
-        if reporter is None or capture is None:  # pragma: no cover - e.g. under xdist
-            print(line)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.ensure_newline()
-            reporter.write_line(line)
+        request.node.user_properties.append((FIGURES, line))
 
     return say
 

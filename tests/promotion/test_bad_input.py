@@ -231,3 +231,20 @@ def test_a_candidate_refused_at_verify_prints_its_whole_outcome_as_json(fleet_ru
     quarantined = Path(outcome["quarantined"])
     assert quarantined.parent == workarea.quarantine_dir(fleet.repository) / "linear" and quarantined.is_dir()
     assert fleet.record() == before and fleet.served() == [tuple(before.pin)] * 2
+
+
+@pytest.mark.parametrize(
+    ("command", "instead"),
+    [
+        (["promote", "linear", "--version", "2"], "give --endpoints http://HOST:PORT[?grpc=PORT],..."),
+        (["reconcile"], "give --endpoints http://HOST:PORT[?grpc=PORT],..."),
+        (["tune", "linear", "--p99-budget", "10"], "give --endpoint http://HOST:PORT[?grpc=PORT]"),
+    ],
+)
+def test_without_a_local_runtime_the_commands_say_what_to_give_or_start(run_cli, tmp_path, command, instead):
+    never = tmp_path / "never-started"
+    result = run_cli(*command, "--work-dir", str(never))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"tritonops: no local runtime in {never}: {instead}"), result.stderr
+    assert result.stderr.endswith(f", or start one (`tritonops up --work-dir {never}`)\n"), result.stderr
+    assert not never.exists()

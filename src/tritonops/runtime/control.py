@@ -225,15 +225,15 @@ def status(work_dir: Path = Path(workspace.DEFAULT_DIR)) -> RuntimeStatus:
 
 
 def running_status(work_dir: Path, *, otherwise: str) -> RuntimeStatus:
-    """status() of a runtime whose supervisor runs, else an InputError: none there, `otherwise`
-    (what the caller could give instead, "give --endpoints ...") or start one; one there but
-    stopped, start it."""
+    """status() of a runtime whose supervisor runs, else an InputError: none started there, give
+    `otherwise` (what the caller could use instead: "--endpoints ...") or start one; one there
+    but stopped (or not started yet), start it."""
+    space = workspace.Workspace(work_dir.resolve())
+    if not space.plan_file.is_file():
+        start = workspace.command_hint("up", work_dir)
+        raise errors.InputError(f"no local runtime in {space.root}: {otherwise}, or start one (`{start}`)")
     current = status(work_dir)
-    if not current.replicas:
-        raise errors.InputError(
-            f"no local runtime in {current.work_dir}: {otherwise} or start one (`{current.start_command}`)"
-        )
-    if not current.running:
+    if not current.running or not current.replicas:
         raise errors.InputError(
             f"the local runtime in {current.work_dir} is not running; start it with `{current.start_command}`"
         )
