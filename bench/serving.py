@@ -28,6 +28,7 @@ measurement is recorded too: on a shared machine the figures move with it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -108,27 +109,19 @@ def install_baseline_backend(work_dir: Path, revision: str) -> None:
 
 def served(address: str, model: str, concurrency: int) -> perf_analyzer.Measurement:
     """One perf_analyzer run; an unstable one is retried once with a window twice as long."""
-    label = LABELS[model]
-    shape = f"input:{SIZES[0]}"
+    run = functools.partial(
+        perf_analyzer.perf_analyzer,
+        address,
+        model,
+        concurrency=concurrency,
+        shape=f"input:{SIZES[0]}",
+        label=LABELS[model],
+        stability_percentage=STABILITY_PERCENTAGE,
+    )
     try:
-        return perf_analyzer.perf_analyzer(
-            address,
-            model,
-            concurrency=concurrency,
-            shape=shape,
-            label=label,
-            stability_percentage=STABILITY_PERCENTAGE,
-        )
+        return run()
     except errors.ToolError:
-        return perf_analyzer.perf_analyzer(
-            address,
-            model,
-            concurrency=concurrency,
-            shape=shape,
-            label=label,
-            interval_ms=4000,
-            stability_percentage=STABILITY_PERCENTAGE,
-        )
+        return run(interval_ms=4000)
 
 
 def measure(

@@ -48,14 +48,20 @@ def target(fleet: Fleet) -> list[str]:
     return ["--repository", str(fleet.repository), "--work-dir", str(fleet.work_dir)]
 
 
+@pytest.fixture
+def tuned(tmp_path: Path) -> Path:
+    """TUNED as the file `tritonops promote --config` reads."""
+    path = tmp_path / "config.pbtxt"
+    path.write_text(TUNED, encoding="utf-8")
+    return path
+
+
 def test_a_config_is_promoted_everywhere_and_rolled_back_byte_for_byte(
-    fleet_runtime: Fleet, run_cli, tmp_path: Path
+    fleet_runtime: Fleet, run_cli, tuned: Path
 ):
     fleet = fleet_runtime
     before, before_text = fleet.record(), config_on_disk(fleet)
     assert served_configs(fleet) == [(8, False)] * 2
-    tuned = tmp_path / "config.pbtxt"
-    tuned.write_text(TUNED, encoding="utf-8")
     with fleet.traffic() as running:
         running.wait_for(100)
         result = run_cli("promote", "linear", "--config", str(tuned), *target(fleet))
@@ -160,10 +166,10 @@ def test_a_config_refused_at_verify_changes_nothing(
     assert (entry.outcome, entry.step, entry.change) == ("failed", "verify", "config")
 
 
-def test_config_flags_that_do_not_go_together_are_refused(fleet_runtime: Fleet, run_cli, tmp_path: Path):
+def test_config_flags_that_do_not_go_together_are_refused(
+    fleet_runtime: Fleet, run_cli, tmp_path: Path, tuned: Path
+):
     fleet = fleet_runtime
-    tuned = tmp_path / "config.pbtxt"
-    tuned.write_text(TUNED, encoding="utf-8")
     committed = fleet.record().version
     for extra, said in (
         (["--from", str(tmp_path)], "--from with --config"),
@@ -178,12 +184,10 @@ def test_config_flags_that_do_not_go_together_are_refused(fleet_runtime: Fleet, 
 
 @pytest.mark.parametrize("case", ["wrong-outputs", "load-timeout"])
 def test_a_config_that_fails_puts_every_replica_back_on_the_committed_config(
-    fleet_runtime: Fleet, tmp_path: Path, case: str
+    fleet_runtime: Fleet, tmp_path: Path, tuned: Path, case: str
 ):
     fleet = fleet_runtime
     before, before_text = fleet.record(), config_on_disk(fleet)
-    tuned = tmp_path / "config.pbtxt"
-    tuned.write_text(TUNED, encoding="utf-8")
     options: dict[str, object] = {}
     if case == "wrong-outputs":
         # A golden file the served outputs do not match: the check fails on every replica.
@@ -240,13 +244,11 @@ def write_record_by_hand(fleet: Fleet) -> state.Record:
 
 
 def test_a_config_promoted_over_a_record_written_by_hand_rolls_back_byte_for_byte(
-    fleet_runtime: Fleet, run_cli, tmp_path: Path
+    fleet_runtime: Fleet, run_cli, tuned: Path
 ):
     fleet = fleet_runtime
     before = write_record_by_hand(fleet)
     before_text = config_on_disk(fleet)
-    tuned = tmp_path / "config.pbtxt"
-    tuned.write_text(TUNED, encoding="utf-8")
     promoted = run_cli("promote", "linear", "--config", str(tuned), *target(fleet))
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert served_configs(fleet) == [(16, True)] * 2
@@ -260,13 +262,11 @@ def test_a_config_promoted_over_a_record_written_by_hand_rolls_back_byte_for_byt
 
 
 def test_a_config_rollback_without_the_previous_text_is_refused_naming_the_kept_file(
-    fleet_runtime: Fleet, run_cli, tmp_path: Path
+    fleet_runtime: Fleet, run_cli, tmp_path: Path, tuned: Path
 ):
     fleet = fleet_runtime
     before = write_record_by_hand(fleet)
     before_text = config_on_disk(fleet)
-    tuned = tmp_path / "config.pbtxt"
-    tuned.write_text(TUNED, encoding="utf-8")
     assert run_cli("promote", "linear", "--config", str(tuned), *target(fleet)).returncode == 0
     kept = workarea.kept_config_path(fleet.repository, "linear", before.config_digest or "")
     kept.unlink()
